@@ -1,0 +1,58 @@
+//! Sans-IO RESP2/RESP3 for slotway: incremental, zero-copy framing of requests and replies,
+//! an owned [`Value`] for the replies slotway builds or inspects, and encoders.
+//!
+//! No I/O, no tokio, no routing. The caller owns the read buffer; the decoders only look at it.
+//!
+//! # Layout
+//! - [`request`]: client → proxy framing ([`RequestDecoder`]): RESP arrays of bulk strings and inline commands.
+//! - [`reply`]: node → proxy framing ([`ReplyScanner`]): finds where one reply (any RESP2/RESP3 type) ends.
+//! - [`value`]: [`Value`], decoded fully, for topology replies and merged replies; [`Value::parse`].
+//! - [`encode`]: writers for arrays, bulks, errors, integers and whole [`Value`]s.
+#![forbid(unsafe_code)]
+
+pub mod encode;
+pub mod reply;
+pub mod request;
+pub mod value;
+
+pub use reply::{ReplyKind, ReplyScanner, ScannedReply};
+pub use request::{Request, RequestDecoder};
+pub use value::Value;
+
+/// Bounds applied while decoding, so hostile input can't make the caller reserve memory or recurse without limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest bulk string accepted (Redis's `proto-max-bulk-len`, 512 MB by default).
+    pub max_bulk_len: usize,
+    /// Most elements a request array may declare (Redis accepts up to 1024*1024*1024; we default lower).
+    pub max_array_len: usize,
+    /// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE, 64 KiB).
+    pub max_inline_len: usize,
+    /// Deepest nesting of aggregate types in a reply (RESP3 maps of arrays of ...).
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_array_len: 1024 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_depth: 128,
+        }
+    }
+}
+
+/// Why a byte stream is not valid RESP. The message is what follows `-ERR Protocol error: ` in Redis's own wording
+/// where Redis has one (e.g. `invalid bulk length`, `invalid multibulk length`, `expected '$', got 'x'`,
+/// `too big inline request`, `unbalanced quotes in request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
