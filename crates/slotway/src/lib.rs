@@ -1,1 +1,5 @@
+//! slotway: a Redis/Valkey Cluster proxy.
+#![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod command;
