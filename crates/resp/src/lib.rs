@@ -13,8 +13,10 @@
 pub mod encode;
 pub mod reply;
 pub mod request;
+mod util;
 pub mod value;
 
+pub use encode::Protocol;
 pub use reply::{ReplyKind, ReplyScanner, ScannedReply};
 pub use request::{Request, RequestDecoder};
 pub use value::Value;

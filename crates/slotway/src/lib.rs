@@ -1,5 +1,27 @@
-//! slotway: a Redis/Valkey Cluster proxy.
+//! slotway: a Redis/Valkey Cluster proxy. One standalone endpoint for a whole cluster: it routes each command by
+//! hash slot, follows MOVED/ASK itself, and speaks TLS and AUTH to the nodes.
+//!
+//! # Layout
+//! - [`config`] — flags + TOML file + environment → a validated [`config::Config`]; TLS client configs.
+//! - [`cluster`] — pure cluster model: slots, CRC16, hash tags, slot map, CLUSTER SHARDS/SLOTS parsing, MOVED/ASK.
+//! - [`command`] — the command table (from the nodes' COMMAND reply): arity, flags, key positions, routing shape.
+//! - [`upstream`] — node connections: connect, TLS, AUTH, pipelining with batched writes, FIFO reply matching.
+//! - [`topology`] — the live slot map behind an `ArcSwap`; the refresher task with merged triggers.
+//! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
+//! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure), local commands.
+//! - [`metrics`] — counters.
+//! - [`app`] — wiring and shutdown.
+//!
+//! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `topology` ← `dispatch` ←
+//! `downstream` ← `app`.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cluster;
 pub mod command;
+pub mod config;
+pub mod dispatch;
+pub mod downstream;
+pub mod metrics;
+pub mod topology;
+pub mod upstream;

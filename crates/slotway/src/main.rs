@@ -1,1 +1,99 @@
-fn main(){}
+//! The slotway binary: parse flags, load the config, start logging, run.
+use clap::Parser;
+use slotway::config::{Config, Overrides};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// slotway: one standalone Redis endpoint for a whole Redis Cluster, with TLS and AUTH to the nodes.
+///
+/// The upstream password is read from the environment variable SLOTWAY_UPSTREAM_PASSWORD, or from
+/// `upstream.password_file` / `upstream.password_env` in the config file; never from the command line.
+/// Flags override the config file. See docs/CONFIG.md for every setting.
+#[derive(Parser, Debug)]
+#[command(name = "slotway", version, about, long_about)]
+struct Cli {
+    /// TOML config file; flags given here override its settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address clients connect to [default: 127.0.0.1:6380].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// A seed node of the cluster (repeat for several; the first that answers is used).
+    #[arg(long = "cluster", value_name = "HOST:PORT")]
+    cluster: Vec<String>,
+    /// ACL user for AUTH to the nodes (default: the `default` user, `AUTH <password>`).
+    #[arg(long, value_name = "USER")]
+    upstream_user: Option<String>,
+    /// Connect to the nodes with TLS.
+    #[arg(long)]
+    upstream_tls: bool,
+    /// CA certificate(s) (PEM) to verify the nodes with [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    upstream_tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for clusters that require mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    upstream_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --upstream-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    upstream_tls_key: Option<PathBuf>,
+    /// Name to verify node certificates against (and send as SNI), for clusters that announce IPs that are not in
+    /// their certificates.
+    #[arg(long, value_name = "NAME")]
+    upstream_tls_server_name: Option<String>,
+    /// Do not verify the nodes' certificates. Development only: anyone on the path can read the traffic.
+    #[arg(long)]
+    upstream_tls_insecure: bool,
+    /// Shared pipelined connections per node [default: 2].
+    #[arg(long, value_name = "N")]
+    connections_per_node: Option<usize>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive like `slotway=debug` [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen,
+        cluster: cli.cluster,
+        upstream_user: cli.upstream_user,
+        upstream_tls: cli.upstream_tls,
+        upstream_tls_ca: cli.upstream_tls_ca,
+        upstream_tls_cert: cli.upstream_tls_cert,
+        upstream_tls_key: cli.upstream_tls_key,
+        upstream_tls_server_name: cli.upstream_tls_server_name,
+        upstream_tls_insecure: cli.upstream_tls_insecure,
+        connections_per_node: cli.connections_per_node,
+        log_level: cli.log_level,
+    };
+    let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("slotway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("slotway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(slotway::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("slotway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

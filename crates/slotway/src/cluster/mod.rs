@@ -1,9 +1,13 @@
 //! Pure cluster model: hash slots (CRC16 + hash tags), node addresses, the slot map built from
 //! CLUSTER SHARDS / CLUSTER SLOTS replies, and MOVED/ASK parsing. No I/O.
-//! STUB: the signatures are the contract; bodies are being written.
-use resp::Value;
 use std::fmt;
 use std::sync::Arc;
+
+#[cfg(test)]
+mod tests;
+mod topology;
+
+pub use topology::{parse_cluster_shards, parse_cluster_shards_with, parse_cluster_slots, PortPreference};
 
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: usize = 16384;
@@ -22,8 +26,7 @@ impl Slot {
     }
     /// The slot of a key: CRC16 (XMODEM) of its hash tag (or the whole key) modulo 16384, as the cluster spec says.
     pub fn for_key(key: &[u8]) -> Slot {
-        let _ = key;
-        todo!()
+        Slot(crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1))
     }
 }
 
@@ -39,9 +42,25 @@ impl NodeAddr {
         NodeAddr { host: Arc::from(host), port }
     }
     /// Parses `host:port`, `[v6]:port` or `v6addr:port` (last colon splits).
+    ///
+    /// The host must be non-empty and free of whitespace, control characters and stray brackets; the port must be
+    /// plain decimal digits in `1..=65535`.
     pub fn parse(s: &str) -> Option<NodeAddr> {
-        let _ = s;
-        todo!()
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, port) = rest.split_once("]:")?;
+            if !host.contains(':') {
+                return None;
+            }
+            (host, port)
+        } else {
+            s.rsplit_once(':')?
+        };
+        if host.is_empty()
+            || host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'[' || b == b']')
+        {
+            return None;
+        }
+        Some(NodeAddr::new(host, parse_port(port)?))
     }
 }
 
@@ -100,9 +119,37 @@ pub struct SlotMap {
 }
 
 impl SlotMap {
+    /// Builds the owner table. Where shards claim overlapping slots, the **later** shard in `shards` wins (a
+    /// transient state during resharding; the caller may log it, see [`SlotMap::overlapping_slots`]). Ranges with
+    /// `start > end` are ignored and ends are clamped to the last slot. Shards beyond index `u16::MAX - 1` are kept
+    /// in `shards` but serve no slots (not reachable with 16384 slots).
     pub fn new(shards: Vec<ShardInfo>) -> SlotMap {
-        let _ = shards;
-        todo!()
+        let mut owner = vec![u16::MAX; SLOT_COUNT].into_boxed_slice();
+        for (i, shard) in shards.iter().enumerate().take(u16::MAX as usize) {
+            for &(start, end) in &shard.slots {
+                let end = end.min(SLOT_COUNT as u16 - 1);
+                if start <= end {
+                    owner[start as usize..=end as usize].fill(i as u16);
+                }
+            }
+        }
+        SlotMap { shards, owner }
+    }
+
+    /// Slots claimed by more than one shard in `shards` (they went to the later shard).
+    pub fn overlapping_slots(&self) -> usize {
+        let mut claims = vec![0u8; SLOT_COUNT];
+        for shard in &self.shards {
+            for &(start, end) in &shard.slots {
+                let end = end.min(SLOT_COUNT as u16 - 1);
+                if start <= end {
+                    for c in &mut claims[start as usize..=end as usize] {
+                        *c = c.saturating_add(1);
+                    }
+                }
+            }
+        }
+        claims.iter().filter(|&&c| c > 1).count()
     }
     pub fn shard_of(&self, slot: Slot) -> Option<ShardId> {
         let id = self.owner[slot.get() as usize];
@@ -124,18 +171,6 @@ pub struct TopologyParseError {
     pub reason: String,
 }
 
-/// Parses a CLUSTER SHARDS reply (RESP2 or RESP3). `asked_host` fills in empty or `?` endpoints.
-pub fn parse_cluster_shards(reply: &Value, asked_host: &str) -> Result<Vec<ShardInfo>, TopologyParseError> {
-    let _ = (reply, asked_host);
-    todo!()
-}
-
-/// Parses a CLUSTER SLOTS reply. `asked_host` fills in empty or `?` endpoints.
-pub fn parse_cluster_slots(reply: &Value, asked_host: &str) -> Result<Vec<ShardInfo>, TopologyParseError> {
-    let _ = (reply, asked_host);
-    todo!()
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Redirect {
     Moved { slot: Slot, addr: NodeAddr },
@@ -144,7 +179,82 @@ pub enum Redirect {
 
 /// Parses an error reply's text (without the leading `-` and trailing CRLF), e.g. `MOVED 3999 127.0.0.1:6381`.
 /// An empty host (`MOVED 3999 :6381`) means the host of the node that sent it: `sender_host`.
+///
+/// Returns `None` for any other error, a slot outside `0..16384`, a bad address, or the unknown endpoint `?`
+/// (`MOVED 3999 ?:6381`, sent in `cluster-preferred-endpoint-type hostname` mode by a node without a hostname).
+/// IPv6 hosts may come bare (`::1:6381`, which is what Redis sends) or bracketed (`[::1]:6381`).
+/// A trailing CR/LF is tolerated.
 pub fn parse_redirect(error: &[u8], sender_host: &str) -> Option<Redirect> {
-    let _ = (error, sender_host);
-    todo!()
+    let text = std::str::from_utf8(error).ok()?.trim_end_matches(['\r', '\n']);
+    let mut parts = text.split(' ');
+    let kind = parts.next()?;
+    let slot = parts.next()?;
+    let addr = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let slot = Slot::new(parse_decimal_u16(slot)?)?;
+    let addr = if let Some(port) = addr.strip_prefix(':').filter(|p| !p.contains(':')) {
+        if sender_host.is_empty() {
+            return None;
+        }
+        NodeAddr::new(sender_host, parse_port(port)?)
+    } else {
+        let addr = NodeAddr::parse(addr)?;
+        if &*addr.host == "?" {
+            return None;
+        }
+        addr
+    };
+    match kind {
+        "MOVED" => Some(Redirect::Moved { slot, addr }),
+        "ASK" => Some(Redirect::Ask { slot, addr }),
+        _ => None,
+    }
+}
+
+/// Plain ASCII decimal (no sign, no spaces) that fits a `u16`.
+fn parse_decimal_u16(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A TCP port: plain decimal in `1..=65535`.
+fn parse_port(s: &str) -> Option<u16> {
+    parse_decimal_u16(s).filter(|&p| p != 0)
+}
+
+/// The part of a key that is hashed: the content of the first `{...}` when it is non-empty, else the whole key.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection, no final XOR.
+pub fn crc16(data: &[u8]) -> u16 {
+    data.iter().fold(0u16, |crc, &b| (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ b) as usize])
 }

@@ -1,9 +1,29 @@
 //! The command table: arity, flags, key positions and routing shape, filled from the nodes' COMMAND reply,
 //! with built-in rules for the commands slotway handles itself. No I/O.
-//! STUB: the signatures are the contract; bodies are being written.
+//!
+//! Use: [`CommandTable::resolve`] the request, take [`route_for`] (not just [`CommandInfo::route`]: a few routes
+//! depend on the arguments), and for [`Route::Keys`] get the keys with [`key_indexes`].
 use resp::Value;
 use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::OnceLock;
+
+mod rules;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use rules::Dynamic;
+pub use rules::{
+    UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS, UNSUPPORTED_MIGRATE,
+    UNSUPPORTED_PUBSUB, UNSUPPORTED_TRANSACTIONS, UNSUPPORTED_UNKNOWN_KEYS,
+};
+use spec::{BeginSearch, FindKeys, KeyRule, KeySpec, NumkeysWording};
+
+/// The longest command name (or `container|subcommand`) [`CommandTable::lookup`] and [`CommandTable::resolve`]
+/// look up; longer names are unknown.
+pub const MAX_NAME_LEN: usize = 64;
 
 /// Arguments of one request: the frame's bytes and each argument's byte range in it (index 0 = command name).
 #[derive(Clone, Copy)]
@@ -75,8 +95,25 @@ pub struct CommandInfo {
     pub flags: CommandFlags,
     /// ACL categories without the `@` (`read`, `string`, ...), for later ACL support.
     pub acl_categories: Vec<String>,
+    /// The route for most requests; [`route_for`] refines it per request (XREAD/XREADGROUP with BLOCK).
     pub route: Route,
-    // (key spec representation is the implementer's choice; private fields are fine)
+    keys: KeyRule,
+    wording: NumkeysWording,
+    dynamic: Dynamic,
+    /// A container (OBJECT, XINFO, ...) whose subcommands are in the table as `name|sub`.
+    has_subcommands: bool,
+}
+
+impl CommandInfo {
+    /// Whether the command names keys (so [`key_indexes`] can find some). False for keyless commands.
+    pub fn has_keys(&self) -> bool {
+        self.keys.has_keys()
+    }
+
+    /// Whether this is a container command with subcommands (OBJECT, XINFO, CLIENT, ...).
+    pub fn has_subcommands(&self) -> bool {
+        self.has_subcommands
+    }
 }
 
 /// Why a request's keys could not be found.
@@ -90,39 +127,406 @@ pub enum KeyError {
     Syntax(String),
 }
 
+/// The COMMAND reply of redis-server 7.0.15 (RESP2), captured raw; the source of [`CommandTable::builtin`].
+static COMMANDS_7_0: &[u8] = include_bytes!("commands-7.0.resp");
+
 #[derive(Debug, Clone, Default)]
 pub struct CommandTable {
-    // implementer's choice
+    commands: Vec<CommandInfo>,
+    /// Lower-case name (`get`, `object|encoding`) → index into `commands`.
+    by_name: HashMap<Box<[u8]>, usize>,
 }
 
 impl CommandTable {
     /// Built-in table used when COMMAND cannot be had: core Redis commands slotway knows without asking.
+    ///
+    /// It is the COMMAND reply of redis-server 7.0.15, embedded, with the built-in rules applied.
     pub fn builtin() -> CommandTable {
-        todo!()
+        builtin_table().clone()
     }
 
     /// Builds the table from a node's `COMMAND` reply (Redis 6 and 7 forms; Redis 7 key specs are used when present,
     /// legacy first/last/step otherwise), then applies the built-in routing rules on top.
+    ///
+    /// Key positions, per command:
+    /// - SORT and SORT_RO always use the built-in rule (their specs are `unknown`).
+    /// - Redis 7 key specs when the command has some. If any is `incomplete` or of an unknown type, or the command
+    ///   is `movablekeys` with `variable_flags` specs (a module's getkeys callback decides), the keys are unknown
+    ///   and the command is [`Route::Unsupported`] ([`UNSUPPORTED_UNKNOWN_KEYS`]).
+    /// - Otherwise first/last/step. A Redis 6 entry (no key specs field) marked `movablekeys` borrows the specs of
+    ///   the same command from [`CommandTable::builtin`] (EVAL, ZUNIONSTORE, XREAD, GEORADIUS, ...); Redis 6
+    ///   containers borrow the built-in table's subcommands too (so MEMORY USAGE has a key).
+    ///
+    /// Accepts RESP2 (flat arrays) and RESP3 (maps, sets). Malformed entries are an error.
     pub fn from_command_reply(reply: &Value) -> Result<CommandTable, String> {
-        let _ = reply;
-        todo!()
+        let entries = list(reply).ok_or_else(|| format!("COMMAND reply is not an array: {}", brief(reply)))?;
+        let mut table = CommandTable::default();
+        for entry in entries {
+            table.add_entry(entry, None)?;
+        }
+        Ok(table)
     }
 
     /// Looks a command up by name, case-insensitively, without allocating.
+    ///
+    /// Subcommands are found by their full name (`object|encoding`). Names longer than [`MAX_NAME_LEN`] are unknown.
     pub fn lookup(&self, name: &[u8]) -> Option<&CommandInfo> {
-        let _ = name;
-        todo!()
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let lower = buf.get_mut(..name.len())?;
+        for (d, s) in lower.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        self.by_name.get(&*lower).map(|&i| &self.commands[i])
     }
 
     /// The command (or, for container commands like OBJECT/XINFO/MEMORY/CLIENT, the subcommand) for these args.
+    ///
+    /// `None` when the command is unknown (or its name contains `|`, which Redis doesn't accept either). For a
+    /// container with a missing or unknown subcommand, the container itself: its arity check rejects a missing
+    /// one, and its route sends an unknown one to any node to word the error (or is the container-wide route,
+    /// e.g. CLIENT's).
     pub fn resolve(&self, args: Args<'_>) -> Option<&CommandInfo> {
-        let _ = args;
-        todo!()
+        if args.is_empty() {
+            return None;
+        }
+        let name = args.get(0);
+        if name.contains(&b'|') {
+            return None;
+        }
+        let info = self.lookup(name)?;
+        if !info.has_subcommands || args.len() < 2 {
+            return Some(info);
+        }
+        let sub = args.get(1);
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let len = name.len() + 1 + sub.len();
+        if len > MAX_NAME_LEN || sub.contains(&b'|') {
+            return Some(info);
+        }
+        buf[..name.len()].copy_from_slice(name);
+        buf[name.len()] = b'|';
+        buf[name.len() + 1..len].copy_from_slice(sub);
+        Some(self.lookup(&buf[..len]).unwrap_or(info))
+    }
+
+    /// Every command and subcommand in the table.
+    pub fn iter(&self) -> impl Iterator<Item = &CommandInfo> {
+        self.commands.iter()
+    }
+
+    /// Number of commands and subcommands in the table.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    fn insert(&mut self, info: CommandInfo) {
+        let key: Box<[u8]> = info.name.as_bytes().into();
+        match self.by_name.get(&key) {
+            Some(&i) => self.commands[i] = info,
+            None => {
+                self.by_name.insert(key, self.commands.len());
+                self.commands.push(info);
+            }
+        }
+    }
+
+    /// Adds one COMMAND entry (and its subcommands). `container` is set for subcommand entries.
+    fn add_entry(&mut self, entry: &Value, container: Option<&str>) -> Result<(), String> {
+        let items = list(entry).ok_or_else(|| format!("COMMAND entry is not an array: {}", brief(entry)))?;
+        if items.len() < 6 {
+            return Err(format!("COMMAND entry has {} elements, expected at least 6: {}", items.len(), brief(entry)));
+        }
+        let name = text(&items[0])
+            .filter(|n| !n.is_empty() && n.len() <= MAX_NAME_LEN)
+            .ok_or_else(|| format!("bad command name in COMMAND entry: {}", brief(&items[0])))?
+            .to_ascii_lowercase();
+        let bad = |what: &str| format!("bad {what} for command '{name}'");
+        let arity = int(&items[1]).and_then(|a| i32::try_from(a).ok()).ok_or_else(|| bad("arity"))?;
+        let flag_names = list(&items[2]).ok_or_else(|| bad("flags"))?;
+        let mut flags = CommandFlags::default();
+        for f in flag_names {
+            match text(f).map(str::to_ascii_lowercase).as_deref() {
+                Some("write") => flags.write = true,
+                Some("readonly") => flags.readonly = true,
+                Some("blocking") => flags.blocking = true,
+                Some("pubsub") => flags.pubsub = true,
+                Some("admin") => flags.admin = true,
+                Some("noscript") => flags.noscript = true,
+                Some("movablekeys") => flags.movablekeys = true,
+                _ => {}
+            }
+        }
+        let legacy =
+            |i: usize| int(&items[i]).and_then(|v| i32::try_from(v).ok()).ok_or_else(|| bad("first/last/step"));
+        let (first, last, step) = (legacy(3)?, legacy(4)?, legacy(5)?);
+        let acl_categories = match items.get(6) {
+            Some(v) => list(v)
+                .ok_or_else(|| bad("ACL categories"))?
+                .iter()
+                .filter_map(text)
+                .map(|c| c.trim_start_matches('@').to_string())
+                .collect(),
+            None => Vec::new(),
+        };
+        let specs = match items.get(8) {
+            Some(v) => Some(
+                list(v)
+                    .ok_or_else(|| bad("key specs"))?
+                    .iter()
+                    .map(parse_key_spec)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("key spec"))?,
+            ),
+            None => None,
+        };
+        let redis6 = specs.is_none();
+        let subcommands = match items.get(9) {
+            Some(v) => list(v).ok_or_else(|| bad("subcommands"))?,
+            None => &[],
+        };
+
+        let keys = if matches!(name.as_str(), "sort" | "sort_ro") {
+            KeyRule::Sort
+        } else {
+            match specs {
+                Some(specs) if !specs.is_empty() => {
+                    if !specs.iter().all(KeySpec::is_complete)
+                        || (flags.movablekeys && specs.iter().any(|s| s.variable_flags))
+                    {
+                        KeyRule::Unknown
+                    } else {
+                        KeyRule::Specs(specs.into())
+                    }
+                }
+                Some(_) if flags.movablekeys => KeyRule::Unknown,
+                // Redis 6: borrow the specs Redis 7.0 has for the same command.
+                None if flags.movablekeys => match builtin_table().lookup(name.as_bytes()) {
+                    Some(known) if !matches!(known.keys, KeyRule::None) => known.keys.clone(),
+                    _ => KeyRule::Unknown,
+                },
+                _ if first > 0 => KeyRule::Legacy { first, last, step },
+                _ => KeyRule::None,
+            }
+        };
+
+        let mut has_subcommands = false;
+        if container.is_none() {
+            for sub in subcommands {
+                self.add_entry(sub, Some(&name))?;
+                has_subcommands = true;
+            }
+            if redis6 {
+                // Redis 6 has no subcommands: take the built-in ones for this container.
+                let prefix = format!("{name}|");
+                let borrowed: Vec<CommandInfo> =
+                    builtin_table().iter().filter(|c| c.name.starts_with(&prefix)).cloned().collect();
+                for sub in borrowed {
+                    if self.lookup(sub.name.as_bytes()).is_none() {
+                        self.insert(sub);
+                    }
+                    has_subcommands = true;
+                }
+            }
+        }
+        let (route, dynamic) = rules::route(&name, &flags, &keys, has_subcommands);
+        let wording = NumkeysWording::for_command(&name);
+        self.insert(CommandInfo { name, arity, flags, acl_categories, route, keys, wording, dynamic, has_subcommands });
+        Ok(())
+    }
+}
+
+/// The built-in table, parsed once.
+fn builtin_table() -> &'static CommandTable {
+    static TABLE: OnceLock<CommandTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let buf = bytes::Bytes::from_static(COMMANDS_7_0);
+        let (reply, _) = Value::parse(&buf, &resp::Limits::default())
+            .ok()
+            .flatten()
+            .expect("embedded commands-7.0.resp is one complete RESP reply");
+        CommandTable::from_command_reply(&reply).expect("embedded commands-7.0.resp is a valid COMMAND reply")
+    })
+}
+
+/// How this request is routed: [`CommandInfo::route`], refined by the arguments where the route depends on them
+/// (XREAD / XREADGROUP are blocking, so [`Route::Unsupported`], only when BLOCK is given).
+pub fn route_for(info: &CommandInfo, args: Args<'_>) -> Route {
+    match info.dynamic {
+        Dynamic::XreadBlock if rules::xread_blocks(args) => Route::Unsupported(UNSUPPORTED_BLOCKING),
+        _ => info.route,
     }
 }
 
 /// Appends to `out` the indexes (into `args`) of every key the request names; checks arity first.
+///
+/// Keys are found as Redis's `getKeysUsingKeySpecs` finds them (including `not_key` specs, which name the slot
+/// of SPUBLISH's shard channel), or by first/last/step, or by the SORT rule. Indexes may repeat (`MSET k 1 k 2`)
+/// and are in spec order, not sorted. Commands without keys, or with keys that can't be determined
+/// ([`Route::Unsupported`]), append nothing.
+///
+/// Errors: [`KeyError::Arity`] with the command's full name (`object|encoding`); [`KeyError::Syntax`] for a numkeys
+/// argument that is not an integer, negative or larger than the arguments, worded as the command itself words it
+/// (e.g. `ERR Number of keys can't be greater than number of args` for EVAL, `ERR syntax error` for ZUNIONSTORE,
+/// `ERR numkeys should be greater than 0` for LMPOP). A numkeys of 0 gives no keys from that spec and no error.
 pub fn key_indexes(info: &CommandInfo, args: Args<'_>, out: &mut SmallVec<[usize; 8]>) -> Result<(), KeyError> {
-    let _ = (info, args, out);
-    todo!()
+    let argc = args.len() as i64;
+    let arity = info.arity as i64;
+    if (arity > 0 && argc != arity) || argc < -arity {
+        return Err(KeyError::Arity(info.name.clone()));
+    }
+    match &info.keys {
+        KeyRule::None | KeyRule::Unknown => Ok(()),
+        KeyRule::Specs(specs) => spec::keys_from_specs(specs, &info.name, info.wording, args, out),
+        KeyRule::Legacy { first, last, step } => {
+            spec::keys_from_legacy(*first, *last, *step, args, out);
+            Ok(())
+        }
+        KeyRule::Sort => {
+            spec::keys_for_sort(args, out);
+            Ok(())
+        }
+    }
+}
+
+/// One key spec from COMMAND (a map in RESP3, a flat array in RESP2). `None` when it isn't shaped like one;
+/// unknown search types become `Unknown`.
+fn parse_key_spec(v: &Value) -> Option<KeySpec> {
+    let fields = pairs(v)?;
+    let mut spec = KeySpec {
+        begin: BeginSearch::Unknown,
+        find: FindKeys::Unknown,
+        not_key: false,
+        incomplete: false,
+        variable_flags: false,
+    };
+    for (k, v) in fields {
+        match text(k)? {
+            "flags" => {
+                for f in list(v)? {
+                    let f = text(f).unwrap_or("");
+                    if f.eq_ignore_ascii_case("not_key") {
+                        spec.not_key = true;
+                    } else if f.eq_ignore_ascii_case("incomplete") {
+                        spec.incomplete = true;
+                    } else if f.eq_ignore_ascii_case("variable_flags") {
+                        spec.variable_flags = true;
+                    }
+                }
+            }
+            "begin_search" => spec.begin = parse_begin_search(v).unwrap_or(BeginSearch::Unknown),
+            "find_keys" => spec.find = parse_find_keys(v).unwrap_or(FindKeys::Unknown),
+            _ => {}
+        }
+    }
+    Some(spec)
+}
+
+/// `{type, spec}` → (type, spec fields).
+fn typed_spec(v: &Value) -> Option<(&str, Vec<(&Value, &Value)>)> {
+    let mut kind = None;
+    let mut fields = Vec::new();
+    for (k, v) in pairs(v)? {
+        match text(k)? {
+            "type" => kind = text(v),
+            "spec" => fields = pairs(v).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    Some((kind?, fields))
+}
+
+fn field_int(fields: &[(&Value, &Value)], name: &str) -> Option<i32> {
+    let (_, v) = fields.iter().find(|(k, _)| text(k) == Some(name))?;
+    int(v).and_then(|i| i32::try_from(i).ok())
+}
+
+fn parse_begin_search(v: &Value) -> Option<BeginSearch> {
+    let (kind, fields) = typed_spec(v)?;
+    match kind {
+        "index" => Some(BeginSearch::Index(field_int(&fields, "index")?)),
+        "keyword" => {
+            let (_, keyword) = fields.iter().find(|(k, _)| text(k) == Some("keyword"))?;
+            let keyword = bytes_of(keyword)?;
+            if keyword.is_empty() {
+                return None;
+            }
+            Some(BeginSearch::Keyword { keyword: keyword.into(), startfrom: field_int(&fields, "startfrom")? })
+        }
+        _ => None,
+    }
+}
+
+fn parse_find_keys(v: &Value) -> Option<FindKeys> {
+    let (kind, fields) = typed_spec(v)?;
+    match kind {
+        "range" => {
+            let (lastkey, keystep, limit) =
+                (field_int(&fields, "lastkey")?, field_int(&fields, "keystep")?, field_int(&fields, "limit")?);
+            (keystep >= 1 && limit >= 0).then_some(FindKeys::Range { lastkey, keystep, limit })
+        }
+        "keynum" => {
+            let (keynumidx, firstkey, keystep) =
+                (field_int(&fields, "keynumidx")?, field_int(&fields, "firstkey")?, field_int(&fields, "keystep")?);
+            (keystep >= 1 && keynumidx >= 0 && firstkey >= 0).then_some(FindKeys::Keynum {
+                keynumidx,
+                firstkey,
+                keystep,
+            })
+        }
+        _ => None,
+    }
+}
+
+// Small accessors over `Value`, kept local so the parser depends only on the enum's shape.
+
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::Simple(b) | Value::Bulk(b) | Value::BigNumber(b) => Some(b),
+        Value::Verbatim { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    std::str::from_utf8(bytes_of(v)?).ok()
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        _ => text(v)?.parse().ok(),
+    }
+}
+
+fn list(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(a) | Value::Set(a) | Value::Push(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn pairs(v: &Value) -> Option<Vec<(&Value, &Value)>> {
+    match v {
+        Value::Map(m) => Some(m.iter().map(|(k, v)| (k, v)).collect()),
+        Value::Array(a) if a.len() % 2 == 0 => Some(a.chunks_exact(2).map(|p| (&p[0], &p[1])).collect()),
+        _ => None,
+    }
+}
+
+/// A short description of a value for error messages.
+fn brief(v: &Value) -> String {
+    let mut s = format!("{v:?}");
+    if s.len() > 120 {
+        let mut end = 120;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Throughput/latency benchmark: redis-benchmark directly against a local Redis
+# Cluster vs. through slotway (plain TCP to slotway, TLS+AUTH upstream).
+#
+#   bench/run.sh [--rounds N] [--requests N] [--upstream-tls on|off] [--keep]
+#                [--workloads "set get"] [--pipelines "1 16"] [--clients N]
+#                [--pipeline-scale N] [--data-size BYTES] [--direct-only]
+#                [--ports "P1 ... P6"] [--proxy-port P] [--out DIR]
+#
+# --rounds N          rounds of every (workload, pipeline) pair (default 3);
+#                     direct and slotway runs alternate, and the order flips
+#                     every round
+# --requests N        requests per run at -P 1 (default 60000); runs with -P k>1
+#                     use N * --pipeline-scale (default 6), so each run lasts a
+#                     few seconds
+# --upstream-tls on|off  TLS between clients/slotway and the cluster (default on)
+# --keep              leave the cluster (and slotway) running at the end
+# --direct-only       only benchmark the cluster (also the fallback when slotway
+#                     does not build or does not answer PING)
+# SLOTWAY_BIN=PATH    benchmark that binary instead of building target/release/slotway
+#
+# Output: a Markdown table on stdout (also OUT/report.md) and every run in
+# OUT/results.csv (default OUT: target/bench/<date>). Reported numbers are the
+# median over rounds. "slotway µs/req" is slotway's CPU time (utime+stime from
+# /proc/<pid>/stat) during the run divided by the requests of the run.
+#
+# New workloads: add a function `workload_NAME` that sets BENCH_ARGS (the
+# redis-benchmark arguments selecting the command, for mode $1 = direct|slotway)
+# and BENCH_LABEL, then pass --workloads "... NAME" (built in: set get incr
+# mset mget; default "set get").
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+ROUNDS=3
+REQUESTS=60000
+PIPE_SCALE=6
+UPSTREAM_TLS=on
+KEEP=0
+WORKLOADS="set get"
+PIPELINES="1 16"
+CLIENTS=50
+DATA_SIZE=3
+KEYSPACE=100000
+DIRECT_ONLY=0
+PORTS="${BENCH_PORTS:-7201 7202 7203 7204 7205 7206}"
+PROXY_PORT="${BENCH_PROXY_PORT:-7299}"
+OUT=""
+CLUSTER_DIR="$REPO_ROOT/target/bench-cluster"
+
+die() { echo "bench: error: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+while (($#)); do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --requests) REQUESTS="$2"; shift 2 ;;
+    --pipeline-scale) PIPE_SCALE="$2"; shift 2 ;;
+    --upstream-tls) UPSTREAM_TLS="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --workloads) WORKLOADS="$2"; shift 2 ;;
+    --pipelines) PIPELINES="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
+    --data-size) DATA_SIZE="$2"; shift 2 ;;
+    --keyspace) KEYSPACE="$2"; shift 2 ;;
+    --direct-only) DIRECT_ONLY=1; shift ;;
+    --ports) PORTS="$2"; shift 2 ;;
+    --proxy-port) PROXY_PORT="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --cluster-dir) CLUSTER_DIR="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+case "$UPSTREAM_TLS" in on|off) ;; *) die "--upstream-tls on|off" ;; esac
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
+[[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
+OUT="${OUT:-$REPO_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+command -v redis-benchmark >/dev/null 2>&1 || {
+  log "installing redis-tools"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq redis-tools redis-server >&2
+}
+
+# ------------------------------------------------------------------ workloads
+# workload_NAME MODE (MODE: direct | slotway) sets BENCH_ARGS (redis-benchmark
+# args choosing the command) and BENCH_LABEL (name in the report).
+# In --cluster mode (direct) redis-benchmark replaces "{tag}" in keys with a
+# tag of the node it sends to; its built-in tests (-t) do that by themselves
+# ("key:{tag}:__rand_int__"), and use plain "key:__rand_int__" against slotway.
+workload_set() { BENCH_ARGS=(-t set -d "$DATA_SIZE"); BENCH_LABEL=SET; }
+workload_get() { BENCH_ARGS=(-t get -d "$DATA_SIZE"); BENCH_LABEL=GET; }
+workload_incr() { BENCH_ARGS=(-t incr); BENCH_LABEL=INCR; }
+# Multi-key commands. Direct: all keys of one command in one slot (what a
+# cluster client must do); through slotway: keys spread over all shards
+# (slotway splits and merges). Built-in MSET has 10 keys.
+workload_mset() { BENCH_ARGS=(-t mset -d "$DATA_SIZE"); BENCH_LABEL="MSET (10 keys)"; }
+workload_mget() {
+  local key=key:__rand_int__ i
+  [[ "$1" == direct ]] && key="key:{tag}:__rand_int__"
+  BENCH_ARGS=(MGET)
+  for i in 1 2 3 4 5 6 7 8 9 10; do BENCH_ARGS+=("$key"); done
+  BENCH_LABEL="MGET (10 keys)"
+}
+
+# ------------------------------------------------------------------ cluster
+PROXY_PID=""
+cleanup() {
+  local rc=$?
+  if ((KEEP)); then
+    log "--keep: cluster left running in $CLUSTER_DIR${PROXY_PID:+, slotway pid $PROXY_PID on 127.0.0.1:$PROXY_PORT}"
+  else
+    if [[ -n "$PROXY_PID" ]] && kill -0 "$PROXY_PID" 2>/dev/null; then
+      kill "$PROXY_PID" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$PROXY_PID" 2>/dev/null || true
+    fi
+    "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+tls_flag=()
+[[ "$UPSTREAM_TLS" == off ]] && tls_flag=(--no-tls)
+log "starting cluster (upstream TLS $UPSTREAM_TLS) in $CLUSTER_DIR"
+"$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$PORTS" "${tls_flag[@]}" >&2
+# shellcheck disable=SC1091
+source "$CLUSTER_DIR/env"
+read -r -a PORT_LIST <<<"$DEV_CLUSTER_PORTS"
+PASSWORD="$SLOTWAY_UPSTREAM_PASSWORD"
+
+# ------------------------------------------------------------------ slotway
+# SLOTWAY_BIN=/path/to/slotway skips the build and benchmarks that binary.
+start_proxy() {
+  if [[ -z "${SLOTWAY_BIN:-}" ]]; then
+    SLOTWAY_BIN="$REPO_ROOT/target/release/slotway"
+    log "building slotway (release)"
+    if ! (cd "$REPO_ROOT" && cargo build --release -p slotway --bin slotway) >"$OUT/build.log" 2>&1; then
+      log "WARNING: slotway does not build (see $OUT/build.log): direct runs only"
+      return 1
+    fi
+  fi
+  local args=(--listen "127.0.0.1:$PROXY_PORT")
+  local p
+  for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
+  [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
+  log "starting slotway on 127.0.0.1:$PROXY_PORT"
+  # The password only travels in the environment.
+  SLOTWAY_UPSTREAM_PASSWORD="$PASSWORD" "$SLOTWAY_BIN" "${args[@]}" >"$OUT/slotway.log" 2>&1 &
+  PROXY_PID=$!
+  local deadline=$((SECONDS + 30))
+  until [[ "$(env -u REDISCLI_AUTH timeout 2 redis-cli -h 127.0.0.1 -p "$PROXY_PORT" PING 2>/dev/null)" == PONG ]]; do
+    if ! kill -0 "$PROXY_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "WARNING: slotway did not answer PING (log: $OUT/slotway.log): direct runs only"
+      tail -n 20 "$OUT/slotway.log" >&2 || true
+      kill "$PROXY_PID" 2>/dev/null || true
+      PROXY_PID=""
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+HAVE_PROXY=0
+if ((!DIRECT_ONLY)) && start_proxy; then HAVE_PROXY=1; fi
+
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { # utime+stime of a pid, in clock ticks
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  stat="${stat##*) }" # fields after the command name; utime/stime are then 12 and 13
+  awk '{print $12 + $13}' <<<"$stat"
+}
+
+# ------------------------------------------------------------------ runs
+RESULTS="$OUT/results.csv"
+echo "round,mode,workload,pipeline,requests,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,proxy_us_per_req" >"$RESULTS"
+
+# run_one ROUND MODE(direct|slotway) WORKLOAD PIPELINE
+run_one() {
+  local round="$1" mode="$2" wl="$3" pipe="$4" n="$REQUESTS"
+  ((pipe > 1)) && n=$((REQUESTS * PIPE_SCALE))
+  "workload_$wl" "$mode"
+  local target=()
+  if [[ "$mode" == direct ]]; then
+    target=(--cluster -h 127.0.0.1 -p "${PORT_LIST[0]}")
+    [[ "$UPSTREAM_TLS" == on ]] && target+=(--tls --cacert "$DEV_CLUSTER_CA")
+    # redis-benchmark only takes the password on its command line.
+    [[ -n "$PASSWORD" ]] && target+=(-a "$PASSWORD")
+  else
+    target=(-h 127.0.0.1 -p "$PROXY_PORT")
+  fi
+  local t0=0 t1=0
+  [[ "$mode" == slotway ]] && t0="$(cpu_ticks "$PROXY_PID")"
+  local raw
+  raw="$(redis-benchmark "${target[@]}" -c "$CLIENTS" -P "$pipe" -r "$KEYSPACE" -n "$n" --csv "${BENCH_ARGS[@]}" \
+    2>>"$OUT/redis-benchmark.stderr")" || log "WARNING: redis-benchmark failed ($mode $wl -P $pipe)"
+  [[ "$mode" == slotway ]] && t1="$(cpu_ticks "$PROXY_PID")"
+  # The data line: first quoted line that is not the header.
+  local line
+  line="$(grep '^"' <<<"$raw" | grep -v '^"test"' | head -1 || true)"
+  local us="" fields
+  if [[ "$mode" == slotway ]]; then
+    us="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+  fi
+  if [[ -z "$line" ]]; then
+    fields=",,,,,,"
+  else
+    fields="$(tr -d '"' <<<"$line" | cut -d, -f2-)"
+  fi
+  echo "$round,$mode,$wl,$pipe,$n,$fields,$us" >>"$RESULTS"
+  log "round $round $mode $BENCH_LABEL -P $pipe: $(cut -d, -f1 <<<"$fields") req/s${us:+, slotway $us µs/req}"
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  for wl in $WORKLOADS; do
+    declare -F "workload_$wl" >/dev/null || die "unknown workload $wl"
+    for pipe in $PIPELINES; do
+      if ((!HAVE_PROXY)); then
+        run_one "$round" direct "$wl" "$pipe"
+      elif ((round % 2)); then
+        run_one "$round" direct "$wl" "$pipe"
+        run_one "$round" slotway "$wl" "$pipe"
+      else
+        run_one "$round" slotway "$wl" "$pipe"
+        run_one "$round" direct "$wl" "$pipe"
+      fi
+    done
+  done
+done
+
+# ------------------------------------------------------------------ report
+report() {
+  echo "## slotway benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  echo "redis-benchmark -c $CLIENTS -r $KEYSPACE -d $DATA_SIZE, $ROUNDS round(s), median per cell;" \
+    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; client -> slotway: plain TCP;" \
+    "machine: $(nproc) cores, everything on one host."
+  echo
+  echo "| test | pipeline | direct req/s | slotway req/s | ratio | p50 ms (direct / slotway) | p99 ms (direct / slotway) | slotway µs/req |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  local wl pipe
+  for wl in $WORKLOADS; do
+    "workload_$wl" slotway
+    for pipe in $PIPELINES; do
+      awk -F, -v wl="$wl" -v pipe="$pipe" -v label="$BENCH_LABEL" '
+        function median(arr, n,    i, j, t) {
+          if (n == 0) return ""
+          for (i = 2; i <= n; i++) { t = arr[i]; for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]; arr[j + 1] = t }
+          return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+        }
+        function add(key, v) { if (v != "") { cnt[key]++; vals[key, cnt[key]] = v + 0 } }
+        function med(key,    i, a) { for (i = 1; i <= cnt[key]; i++) a[i] = vals[key, i]; return median(a, cnt[key] + 0) }
+        NR > 1 && $3 == wl && $4 == pipe {
+          add($2 "rps", $6); add($2 "p50", $9); add($2 "p99", $11); add($2 "us", $13)
+        }
+        function fmt(v, f) { return v == "" ? "n/a" : sprintf(f, v) }
+        END {
+          d = med("directrps"); s = med("slotwayrps")
+          ratio = (d != "" && s != "" && d > 0) ? sprintf("%.2f", s / d) : "n/a"
+          printf "| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n", label, pipe,
+            fmt(d, "%.0f"), fmt(s, "%.0f"), ratio,
+            fmt(med("directp50"), "%.3f"), fmt(med("slotwayp50"), "%.3f"),
+            fmt(med("directp99"), "%.3f"), fmt(med("slotwayp99"), "%.3f"),
+            fmt(med("slotwayus"), "%.1f")
+        }' "$RESULTS"
+    done
+  done
+  if ((!HAVE_PROXY)); then
+    echo
+    echo "slotway columns are n/a: slotway was not benchmarked (--direct-only, or it did not build/start; see $OUT)."
+  fi
+}
+report | tee "$OUT/report.md"
+log "raw results: $RESULTS"

@@ -1,0 +1,101 @@
+//! Wiring: config → upstream pools → discovery → command table → listener; and shutdown.
+use crate::command::CommandTable;
+use crate::config::{tls, Config};
+use crate::downstream::{self, Shared};
+use crate::metrics::Metrics;
+use crate::topology::{call_value, TopologyManager};
+use crate::upstream::{ConnectContext, Upstreams};
+use anyhow::{Context, Result};
+use resp::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Runs slotway until SIGINT/SIGTERM. Errors returned here are startup failures (exit code 1).
+pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let tls = match &config.upstream.tls {
+        Some(t) => {
+            if t.insecure_skip_verify {
+                tracing::warn!(
+                    "upstream TLS certificate verification is OFF (--upstream-tls-insecure): development only"
+                );
+            }
+            Some((tls::client_config(t).context("upstream TLS")?, t.clone()))
+        }
+        None => None,
+    };
+    let ctx = ConnectContext {
+        tls,
+        user: config.upstream.user.clone(),
+        password: config.upstream.password.clone(),
+        connect_timeout: config.upstream.connect_timeout,
+        metrics: metrics.clone(),
+    };
+    let upstreams = Arc::new(Upstreams::new(ctx, config.upstream.connections_per_node));
+    let topology = TopologyManager::discover(
+        upstreams.clone(),
+        config.upstream.seeds.clone(),
+        config.upstream.refresh_interval,
+        config.upstream.refresh_min_interval,
+    )
+    .await?;
+    let table = Arc::new(load_command_table(&topology).await);
+
+    let listener = TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "slotway listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        topology: topology.clone(),
+        table,
+        metrics: metrics.clone(),
+        limits: resp::Limits::default(),
+        started: Instant::now(),
+        next_client_id: AtomicU64::new(1),
+    });
+    tokio::spawn(topology.clone().run(shutdown_rx.clone()));
+    let server = tokio::spawn(downstream::serve(listener, shared, shutdown_rx));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let deadline = Instant::now() + config.shutdown_grace;
+    while metrics.connections_current.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(open = metrics.connections_current.load(Ordering::Relaxed), "stopped");
+    Ok(())
+}
+
+/// The nodes' own COMMAND table (so new commands and modules route correctly), or the built-in one.
+async fn load_command_table(topology: &TopologyManager) -> CommandTable {
+    let topo = topology.load();
+    if let Some(pool) = topo.any_primary(0) {
+        match call_value(pool, &[b"COMMAND"], Duration::from_secs(10)).await {
+            Ok(v @ Value::Array(_)) => match CommandTable::from_command_reply(&v) {
+                Ok(t) => return t,
+                Err(e) => tracing::warn!(error = %e, "cannot use the node's COMMAND reply; using the built-in table"),
+            },
+            Ok(other) => tracing::warn!(reply = ?other, "unexpected COMMAND reply; using the built-in table"),
+            Err(e) => tracing::warn!(error = %e, "COMMAND failed; using the built-in table"),
+        }
+    }
+    CommandTable::builtin()
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

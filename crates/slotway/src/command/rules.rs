@@ -1,0 +1,118 @@
+//! The built-in routing rules, applied on top of what COMMAND says.
+use super::spec::KeyRule;
+use super::{Args, CommandFlags, LocalCommand, Route};
+
+/// Reason given for MULTI, EXEC, DISCARD, WATCH and UNWATCH.
+pub const UNSUPPORTED_TRANSACTIONS: &str = "transactions are not supported yet";
+/// Reason given for blocking commands (flag `blocking`, WAIT, WAITAOF, XREAD/XREADGROUP with BLOCK).
+pub const UNSUPPORTED_BLOCKING: &str = "blocking commands are not supported yet";
+/// Reason given for (un)subscribing commands and other pub/sub commands except PUBLISH and SPUBLISH.
+pub const UNSUPPORTED_PUBSUB: &str = "pub/sub is not supported yet";
+/// Reason given for keyless commands that would need every node (KEYS, SCAN, DBSIZE, FLUSHALL, SCRIPT, CONFIG, ...)
+/// and for keyless commands no rule knows.
+pub const UNSUPPORTED_KEYLESS: &str = "not supported through the standalone endpoint yet";
+/// Reason given for node administration and replication commands (MONITOR, SYNC, SHUTDOWN, CLUSTER, DEBUG, ...).
+pub const UNSUPPORTED_ADMIN: &str = "node administration commands are not supported through the proxy";
+/// Reason given for MIGRATE.
+pub const UNSUPPORTED_MIGRATE: &str = "MIGRATE is not supported through the proxy";
+/// Reason given for MOVE and SWAPDB.
+pub const UNSUPPORTED_DATABASES: &str = "only database 0 exists in cluster mode";
+/// Reason given for commands whose keys can't be found without the server (a module's getkeys callback, or key
+/// specs marked incomplete/unknown without a built-in rule).
+pub const UNSUPPORTED_UNKNOWN_KEYS: &str = "the keys of this command cannot be determined";
+
+/// A routing decision that depends on the arguments (see [`super::route_for`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(super) enum Dynamic {
+    #[default]
+    None,
+    /// XREAD / XREADGROUP: blocking only when BLOCK is given.
+    XreadBlock,
+}
+
+/// The static route of a command, from its lower-case `name` (`container|sub` for subcommands).
+pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcommands: bool) -> (Route, Dynamic) {
+    let (container, sub) = match name.split_once('|') {
+        Some((c, s)) => (c, Some(s)),
+        None => (name, None),
+    };
+    let unsupported = |reason| (Route::Unsupported(reason), Dynamic::None);
+    let local = match container {
+        "ping" => Some(LocalCommand::Ping),
+        "echo" => Some(LocalCommand::Echo),
+        "quit" => Some(LocalCommand::Quit),
+        "select" => Some(LocalCommand::Select),
+        "info" => Some(LocalCommand::Info),
+        "hello" => Some(LocalCommand::Hello),
+        "auth" => Some(LocalCommand::Auth),
+        "reset" => Some(LocalCommand::Reset),
+        "readonly" => Some(LocalCommand::ReadOnly),
+        "readwrite" => Some(LocalCommand::ReadWrite),
+        "client" => Some(LocalCommand::Client),
+        _ => None,
+    };
+    if let Some(local) = local {
+        return (Route::Local(local), Dynamic::None);
+    }
+    match container {
+        "time" | "lastsave" | "publish" | "command" | "lolwut" => return (Route::AnyNode, Dynamic::None),
+        "spublish" => return (Route::Keys, Dynamic::None),
+        "xread" | "xreadgroup" => return (Route::Keys, Dynamic::XreadBlock),
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => return unsupported(UNSUPPORTED_TRANSACTIONS),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" | "wait"
+        | "waitaof" => return unsupported(UNSUPPORTED_BLOCKING),
+        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
+            return unsupported(UNSUPPORTED_PUBSUB)
+        }
+        "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "cluster" | "failover"
+        | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
+        "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
+        "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
+        "keys" | "scan" | "dbsize" | "randomkey" | "flushall" | "flushdb" | "script" | "function" | "config"
+        | "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" | "pubsub" => {
+            return unsupported(UNSUPPORTED_KEYLESS)
+        }
+        "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),
+        _ => {}
+    }
+    if flags.blocking {
+        return unsupported(UNSUPPORTED_BLOCKING);
+    }
+    if flags.pubsub {
+        return unsupported(UNSUPPORTED_PUBSUB);
+    }
+    if sub == Some("help") {
+        return (Route::AnyNode, Dynamic::None);
+    }
+    match keys {
+        KeyRule::Unknown => unsupported(UNSUPPORTED_UNKNOWN_KEYS),
+        k if k.has_keys() => (Route::Keys, Dynamic::None),
+        // A container resolved as itself has an unknown subcommand: any node words the error.
+        _ if has_subcommands => (Route::AnyNode, Dynamic::None),
+        _ => unsupported(UNSUPPORTED_KEYLESS),
+    }
+}
+
+/// Whether XREAD/XREADGROUP options (before STREAMS) include BLOCK, parsed as `xreadCommand` does.
+pub(super) fn xread_blocks(args: Args<'_>) -> bool {
+    let argc = args.len();
+    let mut i = 1;
+    while i < argc {
+        let more = argc - i - 1;
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"block") && more > 0 {
+            return true;
+        } else if o.eq_ignore_ascii_case(b"count") && more > 0 {
+            i += 1;
+        } else if o.eq_ignore_ascii_case(b"streams") && more > 0 {
+            return false;
+        } else if o.eq_ignore_ascii_case(b"group") && more >= 2 {
+            i += 2;
+        } else if o.eq_ignore_ascii_case(b"noack") {
+        } else {
+            return false; // syntax error: the node will say so
+        }
+        i += 1;
+    }
+    false
+}

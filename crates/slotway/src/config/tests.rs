@@ -1,0 +1,117 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn seeds_only() -> Overrides {
+    Overrides { cluster: vec!["127.0.0.1:7001".into()], ..Default::default() }
+}
+
+#[test]
+fn defaults_apply_when_only_seeds_are_given() {
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.listen.addr.to_string(), "127.0.0.1:6380");
+    assert_eq!(c.upstream.seeds, vec![NodeAddr::new("127.0.0.1", 7001)]);
+    assert_eq!(c.upstream.connections_per_node, 2);
+    assert!(c.upstream.tls.is_none());
+    assert!(c.upstream.password.is_none());
+}
+
+#[test]
+fn flags_override_the_file() {
+    let raw = RawConfig::parse(
+        r#"
+        listen = "127.0.0.1:7000"
+        [cluster]
+        seeds = ["a:1", "b:2"]
+        [upstream]
+        user = "file-user"
+        connections_per_node = 4
+        "#,
+    )
+    .unwrap();
+    let o = Overrides {
+        listen: Some("0.0.0.0:6390".into()),
+        upstream_user: Some("flag-user".into()),
+        ..Default::default()
+    };
+    let c = Config::from_raw(raw, &o, &no_env).unwrap();
+    assert_eq!(c.listen.addr.to_string(), "0.0.0.0:6390");
+    assert_eq!(c.upstream.user.as_deref(), Some("flag-user"));
+    assert_eq!(c.upstream.connections_per_node, 4);
+    assert_eq!(c.upstream.seeds.len(), 2);
+}
+
+#[test]
+fn password_sources_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let raw = || {
+        RawConfig::parse(&format!(
+            "[upstream]\npassword_file = {:?}\npassword_env = \"MY_PW\"\n",
+            file.display().to_string()
+        ))
+        .unwrap()
+    };
+    let env_both = |k: &str| match k {
+        UPSTREAM_PASSWORD_ENV => Some("from-main-env".to_string()),
+        "MY_PW" => Some("from-named-env".to_string()),
+        _ => None,
+    };
+    let c = Config::from_raw(raw(), &seeds_only(), &env_both).unwrap();
+    assert_eq!(c.upstream.password.unwrap().expose(), "from-main-env");
+    // Without the main variable the file wins, with its trailing newline removed.
+    let env_named = |k: &str| (k == "MY_PW").then(|| "from-named-env".to_string());
+    let c = Config::from_raw(raw(), &seeds_only(), &env_named).unwrap();
+    assert_eq!(c.upstream.password.unwrap().expose(), "from-file");
+    let only_env = RawConfig::parse("[upstream]\npassword_env = \"MY_PW\"\n").unwrap();
+    let c = Config::from_raw(only_env, &seeds_only(), &env_named).unwrap();
+    assert_eq!(c.upstream.password.unwrap().expose(), "from-named-env");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let env = |k: &str| (k == UPSTREAM_PASSWORD_ENV).then(|| "hunter2-secret".to_string());
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &env).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2-secret"), "{dbg}");
+    assert!(dbg.contains("<redacted>"));
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let raw =
+        RawConfig::parse("listen = \"nope\"\n[upstream]\nconnections_per_node = 0\npassword_env = \"UNSET_VAR\"\n")
+            .unwrap();
+    let o = Overrides { upstream_tls_ca: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+    let err = Config::from_raw(raw, &o, &no_env).unwrap_err();
+    let text = err.to_string();
+    for expected in ["listen", "no seed nodes", "UNSET_VAR", "connections_per_node", "without --upstream-tls"] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let err = RawConfig::parse("[upstream]\npasword = \"typo\"\n").unwrap_err();
+    assert!(err.contains("pasword"), "{err}");
+}
+
+#[test]
+fn tls_settings_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").unwrap();
+    let raw = RawConfig::parse(&format!(
+        "[upstream.tls]\nenabled = true\nca = {:?}\nserver_name = \"redis.internal\"\n",
+        ca.display().to_string()
+    ))
+    .unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    let tls = c.upstream.tls.unwrap();
+    assert_eq!(tls.ca.as_deref(), Some(ca.as_path()));
+    assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
+    assert!(!tls.insecure_skip_verify);
+}

@@ -1,0 +1,134 @@
+//! Deciding where a request goes ([`plan`]) and what a node's reply means for it ([`classify_reply`]).
+//! Both are plain functions over values; the session loop calls them and acts on the result.
+use crate::cluster::{parse_redirect, NodeAddr, Redirect, Slot};
+use crate::command::{key_indexes, route_for, Args, CommandTable, LocalCommand, Route};
+use crate::topology::Topology;
+use smallvec::SmallVec;
+
+/// Where one request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// To the primary of `slot`, or to any primary when `slot` is None (keyless commands that every node answers
+    /// alike). `readonly` says whether it is safe to resend after the connection died with it in flight.
+    Forward { slot: Option<Slot>, readonly: bool },
+    /// Answered by slotway.
+    Local(LocalCommand),
+    /// Answered with this error (without the leading `-`).
+    Reject(String),
+}
+
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// Classifies and routes one request. Runs once per request on the hot path: no allocation unless it rejects.
+pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
+    let Some(info) = table.resolve(args) else {
+        return Plan::Reject(unknown_command(args));
+    };
+    match route_for(info, args) {
+        Route::Local(cmd) => Plan::Local(cmd),
+        Route::AnyNode => Plan::Forward { slot: None, readonly: info.flags.readonly },
+        Route::Unsupported(why) => Plan::Reject(format!("unsupported command '{}': {why}", info.name)),
+        Route::Keys => {
+            let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+            if let Err(e) = key_indexes(info, args, &mut keys) {
+                return Plan::Reject(e.to_string());
+            }
+            let readonly = info.flags.readonly;
+            let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
+            match slots.next() {
+                None => Plan::Forward { slot: None, readonly },
+                Some(first) => {
+                    if slots.all(|s| s == first) {
+                        Plan::Forward { slot: Some(first), readonly }
+                    } else {
+                        Plan::Reject(CROSSSLOT.to_string())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Redis's wording: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
+fn unknown_command(args: Args<'_>) -> String {
+    let mut s = format!("ERR unknown command '{}', with args beginning with: ", printable(args.get(0), 128));
+    for i in 1..args.len().min(16) {
+        s.push_str(&format!("'{}' ", printable(args.get(i), 128)));
+    }
+    s
+}
+
+/// Bytes as text for an error message: lossy, newline-free, truncated.
+pub fn printable(b: &[u8], max: usize) -> String {
+    let b = &b[..b.len().min(max)];
+    String::from_utf8_lossy(b).replace(['\r', '\n'], " ")
+}
+
+/// What a node's reply means for the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyClass {
+    /// A final answer (including ordinary errors) for the client.
+    Final,
+    /// The slot lives elsewhere for good: follow, and refresh the map.
+    Moved(NodeAddr),
+    /// The slot is being migrated and this key is at the target: resend there once with ASKING.
+    Ask(NodeAddr),
+    /// Multi-key request during a migration: retry after a short wait.
+    TryAgain,
+    /// The cluster can't serve the slot right now: refresh, retry after a wait.
+    ClusterDown,
+}
+
+/// Classifies a reply by its error code (the first word), never by message text.
+pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
+    if frame.first() != Some(&b'-') {
+        return ReplyClass::Final;
+    }
+    let body = &frame[1..frame.len().saturating_sub(2).max(1)];
+    let code_end = body.iter().position(|&b| b == b' ').unwrap_or(body.len());
+    match &body[..code_end] {
+        b"MOVED" | b"ASK" => match parse_redirect(body, sender_host) {
+            Some(Redirect::Moved { addr, .. }) => ReplyClass::Moved(addr),
+            Some(Redirect::Ask { addr, .. }) => ReplyClass::Ask(addr),
+            None => ReplyClass::Final,
+        },
+        b"TRYAGAIN" => ReplyClass::TryAgain,
+        b"CLUSTERDOWN" => ReplyClass::ClusterDown,
+        _ => ReplyClass::Final,
+    }
+}
+
+/// The pool a forwarded request goes to: the slot's primary, or any primary for keyless requests.
+/// None when no shard serves the slot.
+pub fn target(topo: &Topology, slot: Option<Slot>, pick: usize) -> Option<&std::sync::Arc<crate::upstream::NodePool>> {
+    match slot {
+        Some(slot) => topo.primary_for(slot),
+        None => topo.any_primary(pick),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_error_code() {
+        assert_eq!(classify_reply(b"+OK\r\n", "h"), ReplyClass::Final);
+        assert_eq!(classify_reply(b"-ERR wrong type\r\n", "h"), ReplyClass::Final);
+        assert_eq!(
+            classify_reply(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n", "h"),
+            ReplyClass::TryAgain
+        );
+        assert_eq!(classify_reply(b"-CLUSTERDOWN The cluster is down\r\n", "h"), ReplyClass::ClusterDown);
+        assert_eq!(
+            classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
+            ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))
+        );
+        assert_eq!(
+            classify_reply(b"-ASK 3999 :6381\r\n", "10.0.0.1"),
+            ReplyClass::Ask(NodeAddr::new("10.0.0.1", 6381))
+        );
+        // A message that merely mentions MOVED is not a redirect.
+        assert_eq!(classify_reply(b"-ERR MOVED 1 a:1\r\n", "h"), ReplyClass::Final);
+    }
+}

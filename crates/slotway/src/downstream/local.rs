@@ -1,0 +1,214 @@
+//! Commands slotway answers itself: connection-level commands whose answer is about the proxy, not the data.
+use super::session::error_reply;
+use super::Shared;
+use crate::command::{Args, LocalCommand};
+use bytes::{Bytes, BytesMut};
+use resp::encode::{self, Protocol};
+use std::net::SocketAddr;
+
+/// What slotway knows about one client connection.
+#[derive(Debug)]
+pub struct ClientState {
+    /// Unique per process, like Redis's CLIENT ID.
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub name: Option<Bytes>,
+    pub protocol: Protocol,
+}
+
+pub struct Outcome {
+    pub reply: Bytes,
+    /// Close the connection once this reply (and those before it) are written.
+    pub close: bool,
+}
+
+fn reply(b: BytesMut) -> Outcome {
+    Outcome { reply: b.freeze(), close: false }
+}
+
+fn ok() -> Outcome {
+    let mut b = BytesMut::new();
+    encode::simple(&mut b, "OK");
+    reply(b)
+}
+
+fn err(msg: &str) -> Outcome {
+    Outcome { reply: error_reply(msg), close: false }
+}
+
+fn arity(name: &str) -> Outcome {
+    err(&format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
+    let mut b = BytesMut::new();
+    match cmd {
+        LocalCommand::Ping => match args.len() {
+            1 => {
+                encode::simple(&mut b, "PONG");
+                reply(b)
+            }
+            2 => {
+                encode::bulk(&mut b, args.get(1));
+                reply(b)
+            }
+            _ => arity("ping"),
+        },
+        LocalCommand::Echo => {
+            if args.len() != 2 {
+                return arity("echo");
+            }
+            encode::bulk(&mut b, args.get(1));
+            reply(b)
+        }
+        LocalCommand::Quit => {
+            encode::simple(&mut b, "OK");
+            Outcome { reply: b.freeze(), close: true }
+        }
+        LocalCommand::Select => {
+            if args.len() != 2 {
+                return arity("select");
+            }
+            match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+                None => err("ERR value is not an integer or out of range"),
+                Some(0) => ok(),
+                // A cluster has only database 0; Redis Cluster itself answers the same.
+                Some(_) => err("ERR SELECT is not allowed in cluster mode"),
+            }
+        }
+        LocalCommand::ReadOnly | LocalCommand::ReadWrite => ok(),
+        LocalCommand::Reset => {
+            client.name = None;
+            client.protocol = Protocol::Resp2;
+            encode::simple(&mut b, "RESET");
+            reply(b)
+        }
+        LocalCommand::Auth => {
+            // slotway has no users of its own yet: behave like a Redis whose default user has no password.
+            if args.len() == 2 {
+                err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+            } else if args.len() == 3 {
+                if args.get(1).eq_ignore_ascii_case(b"default") {
+                    ok()
+                } else {
+                    err("WRONGPASS invalid username-password pair or user is disabled.")
+                }
+            } else {
+                err("ERR syntax error")
+            }
+        }
+        LocalCommand::Hello => hello(args, client),
+        LocalCommand::Info => info(args, shared),
+        LocalCommand::Client => client_command(args, client),
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]. RESP3 is not offered yet, so `HELLO 3` gets Redis's
+/// NOPROTO error and clients stay on RESP2.
+fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
+    let mut i = 1;
+    if args.len() > 1 {
+        match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(2) => {}
+            Some(_) => return err("NOPROTO unsupported protocol version"),
+            None => return err("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < args.len() {
+        let opt = args.get(i);
+        if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
+            if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
+                return err("WRONGPASS invalid username-password pair or user is disabled.");
+            }
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
+            name = Some(Bytes::copy_from_slice(args.get(i + 1)));
+            i += 2;
+        } else {
+            return err(&format!("ERR Syntax error in HELLO option '{}'", crate::dispatch::printable(opt, 64)));
+        }
+    }
+    if name.is_some() {
+        client.name = name;
+    }
+    let mut b = BytesMut::new();
+    encode::array_header(&mut b, 14);
+    for (k, v) in [("server", "redis"), ("version", "7.0.0"), ("proto", ""), ("id", ""), ("mode", "standalone")] {
+        encode::bulk(&mut b, k.as_bytes());
+        match k {
+            "proto" => encode::integer(&mut b, 2),
+            "id" => encode::integer(&mut b, client.id as i64),
+            _ => encode::bulk(&mut b, v.as_bytes()),
+        }
+    }
+    encode::bulk(&mut b, b"role");
+    encode::bulk(&mut b, b"master");
+    encode::bulk(&mut b, b"modules");
+    encode::array_header(&mut b, 0);
+    reply(b)
+}
+
+/// INFO [section ...]: the `# Proxy` section with slotway's own counters.
+fn info(args: Args<'_>, shared: &Shared) -> Outcome {
+    let wants = |name: &[u8]| {
+        args.len() == 1
+            || (1..args.len()).any(|i| {
+                let s = args.get(i);
+                s.eq_ignore_ascii_case(name)
+                    || s.eq_ignore_ascii_case(b"all")
+                    || s.eq_ignore_ascii_case(b"default")
+                    || s.eq_ignore_ascii_case(b"everything")
+            })
+    };
+    let mut text = String::new();
+    if wants(b"proxy") {
+        let topo = shared.topology.load();
+        text.push_str("# Proxy\r\n");
+        text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+        text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
+        text.push_str(&format!("topology_version:{}\r\n", topo.version));
+        text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
+        text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
+        shared.metrics.render_info(&mut text);
+    }
+    let mut b = BytesMut::new();
+    encode::bulk(&mut b, text.as_bytes());
+    reply(b)
+}
+
+fn client_command(args: Args<'_>, client: &mut ClientState) -> Outcome {
+    if args.len() < 2 {
+        return arity("client");
+    }
+    let sub = args.get(1).to_ascii_lowercase();
+    let mut b = BytesMut::new();
+    match sub.as_slice() {
+        b"id" if args.len() == 2 => {
+            encode::integer(&mut b, client.id as i64);
+            reply(b)
+        }
+        b"getname" if args.len() == 2 => {
+            match &client.name {
+                Some(n) => encode::bulk(&mut b, n),
+                None => encode::nil(&mut b, client.protocol),
+            }
+            reply(b)
+        }
+        b"setname" if args.len() == 3 => {
+            let name = args.get(2);
+            if name.iter().any(|&c| c <= b' ' || c > b'~') {
+                return err("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+            ok()
+        }
+        b"setinfo" if args.len() == 4 => ok(),
+        b"id" | b"getname" | b"setname" | b"setinfo" => arity(&format!("client|{}", String::from_utf8_lossy(&sub))),
+        _ => err(&format!(
+            "ERR unsupported command 'client|{}': not supported through slotway yet",
+            crate::dispatch::printable(&sub, 64)
+        )),
+    }
+}

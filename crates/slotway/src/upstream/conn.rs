@@ -1,0 +1,259 @@
+//! One shared, pipelined connection to a node: a handle, a driver task that (re)connects and writes batches,
+//! and a reader task that hands replies back in FIFO order.
+use super::connect::{connect, BoxRead, BoxWrite, ConnectContext};
+use super::{ReplyTo, Request, UpstreamError};
+use crate::cluster::NodeAddr;
+use bytes::{Bytes, BytesMut};
+use resp::{Limits, ReplyKind, ReplyScanner};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Frames at least this large are written straight from the client's buffer instead of being copied into the batch.
+const DIRECT_WRITE_MIN: usize = 64 * 1024;
+/// A batch stops growing at this many bytes, so one busy connection can't build an unbounded write buffer.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Sending side of one connection. Cloning the node pool's handles is never needed: the pool owns them.
+#[derive(Debug)]
+pub(super) struct ConnHandle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl ConnHandle {
+    pub(super) fn spawn(addr: NodeAddr, ctx: Arc<ConnectContext>) -> ConnHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(addr, ctx, rx));
+        ConnHandle { tx }
+    }
+
+    pub(super) fn send(&self, addr: &NodeAddr, req: Request) {
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
+            req.reply_to.deliver(Err(not_sent(addr, "connection task stopped")));
+        }
+    }
+}
+
+fn not_sent(addr: &NodeAddr, reason: &str) -> UpstreamError {
+    UpstreamError::NotSent { addr: addr.clone(), reason: Arc::from(reason) }
+}
+
+/// Reconnect delays: doubled per consecutive failure, capped, with jitter so many proxies don't retry in step.
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+    last_error: Arc<str>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn failed(&mut self, error: String) {
+        self.failures = self.failures.saturating_add(1);
+        let exp = Self::BASE.saturating_mul(1u32 << self.failures.min(6)).min(Self::MAX);
+        let jitter = rand::random_range(0.5..1.0);
+        self.until = Some(Instant::now() + exp.mul_f64(jitter));
+        self.last_error = Arc::from(error);
+    }
+
+    fn blocked(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() < t)
+    }
+}
+
+/// The connection's life: wait for work, connect, serve until the connection fails, repeat.
+/// Ends when the pool (the only sender) is dropped.
+async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut backoff = Backoff { failures: 0, until: None, last_error: Arc::from("") };
+    while let Some(first) = rx.recv().await {
+        if backoff.blocked() {
+            // Fail fast while backing off: the caller refreshes the topology and retries elsewhere or later.
+            let reason = format!("not connected (last attempt: {})", backoff.last_error);
+            fail_all(first, &mut rx, &addr, &reason);
+            continue;
+        }
+        match connect(&addr, &ctx).await {
+            Err(e) => {
+                ctx.metrics.upstream_connect_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %addr, error = %e, "upstream connection failed");
+                let reason = e.to_string();
+                fail_all(first, &mut rx, &addr, &reason);
+                backoff.failed(reason);
+            }
+            Ok((rd, wr)) => {
+                backoff.failures = 0;
+                backoff.until = None;
+                ctx.metrics.upstream_connects.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node = %addr, "upstream connected");
+                if !serve(&addr, rd, wr, first, &mut rx).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(first: Request, rx: &mut mpsc::UnboundedReceiver<Request>, addr: &NodeAddr, reason: &str) {
+    first.reply_to.deliver(Err(not_sent(addr, reason)));
+    while let Ok(req) = rx.try_recv() {
+        req.reply_to.deliver(Err(not_sent(addr, reason)));
+    }
+}
+
+/// Writes batches until the connection fails (returns true: reconnect on next request) or the pool is dropped
+/// (returns false: stop).
+async fn serve(
+    addr: &NodeAddr,
+    rd: BoxRead,
+    mut wr: BoxWrite,
+    first: Request,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+) -> bool {
+    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<Vec<ReplyTo>>();
+    let (kill_tx, kill_rx) = oneshot::channel::<String>();
+    tokio::spawn(read_replies(addr.clone(), rd, inflight_rx, kill_rx));
+
+    let mut next = Some(first);
+    let mut batch = BytesMut::with_capacity(16 * 1024);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let first = match next.take() {
+            Some(r) => r,
+            None => tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => return false,
+                },
+                _ = inflight_tx.closed() => return true,
+            },
+        };
+        let mut targets = Vec::with_capacity(8);
+        let mut add = |req: Request, batch: &mut BytesMut, chunks: &mut Vec<Bytes>| {
+            if req.asking {
+                resp::encode::command(batch, &[b"ASKING"]);
+                targets.push(ReplyTo::Discard);
+            }
+            if req.frame.len() >= DIRECT_WRITE_MIN {
+                if !batch.is_empty() {
+                    chunks.push(batch.split().freeze());
+                }
+                chunks.push(req.frame);
+            } else {
+                batch.extend_from_slice(&req.frame);
+            }
+            targets.push(req.reply_to);
+        };
+        add(first, &mut batch, &mut chunks);
+        let mut size = batch.len();
+        while size < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(req) => {
+                    size += req.frame.len();
+                    add(req, &mut batch, &mut chunks);
+                }
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            chunks.push(batch.split().freeze());
+        }
+        // The reader must know about the requests before their replies can arrive, so targets go first.
+        if let Err(mpsc::error::SendError(targets)) = inflight_tx.send(targets) {
+            for t in targets {
+                t.deliver(Err(not_sent(addr, "connection closed")));
+            }
+            chunks.clear();
+            return true;
+        }
+        for chunk in chunks.drain(..) {
+            if let Err(e) = wr.write_all(&chunk).await {
+                let _ = kill_tx.send(format!("write failed: {e}"));
+                return true;
+            }
+        }
+        if let Err(e) = wr.flush().await {
+            let _ = kill_tx.send(format!("write failed: {e}"));
+            return true;
+        }
+        // Reuse the batch buffer's allocation when every frozen chunk has been dropped.
+        batch.reserve(16 * 1024);
+    }
+}
+
+/// Reads replies and hands each to the oldest in-flight request. On any failure every outstanding request gets
+/// `Lost` (it was written) and the channel is closed so the writer stops and the next request reconnects.
+async fn read_replies(
+    addr: NodeAddr,
+    mut rd: BoxRead,
+    mut inflight_rx: mpsc::UnboundedReceiver<Vec<ReplyTo>>,
+    mut kill: oneshot::Receiver<String>,
+) {
+    let mut queue: VecDeque<ReplyTo> = VecDeque::new();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut kill_armed = true;
+    let reason = 'conn: loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => break 'conn "connection closed by the node".to_string(),
+                Ok(_) => {}
+                Err(e) => break 'conn format!("read failed: {e}"),
+            },
+            batch = inflight_rx.recv(), if queue.is_empty() => match batch {
+                Some(b) => {
+                    queue.extend(b);
+                    continue;
+                }
+                // The writer is gone and nothing is outstanding: a clean end.
+                None => return,
+            },
+            k = &mut kill, if kill_armed => match k {
+                Ok(reason) => break 'conn reason,
+                // The writer ended normally (the pool was dropped): finish what is outstanding.
+                Err(_) => {
+                    kill_armed = false;
+                    continue;
+                }
+            },
+        }
+        loop {
+            match scanner.scan(&buf) {
+                Ok(Some(reply)) => {
+                    let frame = buf.split_to(reply.len).freeze();
+                    if reply.kind == ReplyKind::Push {
+                        // Out-of-band data (e.g. invalidations) has no request to answer on a shared connection.
+                        continue;
+                    }
+                    if queue.is_empty() {
+                        while let Ok(b) = inflight_rx.try_recv() {
+                            queue.extend(b);
+                        }
+                    }
+                    match queue.pop_front() {
+                        Some(target) => target.deliver(Ok(frame)),
+                        None => break 'conn "the node sent a reply nobody asked for".to_string(),
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'conn format!("protocol error from the node: {e}"),
+            }
+        }
+    };
+    tracing::warn!(node = %addr, reason = %reason, outstanding = queue.len(), "upstream connection failed");
+    inflight_rx.close();
+    while let Ok(b) = inflight_rx.try_recv() {
+        queue.extend(b);
+    }
+    let reason: Arc<str> = Arc::from(reason);
+    for target in queue {
+        target.deliver(Err(UpstreamError::Lost { addr: addr.clone(), reason: reason.clone() }));
+    }
+}

@@ -1,0 +1,141 @@
+//! Opening one connection to a node: TCP, TLS, then AUTH and a PING that proves the node accepts us.
+use crate::cluster::NodeAddr;
+use crate::config::{tls::server_name_for, Secret, UpstreamTls};
+use crate::metrics::Metrics;
+use bytes::{Bytes, BytesMut};
+use resp::{Limits, ReplyKind, ReplyScanner};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What every upstream connection needs to open and authenticate itself.
+pub struct ConnectContext {
+    pub tls: Option<(Arc<rustls::ClientConfig>, UpstreamTls)>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a connection could not be opened. The text is shown to operators (startup errors, logs) and is written
+/// to say exactly what failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect: {0}")]
+    Tcp(String),
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("unexpected reply during connection set-up: {0}")]
+    Protocol(String),
+}
+
+impl ConnectError {
+    /// Errors that retrying won't fix (wrong password, certificate rejected): startup fails on them at once.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ConnectError::Tls(_) | ConnectError::Auth(_))
+    }
+}
+
+/// Opens, secures and authenticates a connection to `addr`, within the context's connect timeout.
+pub async fn connect(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead, BoxWrite), ConnectError> {
+    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout(ctx.connect_timeout)),
+    }
+}
+
+async fn connect_inner(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead, BoxWrite), ConnectError> {
+    let tcp = TcpStream::connect((&*addr.host, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut rd, mut wr): (BoxRead, BoxWrite) = match &ctx.tls {
+        None => {
+            let (r, w) = tcp.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some((config, settings)) => {
+            let name = server_name_for(&addr.host, settings).map_err(ConnectError::Tls)?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ConnectError::Tls(tls_error_text(&e)))?;
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        }
+    };
+    let mut buf = BytesMut::with_capacity(1024);
+    if let Some(password) = &ctx.password {
+        let mut cmd = BytesMut::new();
+        match &ctx.user {
+            Some(user) => {
+                resp::encode::command(&mut cmd, &[b"AUTH".as_slice(), user.as_bytes(), password.expose().as_bytes()])
+            }
+            None => resp::encode::command(&mut cmd, &[b"AUTH".as_slice(), password.expose().as_bytes()]),
+        }
+        let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
+        if reply.first() == Some(&b'-') {
+            return Err(ConnectError::Auth(error_text(&reply)));
+        }
+    }
+    let mut ping = BytesMut::new();
+    resp::encode::command(&mut ping, &[b"PING"]);
+    let reply = roundtrip(&mut rd, &mut wr, &ping, &mut buf).await?;
+    if reply.starts_with(b"-NOAUTH") {
+        return Err(ConnectError::Auth(format!(
+            "the node requires a password ({}); set {}",
+            error_text(&reply),
+            crate::config::UPSTREAM_PASSWORD_ENV
+        )));
+    }
+    if reply.first() == Some(&b'-') {
+        return Err(ConnectError::Protocol(error_text(&reply)));
+    }
+    if !buf.is_empty() {
+        return Err(ConnectError::Protocol("the node sent more than it was asked for".to_string()));
+    }
+    Ok((rd, wr))
+}
+
+/// Writes one command and reads exactly one reply (used only during set-up, before pipelining starts).
+async fn roundtrip(rd: &mut BoxRead, wr: &mut BoxWrite, cmd: &[u8], buf: &mut BytesMut) -> Result<Bytes, ConnectError> {
+    let io = |e: std::io::Error| ConnectError::Tcp(e.to_string());
+    wr.write_all(cmd).await.map_err(io)?;
+    wr.flush().await.map_err(io)?;
+    let mut scanner = ReplyScanner::new(Limits::default());
+    loop {
+        match scanner.scan(buf) {
+            Ok(Some(r)) if r.kind == ReplyKind::Push => {
+                let _ = buf.split_to(r.len);
+            }
+            Ok(Some(r)) => return Ok(buf.split_to(r.len).freeze()),
+            Ok(None) => {}
+            Err(e) => return Err(ConnectError::Protocol(e.to_string())),
+        }
+        if rd.read_buf(buf).await.map_err(io)? == 0 {
+            return Err(ConnectError::Tcp("connection closed by the node".to_string()));
+        }
+    }
+}
+
+/// The text of an error reply without its `-` and CRLF.
+pub fn error_text(reply: &[u8]) -> String {
+    let body = reply.strip_prefix(b"-").unwrap_or(reply);
+    let body = body.strip_suffix(b"\r\n").unwrap_or(body);
+    String::from_utf8_lossy(body).into_owned()
+}
+
+fn tls_error_text(e: &std::io::Error) -> String {
+    // rustls errors arrive wrapped in io::Error; the inner rustls::Error says what was wrong with the certificate.
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(reason)) => format!("the node's certificate was rejected: {reason:?}"),
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
+}

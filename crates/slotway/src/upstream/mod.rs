@@ -1,0 +1,139 @@
+//! Connections to the cluster's nodes. This layer knows addresses, never slots.
+//!
+//! Each node has a [`NodePool`] of a few long-lived pipelined connections shared by every client. A connection is
+//! a handle (an unbounded channel of [`Request`]s) plus one driver task that connects lazily, writes requests in
+//! batches (many requests, one write) and one reader task that matches replies to requests in FIFO order.
+
+mod conn;
+pub mod connect;
+
+use crate::cluster::NodeAddr;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+pub use connect::{ConnectContext, ConnectError};
+
+/// A node's answer to one request, or why there is none.
+pub type UpstreamResult = Result<Bytes, UpstreamError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The request was never written: the connection could not be made or had already failed.
+    /// Nothing ran on the node, so it is always safe to retry.
+    #[error("{addr}: {reason}")]
+    NotSent { addr: NodeAddr, reason: Arc<str> },
+    /// The request was written and then the connection failed before its reply came: it may or may not have run.
+    #[error("connection to {addr} lost: {reason}")]
+    Lost { addr: NodeAddr, reason: Arc<str> },
+}
+
+/// One reply delivered to a downstream session: `seq` and `part` are the session's own bookkeeping.
+#[derive(Debug)]
+pub struct Delivery {
+    pub seq: u64,
+    pub part: u32,
+    pub result: UpstreamResult,
+}
+
+/// Where a node's reply goes.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// A client session's reply channel.
+    Session { tx: mpsc::UnboundedSender<Delivery>, seq: u64, part: u32 },
+    /// An internal request (topology refresh, COMMAND).
+    Oneshot(oneshot::Sender<UpstreamResult>),
+    /// A reply nobody wants (the `+OK` of an `ASKING` sent ahead of a redirected command).
+    Discard,
+}
+
+impl ReplyTo {
+    pub(crate) fn deliver(self, result: UpstreamResult) {
+        match self {
+            ReplyTo::Session { tx, seq, part } => {
+                let _ = tx.send(Delivery { seq, part, result });
+            }
+            ReplyTo::Oneshot(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Discard => {}
+        }
+    }
+}
+
+/// A request for one node: a complete RESP frame, forwarded as is.
+#[derive(Debug)]
+pub struct Request {
+    pub frame: Bytes,
+    /// Send `ASKING` right before this frame on the same connection (the ASK redirection protocol).
+    pub asking: bool,
+    pub reply_to: ReplyTo,
+}
+
+/// The shared connections to one node.
+#[derive(Debug)]
+pub struct NodePool {
+    pub addr: NodeAddr,
+    conns: Box<[conn::ConnHandle]>,
+}
+
+impl NodePool {
+    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, count: usize) -> NodePool {
+        let conns = (0..count.max(1)).map(|_| conn::ConnHandle::spawn(addr.clone(), ctx.clone())).collect();
+        NodePool { addr, conns }
+    }
+
+    /// Queues a request on connection `pick % n`. A client always uses the same pick for a node, so its
+    /// requests to that node run in the order it sent them.
+    pub fn send(&self, pick: usize, req: Request) {
+        self.conns[pick % self.conns.len()].send(&self.addr, req);
+    }
+
+    /// Sends one internal request and waits for its reply.
+    pub async fn call(&self, frame: Bytes) -> UpstreamResult {
+        let (tx, rx) = oneshot::channel();
+        self.send(0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
+        rx.await.unwrap_or_else(|_| {
+            Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
+        })
+    }
+}
+
+/// Every node pool, by address. Routing goes through the topology's own list of pools (no lock); this registry is
+/// only consulted when a topology is built or a redirect names an address.
+pub struct Upstreams {
+    ctx: Arc<ConnectContext>,
+    per_node: usize,
+    pools: Mutex<HashMap<NodeAddr, Arc<NodePool>>>,
+}
+
+impl Upstreams {
+    pub fn new(ctx: ConnectContext, per_node: usize) -> Upstreams {
+        Upstreams { ctx: Arc::new(ctx), per_node, pools: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
+    pub fn uses_tls(&self) -> bool {
+        self.ctx.tls.is_some()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.ctx.metrics
+    }
+
+    /// The pool for `addr`, created (with its connection tasks) on first use.
+    pub fn pool(&self, addr: &NodeAddr) -> Arc<NodePool> {
+        let mut pools = self.pools.lock().expect("upstream registry poisoned");
+        pools
+            .entry(addr.clone())
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, self.per_node)))
+            .clone()
+    }
+
+    /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.
+    pub fn retain(&self, keep: impl Fn(&NodeAddr) -> bool) {
+        self.pools.lock().expect("upstream registry poisoned").retain(|addr, _| keep(addr));
+    }
+}
