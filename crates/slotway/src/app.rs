@@ -11,11 +11,58 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What a worker thread needs to start serving, sent once discovery has succeeded.
+struct WorkerStart {
+    shared: Arc<Shared>,
+    incoming: mpsc::UnboundedReceiver<downstream::Accepted>,
+    shutdown: watch::Receiver<bool>,
+}
 
 /// Runs slotway until SIGINT/SIGTERM. Errors returned here are startup failures (exit code 1).
-pub async fn run(config: Config) -> Result<()> {
+///
+/// Threads: `workers` worker threads, each a single-threaded runtime that owns its client sessions and its own
+/// connections to every node (so a request never crosses threads), plus the calling thread, which runs the
+/// control plane: discovery, the topology refresher, the acceptor and signal handling.
+pub fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
+    let mut handles = Vec::new();
+    let mut starts = Vec::new();
+    let mut threads = Vec::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for w in 0..config.workers {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("worker runtime")?;
+        handles.push(rt.handle().clone());
+        let (start_tx, start_rx) = oneshot::channel::<WorkerStart>();
+        starts.push(start_tx);
+        let mut stop = stop_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("slotway-worker-{w}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        if let Ok(s) = start_rx.await {
+                            downstream::work(w, s.incoming, s.shared, s.shutdown).await;
+                        }
+                        // Sessions keep draining until the control thread says stop.
+                        let _ = stop.wait_for(|&v| v).await;
+                    })
+                })
+                .context("worker thread")?,
+        );
+    }
+    let control = tokio::runtime::Builder::new_current_thread().enable_all().build().context("control runtime")?;
+    let result = control.block_on(serve(config, handles, starts));
+    let _ = stop_tx.send(true);
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::Sender<WorkerStart>>) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let tls = match &config.upstream.tls {
         Some(t) => {
@@ -35,7 +82,7 @@ pub async fn run(config: Config) -> Result<()> {
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
     };
-    let upstreams = Arc::new(Upstreams::new(ctx, config.upstream.connections_per_node));
+    let upstreams = Arc::new(Upstreams::new(ctx, workers, config.upstream.connections_per_node));
     let topology = TopologyManager::discover(
         upstreams.clone(),
         config.upstream.seeds.clone(),
@@ -48,7 +95,7 @@ pub async fn run(config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "slotway listening");
+    tracing::info!(addr = %listener.local_addr()?, workers = config.workers, "slotway listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -60,13 +107,19 @@ pub async fn run(config: Config) -> Result<()> {
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
     });
+    let mut senders = Vec::new();
+    for start in starts {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let _ = start.send(WorkerStart { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
+    }
     tokio::spawn(topology.clone().run(shutdown_rx.clone()));
-    let server = tokio::spawn(downstream::serve(listener, shared, shutdown_rx));
+    let acceptor = tokio::spawn(downstream::accept(listener, senders, shutdown_rx));
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = shutdown_tx.send(true);
-    let _ = server.await;
+    let _ = acceptor.await;
     let deadline = Instant::now() + config.shutdown_grace;
     while metrics.connections_current.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

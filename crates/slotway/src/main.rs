@@ -43,9 +43,12 @@ struct Cli {
     /// Do not verify the nodes' certificates. Development only: anyone on the path can read the traffic.
     #[arg(long)]
     upstream_tls_insecure: bool,
-    /// Shared pipelined connections per node [default: 2].
+    /// Shared pipelined connections per node and worker thread [default: 1].
     #[arg(long, value_name = "N")]
     connections_per_node: Option<usize>,
+    /// Worker threads serving clients [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like `slotway=debug` [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         upstream_tls_server_name: cli.upstream_tls_server_name,
         upstream_tls_insecure: cli.upstream_tls_insecure,
         connections_per_node: cli.connections_per_node,
+        workers: cli.workers,
         log_level: cli.log_level,
     };
     let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {
@@ -81,14 +85,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("slotway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(slotway::app::run(config)) {
+    match slotway::app::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

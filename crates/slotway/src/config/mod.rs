@@ -61,7 +61,7 @@ pub struct UpstreamConfig {
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub tls: Option<UpstreamTls>,
-    /// Shared pipelined connections per node; clients are spread over them.
+    /// Shared pipelined connections per node on each worker thread; the worker's clients are spread over them.
     pub connections_per_node: usize,
     pub connect_timeout: Duration,
     /// How often the slot map is refreshed even without a trigger.
@@ -87,6 +87,8 @@ pub struct ListenConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Worker threads; each serves its share of clients with its own connections to every node.
+    pub workers: usize,
     pub listen: ListenConfig,
     pub upstream: UpstreamConfig,
     /// `tracing` filter, e.g. `info` or `slotway=debug`.
@@ -108,6 +110,7 @@ pub struct Overrides {
     pub upstream_tls_server_name: Option<String>,
     pub upstream_tls_insecure: bool,
     pub connections_per_node: Option<usize>,
+    pub workers: Option<usize>,
     pub log_level: Option<String>,
 }
 
@@ -193,7 +196,12 @@ impl Config {
             errors.push("upstream TLS options given without --upstream-tls (or upstream.tls.enabled)".to_string());
         }
 
-        let connections_per_node = o.connections_per_node.or(up.connections_per_node).unwrap_or(2);
+        let connections_per_node = o.connections_per_node.or(up.connections_per_node).unwrap_or(1);
+        let workers =
+            o.workers.or(raw.workers).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers == 0 || workers > 256 {
+            errors.push(format!("workers must be 1..=256, got {workers}"));
+        }
         if connections_per_node == 0 || connections_per_node > 64 {
             errors.push(format!("upstream.connections_per_node must be 1..=64, got {connections_per_node}"));
         }
@@ -207,6 +215,7 @@ impl Config {
         }
         let ms = Duration::from_millis;
         Ok(Config {
+            workers,
             listen: ListenConfig { addr: listen_addr.expect("checked"), max_pending_per_client: max_pending },
             upstream: UpstreamConfig {
                 seeds,

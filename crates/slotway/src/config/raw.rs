@@ -8,6 +8,7 @@ pub struct RawConfig {
     pub listen: Option<String>,
     pub log_level: Option<String>,
     pub shutdown_grace_ms: Option<u64>,
+    pub workers: Option<usize>,
     #[serde(default)]
     pub cluster: RawCluster,
     #[serde(default)]

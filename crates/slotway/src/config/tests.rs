@@ -13,7 +13,8 @@ fn defaults_apply_when_only_seeds_are_given() {
     let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
     assert_eq!(c.listen.addr.to_string(), "127.0.0.1:6380");
     assert_eq!(c.upstream.seeds, vec![NodeAddr::new("127.0.0.1", 7001)]);
-    assert_eq!(c.upstream.connections_per_node, 2);
+    assert_eq!(c.upstream.connections_per_node, 1);
+    assert!(c.workers >= 1);
     assert!(c.upstream.tls.is_none());
     assert!(c.upstream.password.is_none());
 }

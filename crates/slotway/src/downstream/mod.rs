@@ -1,4 +1,4 @@
-//! The client side: listeners and per-connection sessions.
+//! The client side: the acceptor, and per-connection sessions on worker threads.
 pub mod local;
 mod session;
 
@@ -8,11 +8,12 @@ use crate::metrics::Metrics;
 use crate::topology::TopologyManager;
 use local::ClientState;
 use resp::encode::Protocol;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What every session reads: the live topology, the command table, config and counters.
 pub struct Shared {
@@ -25,8 +26,19 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
 }
 
-/// Accepts clients until `shutdown` flips, each served by its own task.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+/// An accepted client on its way to a worker.
+pub struct Accepted {
+    pub stream: std::net::TcpStream,
+    pub addr: SocketAddr,
+}
+
+/// Accepts clients until `shutdown` flips and hands them to the workers in turn.
+pub async fn accept(
+    listener: TcpListener,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next = 0usize;
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -41,6 +53,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: wat
             _ = shutdown.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(stream) = stream.into_std() else { continue };
+        let _ = workers[next % workers.len()].send(Accepted { stream, addr });
+        next = next.wrapping_add(1);
+    }
+}
+
+/// A worker thread's main loop: serves the clients the acceptor hands it, each in its own task on this thread.
+pub async fn work(
+    worker: usize,
+    mut incoming: mpsc::UnboundedReceiver<Accepted>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    while let Some(Accepted { stream, addr }) = incoming.recv().await {
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let client = ClientState { id, addr, name: None, protocol: Protocol::Resp2 };
         let shared = shared.clone();
@@ -49,7 +76,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: wat
             Metrics::incr(&shared.metrics.connections_accepted);
             shared.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
             let metrics = shared.metrics.clone();
-            session::Session::new(stream, shared, client).run(shutdown).await;
+            session::Session::new(stream, shared, client, worker).run(shutdown).await;
             metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
         });
     }

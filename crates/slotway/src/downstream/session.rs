@@ -55,13 +55,15 @@ pub(super) struct Session<S> {
     replies_rx: mpsc::UnboundedReceiver<Delivery>,
     /// Set after QUIT, a protocol error or shutdown: read nothing more, finish what is pending, close.
     closing: bool,
-    /// Which of a node's shared connections this client uses (the same one always, so its requests to one node
-    /// keep their order).
+    /// The worker thread this session runs on: it only uses connections driven by that thread.
+    worker: usize,
+    /// Which of the worker's connections to a node this client uses (the same one always, so its requests to one
+    /// node keep their order).
     pick: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState) -> Self {
+    pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState, worker: usize) -> Self {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         Session {
@@ -76,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             replies_tx,
             replies_rx,
             closing: false,
+            worker,
             pick,
         }
     }
@@ -218,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn send_to(&mut self, seq: u64, pool: Arc<NodePool>, asking: bool) {
         let p = &mut self.pending[(seq - self.base) as usize];
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
-        pool.send(self.pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
+        pool.send(self.worker, self.pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
         p.sent_to = Some(pool);
     }
 

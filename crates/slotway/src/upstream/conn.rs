@@ -25,9 +25,10 @@ pub(super) struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub(super) fn spawn(addr: NodeAddr, ctx: Arc<ConnectContext>) -> ConnHandle {
+    /// Starts the connection's tasks on `worker` (they stay on that thread for their whole life).
+    pub(super) fn spawn(worker: &tokio::runtime::Handle, addr: NodeAddr, ctx: Arc<ConnectContext>) -> ConnHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(addr, ctx, rx));
+        worker.spawn(drive(addr, ctx, rx));
         ConnHandle { tx }
     }
 

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use connect::{ConnectContext, ConnectError};
@@ -72,29 +73,38 @@ pub struct Request {
     pub reply_to: ReplyTo,
 }
 
-/// The shared connections to one node.
+/// The shared connections to one node: `per_worker` of them on each worker thread, so a session only ever uses
+/// connections driven by its own thread (no cross-thread wake-ups on the data path).
 #[derive(Debug)]
 pub struct NodePool {
     pub addr: NodeAddr,
+    per_worker: usize,
+    /// `conns[worker * per_worker + i]`.
     conns: Box<[conn::ConnHandle]>,
 }
 
 impl NodePool {
-    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, count: usize) -> NodePool {
-        let conns = (0..count.max(1)).map(|_| conn::ConnHandle::spawn(addr.clone(), ctx.clone())).collect();
-        NodePool { addr, conns }
+    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, workers: &[Handle], per_worker: usize) -> NodePool {
+        let per_worker = per_worker.max(1);
+        let conns = workers
+            .iter()
+            .flat_map(|w| (0..per_worker).map(move |_| w))
+            .map(|w| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone()))
+            .collect();
+        NodePool { addr, per_worker, conns }
     }
 
-    /// Queues a request on connection `pick % n`. A client always uses the same pick for a node, so its
-    /// requests to that node run in the order it sent them.
-    pub fn send(&self, pick: usize, req: Request) {
-        self.conns[pick % self.conns.len()].send(&self.addr, req);
+    /// Queues a request on one of `worker`'s connections, chosen by `pick`. A client always uses the same worker
+    /// and pick for a node, so its requests to that node run in the order it sent them.
+    pub fn send(&self, worker: usize, pick: usize, req: Request) {
+        let idx = (worker * self.per_worker + pick % self.per_worker) % self.conns.len();
+        self.conns[idx].send(&self.addr, req);
     }
 
-    /// Sends one internal request and waits for its reply.
+    /// Sends one internal request (on worker 0's first connection) and waits for its reply.
     pub async fn call(&self, frame: Bytes) -> UpstreamResult {
         let (tx, rx) = oneshot::channel();
-        self.send(0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
+        self.send(0, 0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
         rx.await.unwrap_or_else(|_| {
             Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
         })
@@ -105,13 +115,16 @@ impl NodePool {
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
     ctx: Arc<ConnectContext>,
+    /// Runtimes of the worker threads; each node gets `per_node` connections on each.
+    workers: Vec<Handle>,
     per_node: usize,
     pools: Mutex<HashMap<NodeAddr, Arc<NodePool>>>,
 }
 
 impl Upstreams {
-    pub fn new(ctx: ConnectContext, per_node: usize) -> Upstreams {
-        Upstreams { ctx: Arc::new(ctx), per_node, pools: Mutex::new(HashMap::new()) }
+    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, per_node: usize) -> Upstreams {
+        assert!(!workers.is_empty(), "at least one worker runtime");
+        Upstreams { ctx: Arc::new(ctx), workers, per_node, pools: Mutex::new(HashMap::new()) }
     }
 
     /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
@@ -128,7 +141,7 @@ impl Upstreams {
         let mut pools = self.pools.lock().expect("upstream registry poisoned");
         pools
             .entry(addr.clone())
-            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, self.per_node)))
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.per_node)))
             .clone()
     }
 
