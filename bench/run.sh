@@ -100,10 +100,10 @@ workload_incr() { BENCH_ARGS=(-t incr); BENCH_LABEL=INCR; }
 # (slotway splits and merges). Built-in MSET has 10 keys.
 workload_mset() { BENCH_ARGS=(-t mset -d "$DATA_SIZE"); BENCH_LABEL="MSET (10 keys)"; }
 workload_mget() {
-  local key=key:__rand_int__ i
+  local key=key:__rand_int__
   [[ "$1" == direct ]] && key="key:{tag}:__rand_int__"
   BENCH_ARGS=(MGET)
-  for i in 1 2 3 4 5 6 7 8 9 10; do BENCH_ARGS+=("$key"); done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do BENCH_ARGS+=("$key"); done
   BENCH_LABEL="MGET (10 keys)"
 }
 
@@ -206,11 +206,12 @@ run_one() {
   local line
   line="$(grep '^"' <<<"$raw" | grep -v '^"test"' | head -1 || true)"
   local us="" fields
-  if [[ "$mode" == slotway ]]; then
+  if [[ "$mode" == slotway ]] && ((t1 >= t0 && t1 > 0)); then
     us="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
   fi
   if [[ -z "$line" ]]; then
     fields=",,,,,,"
+    us=""
   else
     fields="$(tr -d '"' <<<"$line" | cut -d, -f2-)"
   fi

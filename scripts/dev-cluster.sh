@@ -82,8 +82,8 @@ while (($#)); do
     *) die "unknown option: $1 (see --help)" ;;
   esac
 done
-mkdir -p "$DIR"
-DIR="$(cd "$DIR" && pwd)"
+[[ "$CMD" == start ]] && mkdir -p "$DIR"
+if [[ -d "$DIR" ]]; then DIR="$(cd "$DIR" && pwd)"; fi
 TLS_DIR="$DIR/tls"
 NODES_DIR="$DIR/nodes"
 read -r -a PORT_LIST <<<"$PORTS"
@@ -307,7 +307,7 @@ ensure_replicas() { # primaries
     done
   done
   nodes="$(rcli "${PORT_LIST[0]}" CLUSTER NODES)"
-  local line port id
+  local port id
   while read -r port; do
     [[ -n "$port" ]] || continue
     # primary (with slots) having the fewest replicas
