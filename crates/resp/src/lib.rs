@@ -8,6 +8,28 @@
 //! - [`reply`]: node → proxy framing ([`ReplyScanner`]): finds where one reply (any RESP2/RESP3 type) ends.
 //! - [`value`]: [`Value`], decoded fully, for topology replies and merged replies; [`Value::parse`].
 //! - [`encode`]: writers for arrays, bulks, errors, integers and whole [`Value`]s.
+//!
+//! # Example
+//! ```
+//! use bytes::{Buf, BytesMut};
+//! use resp::{Limits, ReplyKind, ReplyScanner, Request, RequestDecoder};
+//!
+//! let mut decoder = RequestDecoder::new(Limits::default());
+//! let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk"[..]);
+//! assert_eq!(decoder.decode(&buf).unwrap(), None); // incomplete: the decoder keeps its progress
+//! buf.extend_from_slice(b"\r\nPING\r\n"); // more bytes arrive (only appended)
+//! let req = decoder.decode(&buf).unwrap().unwrap();
+//! assert_eq!(req.arg(&buf, 0), Some(&b"GET"[..]));
+//! if let Request::Array { args, .. } = &req {
+//!     assert_eq!(&buf[args[1].clone()], b"k"); // ranges into the buffer, no copy
+//! }
+//! buf.advance(req.len());
+//! assert!(matches!(decoder.decode(&buf).unwrap(), Some(Request::Inline { .. })));
+//!
+//! let mut scanner = ReplyScanner::new(Limits::default());
+//! let reply = scanner.scan(b"*2\r\n$1\r\nv\r\n$-1\r\n+OK\r\n").unwrap().unwrap();
+//! assert_eq!((reply.len, reply.kind), (16, ReplyKind::Array));
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod encode;
@@ -24,13 +46,15 @@ pub use value::Value;
 /// Bounds applied while decoding, so hostile input can't make the caller reserve memory or recurse without limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest bulk string accepted (Redis's `proto-max-bulk-len`, 512 MB by default).
+    /// Largest bulk string accepted (Redis's `proto-max-bulk-len`, 512 MB by default). Applies to request bulks,
+    /// to reply blobs (`$`, `!`, `=`) and bounds the length of a reply's simple line (`+`, `-`, `:`, ...).
     pub max_bulk_len: usize,
     /// Most elements a request array may declare (Redis accepts up to 1024*1024*1024; we default lower).
     pub max_array_len: usize,
-    /// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE, 64 KiB).
+    /// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE, 64 KiB). As in Redis, it also bounds a request's
+    /// `*<count>` / `$<len>` line (`too big mbulk count string` / `too big bulk count string`).
     pub max_inline_len: usize,
-    /// Deepest nesting of aggregate types in a reply (RESP3 maps of arrays of ...).
+    /// Deepest nesting of aggregate types in a reply (RESP3 maps of arrays of ...); an attribute counts as a level.
     pub max_depth: usize,
 }
 

@@ -149,7 +149,7 @@ impl ReplyScanner {
                     let Some((n, cr)) = fast_len(buf, pos + 1) else { break };
                     let end = (cr + 2).checked_add(n as usize).filter(|e| *e < usize::MAX - 2);
                     match end {
-                        Some(end) if n <= max_bulk && crlf_at(buf, end) => {
+                        Some(end) if n <= max_bulk && (cr - pos) as u64 <= max_bulk && crlf_at(buf, end) => {
                             pos = end + 2;
                             top.remaining -= 1;
                         }
@@ -163,7 +163,10 @@ impl ReplyScanner {
             };
             // Fast paths for the common cases, whole in the buffer: a bulk string, a non-empty array.
             if t == b'$' || t == b'*' {
-                if let Some((n, cr)) = fast_len(buf, pos + 1) {
+                // (The line-length bound of the general path, checked here too so that results never depend on
+                // how the bytes were split into reads, even with a tiny `max_bulk_len`.)
+                let fast = fast_len(buf, pos + 1).filter(|&(_, cr)| cr - pos <= self.limits.max_bulk_len);
+                if let Some((n, cr)) = fast {
                     if t == b'$' && n <= self.limits.max_bulk_len as u64 {
                         let end = (cr + 2).checked_add(n as usize).filter(|e| *e < usize::MAX - 2);
                         if let Some(end) = end.filter(|e| crlf_at(buf, *e)) {

@@ -49,8 +49,7 @@ impl Request {
     }
 }
 
-/// Longest count line (`*<n>`/`$<n>`) accepted without its CRLF: Redis's PROTO_INLINE_MAX_SIZE. We use
-/// `Limits::max_inline_len`, which mirrors that constant.
+// A `*<n>`/`$<n>` line longer than Redis's PROTO_INLINE_MAX_SIZE (our `Limits::max_inline_len`) gives these.
 const TOO_BIG_MBULK: &str = "too big mbulk count string";
 const TOO_BIG_BULK: &str = "too big bulk count string";
 
@@ -73,9 +72,12 @@ enum Phase {
 ///
 /// Between two calls that return `Ok(None)` the caller may only append bytes to the buffer: it must not change
 /// or remove the bytes already passed in (the decoder's progress points into them). After `Ok(Some(req))` the
-/// caller removes `req.len()` bytes from the front and the next frame starts at offset 0. After an error, or to
-/// drop a partial frame, call [`RequestDecoder::reset`] (a buffer shorter than the decoder's progress also resets
-/// it, as a safety net, and decoding restarts from offset 0).
+/// caller removes `req.len()` bytes from the front and the next frame starts at offset 0. An error also resets
+/// the decoder. To drop a partial frame, call [`RequestDecoder::reset`] (a buffer shorter than the decoder's
+/// progress also resets it, as a safety net, and decoding restarts from offset 0).
+///
+/// Error texts are Redis's; one has no Redis equivalent (Redis skips two bytes without looking):
+/// a bulk payload not followed by CRLF gives `expected '\r\n' after bulk string`.
 #[derive(Debug)]
 pub struct RequestDecoder {
     limits: Limits,

@@ -51,17 +51,24 @@ pub(crate) fn crlf_at(buf: &[u8], i: usize) -> bool {
 #[inline(always)]
 pub(crate) fn fast_len(buf: &[u8], start: usize) -> Option<(u64, usize)> {
     let s = buf.get(start..)?;
-    let mut v: u64 = 0;
-    let mut i = 0;
-    while i < s.len() && i < 18 {
-        let d = s[i].wrapping_sub(b'0');
+    let first = *s.first()?;
+    let mut v = first.wrapping_sub(b'0') as u64;
+    if v > 9 {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        let d = s.get(i)?.wrapping_sub(b'0');
         if d > 9 {
             break;
+        }
+        if i == 18 {
+            return None;
         }
         v = v * 10 + d as u64;
         i += 1;
     }
-    if i == 0 || !crlf_at(s, i) || (i > 1 && s[0] == b'0') {
+    if !crlf_at(s, i) || (i > 1 && first == b'0') {
         return None;
     }
     Some((v, start + i))

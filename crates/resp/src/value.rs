@@ -1,6 +1,6 @@
 //! Owned RESP values: full decoding (bulks sliced from the input, no copy) and encoding for RESP2/RESP3.
 use crate::encode::{self, Protocol};
-use crate::util::{byte_char, find_cr, parse_i64};
+use crate::util::{byte_char, crlf_at, fast_len, find_cr, parse_i64};
 use crate::{Limits, ProtocolError};
 use bytes::{Bytes, BytesMut};
 
@@ -78,6 +78,20 @@ fn parse_at(buf: &Bytes, mut pos: usize, limits: &Limits, depth: usize) -> Parse
     // Loops only to skip attributes.
     loop {
         let Some(&t) = buf.get(pos) else { return Ok(None) };
+        // Fast path: a whole bulk string with a plain length (same checks as the general path below).
+        if t == b'$' {
+            let fast = fast_len(buf, pos + 1).filter(|&(n, cr)| {
+                n <= limits.max_bulk_len as u64
+                    && cr - pos <= limits.max_bulk_len
+                    && (cr + 2).checked_add(n as usize).is_some_and(|end| end < usize::MAX - 2)
+            });
+            if let Some((n, cr)) = fast {
+                let (start, end) = (cr + 2, cr + 2 + n as usize);
+                if crlf_at(buf, end) {
+                    return Ok(Some((Value::Bulk(buf.slice(start..end)), end + 2)));
+                }
+            }
+        }
         if !matches!(
             t,
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' | b'$' | b'!' | b'=' | b'*' | b'%' | b'~' | b'>' | b'|'

@@ -8,6 +8,11 @@ fn tiny_limits() -> Limits {
     Limits { max_bulk_len: 40, max_array_len: 6, max_inline_len: 24, max_depth: 3 }
 }
 
+/// Smaller than some lines, so the line-length bounds are hit by ordinary frames.
+fn minuscule_limits() -> Limits {
+    Limits { max_bulk_len: 3, max_array_len: 2, max_inline_len: 3, max_depth: 1 }
+}
+
 /// Streams that look like RESP often enough to reach every branch.
 fn resp_ish() -> impl Strategy<Value = Vec<u8>> {
     let token = prop_oneof![
@@ -297,6 +302,7 @@ proptest! {
     fn request_streams(stream in resp_ish(), cuts in chunks()) {
         check_request_stream(&stream, Limits::default(), &cuts)?;
         check_request_stream(&stream, tiny_limits(), &cuts)?;
+        check_request_stream(&stream, minuscule_limits(), &cuts)?;
     }
 
     #[test]
@@ -320,6 +326,7 @@ proptest! {
     fn reply_streams(stream in resp_ish(), cuts in chunks()) {
         check_reply_stream(&stream, Limits::default(), &cuts)?;
         check_reply_stream(&stream, tiny_limits(), &cuts)?;
+        check_reply_stream(&stream, minuscule_limits(), &cuts)?;
     }
 }
 
