@@ -68,10 +68,34 @@ pub enum Route {
     Keys,
     /// Keyless, and any primary answers it the same way (TIME, LASTSAVE, PUBLISH, COMMAND ..., ECHO).
     AnyNode,
+    /// Multi-key and splittable: keys in one slot go to that slot's primary as is; keys across slots are split
+    /// into one sub-request per slot and the replies merged as [`SplitKind`] says.
+    Split(SplitKind),
     /// Answered by slotway.
     Local(LocalCommand),
     /// Not available through the standalone endpoint (yet); the text says why, e.g. "blocking commands are not supported yet".
     Unsupported(&'static str),
+}
+
+/// How the replies of a split multi-key command are merged.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SplitKind {
+    /// MGET: one key per argument; the reply is an array of values in the original key order.
+    MGet,
+    /// MSET: key/value pairs; the reply is `+OK` when every part said so.
+    MSet,
+    /// DEL, UNLINK, EXISTS, TOUCH: one key per argument; the reply is the sum of the parts' integers.
+    SumIntegers,
+}
+
+impl SplitKind {
+    /// Arguments per key in the request (2 for MSET's key/value pairs).
+    pub fn step(self) -> usize {
+        match self {
+            SplitKind::MSet => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Flags slotway cares about, from COMMAND's flags.

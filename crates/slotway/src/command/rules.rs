@@ -1,6 +1,6 @@
 //! The built-in routing rules, applied on top of what COMMAND says.
 use super::spec::KeyRule;
-use super::{Args, CommandFlags, LocalCommand, Route};
+use super::{Args, CommandFlags, LocalCommand, Route, SplitKind};
 
 /// Reason given for MULTI, EXEC, DISCARD, WATCH and UNWATCH.
 pub const UNSUPPORTED_TRANSACTIONS: &str = "transactions are not supported yet";
@@ -57,6 +57,9 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
     match container {
         "time" | "lastsave" | "publish" | "command" | "lolwut" => return (Route::AnyNode, Dynamic::None),
         "spublish" => return (Route::Keys, Dynamic::None),
+        "mget" => return (Route::Split(SplitKind::MGet), Dynamic::None),
+        "mset" => return (Route::Split(SplitKind::MSet), Dynamic::None),
+        "del" | "unlink" | "exists" | "touch" => return (Route::Split(SplitKind::SumIntegers), Dynamic::None),
         "xread" | "xreadgroup" => return (Route::Keys, Dynamic::XreadBlock),
         "multi" | "exec" | "discard" | "watch" | "unwatch" => return unsupported(UNSUPPORTED_TRANSACTIONS),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" | "wait"

@@ -447,6 +447,18 @@ fn routes() {
 }
 
 #[test]
+fn splittable_multi_key_commands() {
+    let t = table();
+    assert_eq!(route_of(t, "MGET a b"), Route::Split(SplitKind::MGet));
+    assert_eq!(route_of(t, "mset a 1 b 2"), Route::Split(SplitKind::MSet));
+    for line in ["DEL a b", "UNLINK a", "EXISTS a b c", "TOUCH a"] {
+        assert_eq!(route_of(t, line), Route::Split(SplitKind::SumIntegers), "{line}");
+    }
+    // Not splittable: atomic across keys, so they stay same-slot only.
+    assert_eq!(route_of(t, "MSETNX a 1 b 2"), Route::Keys);
+}
+
+#[test]
 fn every_builtin_command_has_a_sensible_route() {
     for c in table().iter() {
         match c.route {
@@ -455,7 +467,7 @@ fn every_builtin_command_has_a_sensible_route() {
             _ => {}
         }
         // Every key-bearing command that isn't explicitly refused routes by keys.
-        if c.has_keys() && !matches!(c.route, Route::Unsupported(_)) {
+        if c.has_keys() && !matches!(c.route, Route::Unsupported(_) | Route::Split(_)) {
             assert_eq!(c.route, Route::Keys, "{}", c.name);
         }
     }

@@ -1,9 +1,11 @@
 //! Deciding where a request goes ([`plan`]) and what a node's reply means for it ([`classify_reply`]).
 //! Both are plain functions over values; the session loop calls them and acts on the result.
 use crate::cluster::{parse_redirect, NodeAddr, Redirect, Slot};
-use crate::command::{key_indexes, route_for, Args, CommandTable, LocalCommand, Route};
+use crate::command::{key_indexes, route_for, Args, CommandTable, LocalCommand, Route, SplitKind};
 use crate::topology::Topology;
 use smallvec::SmallVec;
+
+pub mod split;
 
 /// Where one request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +13,8 @@ pub enum Plan {
     /// To the primary of `slot`, or to any primary when `slot` is None (keyless commands that every node answers
     /// alike). `readonly` says whether it is safe to resend after the connection died with it in flight.
     Forward { slot: Option<Slot>, readonly: bool },
+    /// A multi-key command whose keys span slots: split per slot (see [`split::split`]) and merged.
+    Split { kind: SplitKind, readonly: bool },
     /// Answered by slotway.
     Local(LocalCommand),
     /// Answered with this error (without the leading `-`).
@@ -24,11 +28,12 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
     let Some(info) = table.resolve(args) else {
         return Plan::Reject(unknown_command(args));
     };
-    match route_for(info, args) {
+    let route = route_for(info, args);
+    match route {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly: info.flags.readonly },
         Route::Unsupported(why) => Plan::Reject(format!("unsupported command '{}': {why}", info.name)),
-        Route::Keys => {
+        Route::Keys | Route::Split(_) => {
             let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
             if let Err(e) = key_indexes(info, args, &mut keys) {
                 return Plan::Reject(e.to_string());
@@ -40,6 +45,8 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
                 Some(first) => {
                     if slots.all(|s| s == first) {
                         Plan::Forward { slot: Some(first), readonly }
+                    } else if let Route::Split(kind) = route {
+                        Plan::Split { kind, readonly }
                     } else {
                         Plan::Reject(CROSSSLOT.to_string())
                     }

@@ -7,6 +7,7 @@ use super::local::{self, ClientState};
 use super::Shared;
 use crate::cluster::Slot;
 use crate::command::Args;
+use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
@@ -27,18 +28,37 @@ const READ_CHUNK: usize = 16 * 1024;
 struct Pending {
     /// The final reply, once known.
     reply: Option<Bytes>,
-    /// The request exactly as the client sent it (RESP), kept to resend after a redirect or a retry.
+    /// Safe to resend after its connection died (it doesn't write).
+    readonly: bool,
+    /// What goes to the nodes: one part for an ordinary request, one per slot for a split multi-key command.
+    parts: SmallVec<[Part; 1]>,
+    /// Parts still waiting for their final reply.
+    remaining: usize,
+    /// How the parts' replies become the client's reply (None: the single part's reply as is).
+    merge: Option<Box<Merge>>,
+}
+
+/// One request to one node, with its own redirect and retry state.
+struct Part {
+    /// The request as the client sent it (or, for a split command, as slotway built it for one slot), kept to
+    /// resend it after a redirect or a retry.
     frame: Bytes,
     /// Where it is routed: a slot's primary, or any primary when None.
     slot: Option<Slot>,
-    /// Safe to resend after its connection died (it doesn't write).
-    readonly: bool,
     /// The node it was last sent to; a redirect with an empty host means this node's host.
     sent_to: Option<Arc<NodePool>>,
     redirects: u32,
     retries: u32,
     /// Waiting to be resent at this time (after TRYAGAIN, CLUSTERDOWN or an unreachable node).
     retry_at: Option<Instant>,
+    /// The part's final reply (kept only while other parts of a split command are outstanding).
+    reply: Option<Bytes>,
+}
+
+impl Part {
+    fn new(frame: Bytes, slot: Option<Slot>) -> Part {
+        Part { frame, slot, sent_to: None, redirects: 0, retries: 0, retry_at: None, reply: None }
+    }
 }
 
 pub(super) struct Session<S> {
@@ -53,6 +73,8 @@ pub(super) struct Session<S> {
     base: u64,
     replies_tx: mpsc::UnboundedSender<Delivery>,
     replies_rx: mpsc::UnboundedReceiver<Delivery>,
+    /// Parts waiting for a retry timer (so the common case skips looking for the next one).
+    retries_waiting: usize,
     /// Set after QUIT, a protocol error or shutdown: read nothing more, finish what is pending, close.
     closing: bool,
     /// The worker thread this session runs on: it only uses connections driven by that thread.
@@ -77,6 +99,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             base: 0,
             replies_tx,
             replies_rx,
+            retries_waiting: 0,
             closing: false,
             worker,
             pick,
@@ -156,18 +179,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let args = Args { frame: &frame, ranges };
         match dispatch::plan(&self.shared.table, args) {
             Plan::Forward { slot, readonly } => {
-                self.pending.push_back(Pending {
+                let parts = smallvec::smallvec![Part::new(frame, slot)];
+                self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
+            }
+            Plan::Split { kind, readonly } => {
+                let split = split::split(kind, args);
+                let parts: SmallVec<[Part; 1]> =
+                    split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
+                let remaining = parts.len();
+                self.push_forwarded(Pending {
                     reply: None,
-                    frame,
-                    slot,
                     readonly,
-                    sent_to: None,
-                    redirects: 0,
-                    retries: 0,
-                    retry_at: None,
+                    parts,
+                    remaining,
+                    merge: Some(Box::new(split.merge)),
                 });
-                let seq = self.base + self.pending.len() as u64 - 1;
-                self.send_routed(seq);
             }
             Plan::Local(cmd) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
@@ -187,133 +213,171 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn push_final(&mut self, reply: Bytes) {
         self.pending.push_back(Pending {
             reply: Some(reply),
-            frame: Bytes::new(),
-            slot: None,
             readonly: true,
-            sent_to: None,
-            redirects: 0,
-            retries: 0,
-            retry_at: None,
+            parts: SmallVec::new(),
+            remaining: 0,
+            merge: None,
         });
+    }
+
+    /// Queues a request for the nodes and sends each of its parts.
+    fn push_forwarded(&mut self, pending: Pending) {
+        let parts = pending.parts.len();
+        self.pending.push_back(pending);
+        let seq = self.base + self.pending.len() as u64 - 1;
+        for part in 0..parts {
+            self.send_routed(seq, part);
+        }
     }
 
     fn push_error(&mut self, msg: &str) {
         self.push_final(error_reply(msg));
     }
 
-    /// Sends pending request `seq` to the node the current topology says serves it.
-    fn send_routed(&mut self, seq: u64) {
+    fn part_mut(&mut self, seq: u64, part: usize) -> &mut Part {
+        &mut self.pending[(seq - self.base) as usize].parts[part]
+    }
+
+    /// Sends one part of pending request `seq` to the node the current topology says serves it.
+    fn send_routed(&mut self, seq: u64, part: usize) {
         let topo = self.shared.topology.load();
-        let idx = (seq - self.base) as usize;
-        let slot = self.pending[idx].slot;
+        let slot = self.part_mut(seq, part).slot;
         match dispatch::target(&topo, slot, self.pick) {
             Some(pool) => {
                 let pool = pool.clone();
-                self.send_to(seq, pool, false);
+                self.send_to(seq, part, pool, false);
             }
             None => {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                self.retry_or_fail(seq, || "CLUSTERDOWN Hash slot not served".to_string());
+                self.retry_or_fail(seq, part, || "CLUSTERDOWN Hash slot not served".to_string());
             }
         }
     }
 
-    fn send_to(&mut self, seq: u64, pool: Arc<NodePool>, asking: bool) {
-        let p = &mut self.pending[(seq - self.base) as usize];
-        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
-        pool.send(self.worker, self.pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
+    fn send_to(&mut self, seq: u64, part: usize, pool: Arc<NodePool>, asking: bool) {
+        let (worker, pick) = (self.worker, self.pick);
+        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
+        let p = self.part_mut(seq, part);
+        pool.send(worker, pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
         p.sent_to = Some(pool);
     }
 
-    /// A node's reply (or failure) for request `seq`: final, or a redirect/retry to act on.
-    fn on_delivery(&mut self, d: Delivery) {
-        let Some(idx) = d.seq.checked_sub(self.base).map(|i| i as usize) else { return };
-        let Some(p) = self.pending.get_mut(idx) else { return };
-        let metrics = &self.shared.metrics;
-        let max_redirects = self.shared.config.upstream.max_redirects;
-        match d.result {
-            Ok(frame) => {
-                let sender_host = p.sent_to.as_ref().map(|n| n.addr.host.clone()).unwrap_or_else(|| Arc::from(""));
-                match classify_reply(&frame, &sender_host) {
-                    ReplyClass::Final => p.reply = Some(frame),
-                    _ if p.redirects >= max_redirects => p.reply = Some(frame),
-                    ReplyClass::Moved(addr) => {
-                        Metrics::incr(&metrics.redirects_moved);
-                        p.redirects += 1;
-                        self.shared.topology.request_refresh(RefreshReason::Moved);
-                        let pool = self.shared.topology.upstreams().pool(&addr);
-                        self.send_to(d.seq, pool, false);
-                    }
-                    ReplyClass::Ask(addr) => {
-                        Metrics::incr(&metrics.redirects_ask);
-                        p.redirects += 1;
-                        let pool = self.shared.topology.upstreams().pool(&addr);
-                        self.send_to(d.seq, pool, true);
-                    }
-                    ReplyClass::TryAgain => {
-                        Metrics::incr(&metrics.retries_tryagain);
-                        self.retry_or_reply(d.seq, frame);
-                    }
-                    ReplyClass::ClusterDown => {
-                        Metrics::incr(&metrics.retries_clusterdown);
-                        self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                        self.retry_or_reply(d.seq, frame);
-                    }
+    /// Records a part's final reply; when it was the last one outstanding, the request's reply is complete.
+    fn finish_part(&mut self, seq: u64, part: usize, reply: Bytes) {
+        let p = &mut self.pending[(seq - self.base) as usize];
+        if p.parts[part].reply.is_some() {
+            return;
+        }
+        p.remaining -= 1;
+        match &p.merge {
+            None => p.reply = Some(reply),
+            Some(merge) => {
+                p.parts[part].reply = Some(reply);
+                if p.remaining == 0 {
+                    let replies: Vec<Bytes> = p.parts.iter_mut().map(|x| x.reply.take().unwrap_or_default()).collect();
+                    p.reply = Some(merge.merge(&replies));
                 }
             }
+        }
+    }
+
+    /// A node's reply (or failure) for one part of request `seq`: final, or a redirect/retry to act on.
+    fn on_delivery(&mut self, d: Delivery) {
+        let (seq, part) = (d.seq, d.part as usize);
+        let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get(i as usize)) else { return };
+        let Some(x) = p.parts.get(part) else { return };
+        let readonly = p.readonly;
+        let redirects = x.redirects;
+        let sender_host = x.sent_to.as_ref().map(|n| n.addr.host.clone());
+        let metrics = self.shared.metrics.clone();
+        match d.result {
+            Ok(frame) => match classify_reply(&frame, sender_host.as_deref().unwrap_or("")) {
+                ReplyClass::Final => self.finish_part(seq, part, frame),
+                _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
+                ReplyClass::Moved(addr) => {
+                    Metrics::incr(&metrics.redirects_moved);
+                    self.part_mut(seq, part).redirects += 1;
+                    self.shared.topology.request_refresh(RefreshReason::Moved);
+                    let pool = self.shared.topology.upstreams().pool(&addr);
+                    self.send_to(seq, part, pool, false);
+                }
+                ReplyClass::Ask(addr) => {
+                    Metrics::incr(&metrics.redirects_ask);
+                    self.part_mut(seq, part).redirects += 1;
+                    let pool = self.shared.topology.upstreams().pool(&addr);
+                    self.send_to(seq, part, pool, true);
+                }
+                ReplyClass::TryAgain => {
+                    Metrics::incr(&metrics.retries_tryagain);
+                    self.retry_or_reply(seq, part, frame);
+                }
+                ReplyClass::ClusterDown => {
+                    Metrics::incr(&metrics.retries_clusterdown);
+                    self.shared.topology.request_refresh(RefreshReason::ClusterDown);
+                    self.retry_or_reply(seq, part, frame);
+                }
+            },
             Err(e @ UpstreamError::NotSent { .. }) => {
                 Metrics::incr(&metrics.retries_unreachable);
                 self.shared.topology.request_refresh(RefreshReason::Unreachable);
-                self.retry_or_fail(d.seq, || format!("ERR slotway: node unavailable: {e}"));
+                self.retry_or_fail(seq, part, || format!("ERR slotway: node unavailable: {e}"));
             }
             Err(e @ UpstreamError::Lost { .. }) => {
                 self.shared.topology.request_refresh(RefreshReason::Unreachable);
-                if p.readonly {
+                if readonly {
                     Metrics::incr(&metrics.retries_connection_lost);
-                    self.retry_or_fail(d.seq, || format!("ERR slotway: {e}"));
+                    self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
                     Metrics::incr(&metrics.upstream_failures_returned);
                     // The write may have run: resending could apply it twice, so the client decides.
-                    p.reply = Some(error_reply(&format!(
-                        "ERR slotway: {e}; the command was sent and may or may not have been applied"
-                    )));
+                    let msg = format!("ERR slotway: {e}; the command was sent and may or may not have been applied");
+                    self.finish_part(seq, part, error_reply(&msg));
                 }
             }
         }
     }
 
     /// Schedules a resend with exponential backoff, or gives up with the node's own reply.
-    fn retry_or_reply(&mut self, seq: u64, reply: Bytes) {
-        self.retry_or_fail(seq, || {
+    fn retry_or_reply(&mut self, seq: u64, part: usize, reply: Bytes) {
+        self.retry_or_fail(seq, part, || {
             let body = reply.strip_prefix(b"-").unwrap_or(&reply);
             String::from_utf8_lossy(body.strip_suffix(b"\r\n").unwrap_or(body)).into_owned()
         });
     }
 
-    fn retry_or_fail(&mut self, seq: u64, error: impl FnOnce() -> String) {
+    fn retry_or_fail(&mut self, seq: u64, part: usize, error: impl FnOnce() -> String) {
         let cfg = &self.shared.config.upstream;
-        let p = &mut self.pending[(seq - self.base) as usize];
-        if p.retries >= cfg.max_retries {
+        let (max, base, cap) = (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay);
+        let p = self.part_mut(seq, part);
+        if p.retries >= max {
             Metrics::incr(&self.shared.metrics.upstream_failures_returned);
-            p.reply = Some(error_reply(&error()));
+            self.finish_part(seq, part, error_reply(&error()));
             return;
         }
-        let delay = cfg.retry_base_delay.saturating_mul(1 << p.retries.min(16)).min(cfg.retry_max_delay);
+        let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap);
         p.retries += 1;
         p.retry_at = Some(Instant::now() + delay);
+        self.retries_waiting += 1;
     }
 
     fn next_retry(&self) -> Option<Instant> {
-        self.pending.iter().filter_map(|p| p.retry_at).min()
+        if self.retries_waiting == 0 {
+            return None;
+        }
+        self.pending.iter().flat_map(|p| p.parts.iter().filter_map(|x| x.retry_at)).min()
     }
 
-    /// Resends every request whose retry time has come, in request order.
+    /// Resends every part whose retry time has come, in request order.
     fn resend_due(&mut self) {
         let now = Instant::now();
         for idx in 0..self.pending.len() {
-            if self.pending[idx].retry_at.is_some_and(|t| t <= now) {
-                self.pending[idx].retry_at = None;
-                self.send_routed(self.base + idx as u64);
+            for part in 0..self.pending[idx].parts.len() {
+                let x = &mut self.pending[idx].parts[part];
+                if x.retry_at.is_some_and(|t| t <= now) {
+                    x.retry_at = None;
+                    self.retries_waiting -= 1;
+                    self.send_routed(self.base + idx as u64, part);
+                }
             }
         }
     }

@@ -1,0 +1,205 @@
+//! Splitting a multi-key command whose keys span slots into one sub-request per slot, and merging the replies
+//! back into the one reply the client expects. Pure functions over bytes.
+use crate::cluster::Slot;
+use crate::command::{Args, SplitKind};
+use bytes::{Bytes, BytesMut};
+use resp::{Limits, ReplyScanner};
+
+/// The sub-requests of one split command and how to merge their replies.
+#[derive(Debug)]
+pub struct Split {
+    /// One per slot: the slot and a complete RESP request for it (same command, that slot's keys).
+    pub parts: Vec<(Slot, Bytes)>,
+    pub merge: Merge,
+}
+
+#[derive(Debug)]
+pub enum Merge {
+    /// For each key in request order: (part, position of the key within that part's reply array).
+    MGet(Vec<(u32, u32)>),
+    MSet,
+    SumIntegers,
+}
+
+/// Builds one sub-request per slot. Keys keep their relative order inside each part, so MSET's
+/// last-value-wins for a repeated key still holds.
+pub fn split(kind: SplitKind, args: Args<'_>) -> Split {
+    let step = kind.step();
+    let name = args.get(0);
+    let nkeys = (args.len() - 1) / step;
+    // (slot, key number) sorted by slot; stable, so key order within a slot is kept.
+    let mut keyed: Vec<(Slot, u32)> = (0..nkeys).map(|k| (Slot::for_key(args.get(1 + k * step)), k as u32)).collect();
+    keyed.sort_by_key(|&(slot, _)| slot);
+
+    let mut parts = Vec::new();
+    let mut order = vec![(0u32, 0u32); if kind == SplitKind::MGet { nkeys } else { 0 }];
+    let mut i = 0;
+    while i < keyed.len() {
+        let slot = keyed[i].0;
+        let end = i + keyed[i..].iter().take_while(|(s, _)| *s == slot).count();
+        let group = &keyed[i..end];
+        let mut frame = BytesMut::with_capacity(32 + group.len() * 32);
+        resp::encode::array_header(&mut frame, 1 + group.len() * step);
+        resp::encode::bulk(&mut frame, name);
+        for (pos, &(_, k)) in group.iter().enumerate() {
+            for j in 0..step {
+                resp::encode::bulk(&mut frame, args.get(1 + k as usize * step + j));
+            }
+            if kind == SplitKind::MGet {
+                order[k as usize] = (parts.len() as u32, pos as u32);
+            }
+        }
+        parts.push((slot, frame.freeze()));
+        i = end;
+    }
+    let merge = match kind {
+        SplitKind::MGet => Merge::MGet(order),
+        SplitKind::MSet => Merge::MSet,
+        SplitKind::SumIntegers => Merge::SumIntegers,
+    };
+    Split { parts, merge }
+}
+
+impl Merge {
+    /// The client's reply from every part's reply (in part order). The first error reply, if any, wins: the
+    /// client sees what went wrong, as it would from one node.
+    pub fn merge(&self, replies: &[Bytes]) -> Bytes {
+        if let Some(err) = replies.iter().find(|r| matches!(r.first(), Some(b'-' | b'!'))) {
+            return err.clone();
+        }
+        let mut out = BytesMut::new();
+        match self {
+            Merge::MSet => resp::encode::simple(&mut out, "OK"),
+            Merge::SumIntegers => {
+                let mut sum: i64 = 0;
+                for r in replies {
+                    match parse_integer(r) {
+                        Some(n) => sum = sum.saturating_add(n),
+                        None => return unexpected(r),
+                    }
+                }
+                resp::encode::integer(&mut out, sum);
+            }
+            Merge::MGet(order) => {
+                let mut elements: Vec<Vec<std::ops::Range<usize>>> = Vec::with_capacity(replies.len());
+                for r in replies {
+                    match array_elements(r) {
+                        Some(e) => elements.push(e),
+                        None => return unexpected(r),
+                    }
+                }
+                resp::encode::array_header(&mut out, order.len());
+                for &(part, pos) in order {
+                    match elements[part as usize].get(pos as usize) {
+                        Some(range) => out.extend_from_slice(&replies[part as usize][range.clone()]),
+                        None => return unexpected(&replies[part as usize]),
+                    }
+                }
+            }
+        }
+        out.freeze()
+    }
+}
+
+fn unexpected(reply: &[u8]) -> Bytes {
+    let shown = String::from_utf8_lossy(&reply[..reply.len().min(64)]).replace(['\r', '\n'], " ");
+    let mut out = BytesMut::new();
+    resp::encode::error(&mut out, &format!("ERR slotway: unexpected reply to a split command part: {shown}"));
+    out.freeze()
+}
+
+/// `:<n>\r\n` → n.
+fn parse_integer(reply: &[u8]) -> Option<i64> {
+    let body = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
+/// Byte ranges of each element of an array reply (RESP2 `*` or RESP3 `*`), in order.
+fn array_elements(reply: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let header_end = reply.iter().position(|&b| b == b'\n')? + 1;
+    let count: usize = std::str::from_utf8(reply.strip_prefix(b"*")?.get(..header_end - 3)?).ok()?.parse().ok()?;
+    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut ranges = Vec::with_capacity(count);
+    let mut at = header_end;
+    for _ in 0..count {
+        let found = scanner.scan(&reply[at..]).ok()??;
+        ranges.push(at..at + found.len);
+        at += found.len;
+    }
+    (at == reply.len()).then_some(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Range;
+
+    fn args_of(words: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut frame = Vec::new();
+        let mut ranges = Vec::new();
+        for w in words {
+            ranges.push(frame.len()..frame.len() + w.len());
+            frame.extend_from_slice(w.as_bytes());
+        }
+        (frame, ranges)
+    }
+
+    fn split_words(kind: SplitKind, words: &[&str]) -> Split {
+        let (frame, ranges) = args_of(words);
+        split(kind, Args { frame: &frame, ranges: &ranges })
+    }
+
+    #[test]
+    fn mget_groups_keys_by_slot_and_merges_in_key_order() {
+        // {a}x and {a}y share a slot; b and c are elsewhere.
+        let s = split_words(SplitKind::MGet, &["MGET", "{a}x", "b", "{a}y", "c"]);
+        assert_eq!(s.parts.len(), 3);
+        let part_of =
+            |key: &str| s.parts.iter().position(|(_, f)| f.windows(key.len()).any(|w| w == key.as_bytes())).unwrap();
+        let pa = part_of("{a}x");
+        assert_eq!(pa, part_of("{a}y"));
+        assert_eq!(&s.parts[pa].1[..], b"*3\r\n$4\r\nMGET\r\n$4\r\n{a}x\r\n$4\r\n{a}y\r\n");
+        // Replies: the {a} part answers [x, y], b → nil, c → "C".
+        let mut replies = vec![Bytes::new(); 3];
+        replies[pa] = Bytes::from_static(b"*2\r\n$1\r\nX\r\n$1\r\nY\r\n");
+        replies[part_of("b")] = Bytes::from_static(b"*1\r\n$-1\r\n");
+        replies[part_of("c")] = Bytes::from_static(b"*1\r\n$1\r\nC\r\n");
+        assert_eq!(&s.merge.merge(&replies)[..], b"*4\r\n$1\r\nX\r\n$-1\r\n$1\r\nY\r\n$1\r\nC\r\n");
+    }
+
+    #[test]
+    fn mset_keeps_pairs_and_order_within_a_slot() {
+        let s = split_words(SplitKind::MSet, &["MSET", "k", "1", "other", "2", "k", "3"]);
+        assert_eq!(s.parts.len(), 2);
+        let k_part = s.parts.iter().find(|(_, f)| f.starts_with(b"*5\r\n")).expect("k's part has both pairs");
+        assert_eq!(&k_part.1[..], b"*5\r\n$4\r\nMSET\r\n$1\r\nk\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\n3\r\n");
+        let ok = Bytes::from_static(b"+OK\r\n");
+        assert_eq!(&s.merge.merge(&[ok.clone(), ok])[..], b"+OK\r\n");
+    }
+
+    #[test]
+    fn sums_and_errors() {
+        let s = split_words(SplitKind::SumIntegers, &["DEL", "a", "b", "c"]);
+        let n = s.parts.len();
+        let replies: Vec<Bytes> = (0..n).map(|_| Bytes::from_static(b":1\r\n")).collect();
+        assert_eq!(s.merge.merge(&replies), format!(":{n}\r\n").as_bytes());
+        let mut with_err = replies.clone();
+        with_err[n - 1] = Bytes::from_static(b"-ERR boom\r\n");
+        assert_eq!(&s.merge.merge(&with_err)[..], b"-ERR boom\r\n");
+        let garbage = vec![Bytes::from_static(b"+what\r\n"); n];
+        assert!(s.merge.merge(&garbage).starts_with(b"-ERR slotway: unexpected reply"));
+    }
+
+    #[test]
+    fn mget_of_many_keys_splits_per_slot() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("key:{i}")).collect();
+        let mut words = vec!["MGET"];
+        words.extend(keys.iter().map(|k| k.as_str()));
+        let s = split_words(SplitKind::MGet, &words);
+        let distinct: std::collections::BTreeSet<u16> =
+            keys.iter().map(|k| Slot::for_key(k.as_bytes()).get()).collect();
+        assert_eq!(s.parts.len(), distinct.len());
+        let Merge::MGet(order) = &s.merge else { panic!() };
+        assert_eq!(order.len(), 10_000);
+    }
+}
