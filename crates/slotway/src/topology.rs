@@ -244,6 +244,17 @@ const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
 /// CLUSTER SHARDS (Redis 7), falling back to CLUSTER SLOTS when the node doesn't know SHARDS.
 /// `tls` decides which port to take when a node announces both a plain and a TLS port.
 async fn fetch_shards(pool: &NodePool, tls: bool) -> Result<Vec<ShardInfo>, String> {
+    let mut shards = fetch_shards_unordered(pool, tls).await?;
+    // Every node lists shards (and replicas) in its own order: sort them so equal layouts compare equal.
+    for s in &mut shards {
+        s.slots.sort_unstable();
+        s.replicas.sort_by(|a, b| a.addr.cmp(&b.addr));
+    }
+    shards.sort_by_key(|s| (s.slots.is_empty(), s.slots.first().copied(), s.primary.addr.clone()));
+    Ok(shards)
+}
+
+async fn fetch_shards_unordered(pool: &NodePool, tls: bool) -> Result<Vec<ShardInfo>, String> {
     let host = pool.addr.host.clone();
     let ports = if tls { PortPreference::Tls } else { PortPreference::Plain };
     match call_value(pool, &[b"CLUSTER", b"SHARDS"], TOPOLOGY_TIMEOUT).await? {

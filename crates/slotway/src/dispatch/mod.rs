@@ -32,7 +32,7 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly: info.flags.readonly },
-        Route::Unsupported(why) => Plan::Reject(format!("unsupported command '{}': {why}", info.name)),
+        Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
         Route::Keys | Route::Split(_) => {
             let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
             if let Err(e) = key_indexes(info, args, &mut keys) {
@@ -56,12 +56,19 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
     }
 }
 
-/// Redis's wording: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
+/// Redis's wording (processCommand): `ERR unknown command 'foo', with args beginning with: 'a' 'b' `. The name is
+/// cut at 128 bytes; arguments are quoted while the list is under 128 bytes, the last one cut to fit.
 fn unknown_command(args: Args<'_>) -> String {
     let mut s = format!("ERR unknown command '{}', with args beginning with: ", printable(args.get(0), 128));
-    for i in 1..args.len().min(16) {
-        s.push_str(&format!("'{}' ", printable(args.get(i), 128)));
+    let mut listed = String::new();
+    for i in 1..args.len() {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        listed.push_str(&format!("'{}' ", printable(args.get(i), room)));
     }
+    s.push_str(&listed);
     s
 }
 
@@ -137,5 +144,24 @@ mod tests {
         );
         // A message that merely mentions MOVED is not a redirect.
         assert_eq!(classify_reply(b"-ERR MOVED 1 a:1\r\n", "h"), ReplyClass::Final);
+    }
+
+    #[test]
+    fn unknown_command_wording_follows_redis() {
+        let words: Vec<String> = vec!["nosuchcmd".into(), "a".repeat(100), "b".repeat(100), "c".into()];
+        let mut frame = Vec::new();
+        let mut ranges = Vec::new();
+        for w in &words {
+            ranges.push(frame.len()..frame.len() + w.len());
+            frame.extend_from_slice(w.as_bytes());
+        }
+        let msg = unknown_command(Args { frame: &frame, ranges: &ranges });
+        // 'a…a' (100) + quote/space = 103 listed, then 25 bytes of b's fit.
+        let expected = format!(
+            "ERR unknown command 'nosuchcmd', with args beginning with: '{}' '{}' ",
+            "a".repeat(100),
+            "b".repeat(25)
+        );
+        assert_eq!(msg, expected);
     }
 }
