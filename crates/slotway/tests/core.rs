@@ -798,7 +798,7 @@ async fn pipelines_keep_order_across_shards_local_replies_and_errors() {
         (c(&["PING"]), simple("PONG")),
         (c(&["SET", &ka, "va"]), ok()),
         (c(&["ECHO", "hello world"]), bulk("hello world")),
-        (c(&["MGET", &ka, &kb]), err("CROSSSLOT Keys in request don't hash to the same slot")),
+        (c(&["SUNION", &ka, &kb]), err("CROSSSLOT Keys in request don't hash to the same slot")),
         (c(&["GET", &ka]), bulk("va")),
         (c(&["NOSUCHCMD", "x", "y"]), err("ERR unknown command 'NOSUCHCMD', with args beginning with: 'x' 'y' ")),
         (c(&["LPUSH", &ka, "x"]), err("WRONGTYPE Operation against a key holding the wrong kind of value")),
@@ -1207,14 +1207,14 @@ async fn local_commands_and_routing() {
     assert_eq!(raw.call(&c(&["SELECT", "1"])), err("ERR SELECT is not allowed in cluster mode"));
     assert_eq!(raw.call(&c(&["select", "1"])), raw_node_error(&cluster, primaries[0], &["SELECT", "1"]));
 
-    // Keys in different slots: Redis's own CROSSSLOT, exactly (and what a node says).
+    // Keys in different slots, for commands that can't be split (atomic across keys): Redis's own CROSSSLOT,
+    // exactly (and what a node says). MGET/MSET/DEL/EXISTS/UNLINK/TOUCH are split instead (tests/multikey.rs).
     let [ka, kb] = [0, 1].map(|s| keys_on(&owners, primaries[s], "cross:", 1).remove(0));
     let crossslot = err("CROSSSLOT Keys in request don't hash to the same slot");
     for args in [
-        vec!["MGET", ka.as_str(), kb.as_str()],
-        vec!["MSET", ka.as_str(), "1", kb.as_str(), "2"],
-        vec!["DEL", ka.as_str(), kb.as_str()],
-        vec!["EXISTS", ka.as_str(), kb.as_str()],
+        vec!["MSETNX", ka.as_str(), "1", kb.as_str(), "2"],
+        vec!["SINTER", ka.as_str(), kb.as_str()],
+        vec!["LMOVE", ka.as_str(), kb.as_str(), "LEFT", "RIGHT"],
         vec!["SUNION", "a", "b", "c"],
         vec!["RENAME", ka.as_str(), kb.as_str()],
     ] {
@@ -1223,9 +1223,9 @@ async fn local_commands_and_routing() {
     // Same node, different slots is still CROSSSLOT in Redis Cluster.
     let same_node = keys_on(&owners, primaries[0], "cross:", 2);
     assert_ne!(key_slot(same_node[0].as_bytes()), key_slot(same_node[1].as_bytes()));
-    assert_eq!(raw.call(&c(&["MGET", &same_node[0], &same_node[1]])), crossslot);
+    assert_eq!(raw.call(&c(&["SINTER", &same_node[0], &same_node[1]])), crossslot);
     assert_eq!(
-        raw_node_error(&cluster, primaries[0], &["MGET", &same_node[0], &same_node[1]]),
+        raw_node_error(&cluster, primaries[0], &["SINTER", &same_node[0], &same_node[1]]),
         crossslot,
         "the node's own wording"
     );

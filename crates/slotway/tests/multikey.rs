@@ -79,7 +79,7 @@ async fn cross_slot_multi_key_commands_are_split_and_merged() {
     // Not splittable (atomic across keys): cross-slot is refused, same-slot works.
     let err =
         redis::cmd("MSETNX").arg("mk:a").arg("1").arg("mk:b").arg("2").query_async::<i64>(&mut con).await.unwrap_err();
-    assert!(err.to_string().contains("CROSSSLOT"), "{err}");
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
     let n: i64 = redis::cmd("MSETNX").arg("{mk}a").arg("1").arg("{mk}b").arg("2").query_async(&mut con).await.unwrap();
     assert_eq!(n, 1);
 
