@@ -49,7 +49,7 @@ async fn cross_slot_multi_key_commands_are_split_and_merged() {
     // Counting commands sum over the parts; repeated keys count as Redis counts them.
     let sample: Vec<&String> = keys.iter().step_by(10).collect(); // 1,000 keys
     let n: i64 =
-        redis::cmd("EXISTS").arg(&sample).arg(&sample[0]).arg("mk:missing:c").query_async(&mut con).await.unwrap();
+        redis::cmd("EXISTS").arg(&sample).arg(sample[0]).arg("mk:missing:c").query_async(&mut con).await.unwrap();
     assert_eq!(n, 1_001, "EXISTS counts each existing key, a repeated one twice");
     let n: i64 = redis::cmd("TOUCH").arg(&sample).query_async(&mut con).await.unwrap();
     assert_eq!(n, 1_000);
