@@ -105,7 +105,12 @@ async fn connect_inner(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead
 
 /// Writes one command and reads exactly one reply (used only during set-up, before pipelining starts).
 async fn roundtrip(rd: &mut BoxRead, wr: &mut BoxWrite, cmd: &[u8], buf: &mut BytesMut) -> Result<Bytes, ConnectError> {
-    let io = |e: std::io::Error| ConnectError::Tcp(e.to_string());
+    // With TLS 1.3 a server that rejects us (e.g. no client certificate) says so in an alert that arrives after
+    // the handshake, on the first read: report that as the TLS failure it is.
+    let io = |e: std::io::Error| match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(_) => ConnectError::Tls(tls_error_text(&e)),
+        None => ConnectError::Tcp(e.to_string()),
+    };
     wr.write_all(cmd).await.map_err(io)?;
     wr.flush().await.map_err(io)?;
     let mut scanner = ReplyScanner::new(Limits::default());
