@@ -103,13 +103,16 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
     }
 }
 
-/// HELLO [protover [AUTH user pass] [SETNAME name]]. RESP3 is not offered yet, so `HELLO 3` gets Redis's
-/// NOPROTO error and clients stay on RESP2.
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: switches the client to RESP2 or RESP3 and describes the
+/// server, as Redis does. RESP3 clients get RESP3 replies: slotway forwards their requests over node connections
+/// that speak RESP3 too.
 fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
+    let mut protocol = client.protocol;
     let mut i = 1;
     if args.len() > 1 {
         match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
-            Some(2) => {}
+            Some(2) => protocol = Protocol::Resp2,
+            Some(3) => protocol = Protocol::Resp3,
             Some(_) => return err("NOPROTO unsupported protocol version"),
             None => return err("ERR Protocol version is not an integer or out of range"),
         }
@@ -119,6 +122,7 @@ fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
     while i < args.len() {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
+            // slotway has no users of its own yet: like a Redis whose default user has no password.
             if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
                 return err("WRONGPASS invalid username-password pair or user is disabled.");
             }
@@ -130,24 +134,38 @@ fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
             return err(&format!("ERR Syntax error in HELLO option '{}'", crate::dispatch::printable(opt, 64)));
         }
     }
-    if name.is_some() {
-        client.name = name;
-    }
-    let mut b = BytesMut::new();
-    encode::array_header(&mut b, 14);
-    for (k, v) in [("server", "redis"), ("version", "7.0.0"), ("proto", ""), ("id", ""), ("mode", "standalone")] {
-        encode::bulk(&mut b, k.as_bytes());
-        match k {
-            "proto" => encode::integer(&mut b, 2),
-            "id" => encode::integer(&mut b, client.id as i64),
-            _ => encode::bulk(&mut b, v.as_bytes()),
+    if let Some(name) = name {
+        if let Some(e) = invalid_name(&name) {
+            return e;
         }
+        client.name = Some(name);
     }
+    client.protocol = protocol;
+    let mut b = BytesMut::new();
+    encode::map_header(&mut b, 7, protocol);
+    for (k, v) in [("server", "redis"), ("version", "7.0.0")] {
+        encode::bulk(&mut b, k.as_bytes());
+        encode::bulk(&mut b, v.as_bytes());
+    }
+    encode::bulk(&mut b, b"proto");
+    encode::integer(&mut b, if protocol == Protocol::Resp3 { 3 } else { 2 });
+    encode::bulk(&mut b, b"id");
+    encode::integer(&mut b, client.id as i64);
+    // slotway presents the whole cluster as one standalone server.
+    encode::bulk(&mut b, b"mode");
+    encode::bulk(&mut b, b"standalone");
     encode::bulk(&mut b, b"role");
     encode::bulk(&mut b, b"master");
     encode::bulk(&mut b, b"modules");
     encode::array_header(&mut b, 0);
     reply(b)
+}
+
+/// Redis refuses client names with spaces, newlines or other special characters.
+fn invalid_name(name: &[u8]) -> Option<Outcome> {
+    name.iter()
+        .any(|&c| c <= b' ' || c > b'~')
+        .then(|| err("ERR Client names cannot contain spaces, newlines or special characters."))
 }
 
 /// INFO [section ...]: the `# Proxy` section with slotway's own counters.
@@ -198,8 +216,8 @@ fn client_command(args: Args<'_>, client: &mut ClientState) -> Outcome {
         }
         b"setname" if args.len() == 3 => {
             let name = args.get(2);
-            if name.iter().any(|&c| c <= b' ' || c > b'~') {
-                return err("ERR Client names cannot contain spaces, newlines or special characters.");
+            if let Some(e) = invalid_name(name) {
+                return e;
             }
             client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
             ok()

@@ -255,10 +255,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn send_to(&mut self, seq: u64, part: usize, pool: Arc<NodePool>, asking: bool) {
-        let (worker, pick) = (self.worker, self.pick);
+        let (worker, protocol, pick) = (self.worker, self.client.protocol, self.pick);
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
         let p = self.part_mut(seq, part);
-        pool.send(worker, pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
+        pool.send(worker, protocol, pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
         p.sent_to = Some(pool);
     }
 

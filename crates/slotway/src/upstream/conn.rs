@@ -4,6 +4,7 @@ use super::connect::{connect, BoxRead, BoxWrite, ConnectContext};
 use super::{ReplyTo, Request, UpstreamError};
 use crate::cluster::NodeAddr;
 use bytes::{Bytes, BytesMut};
+use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -26,9 +27,14 @@ pub(super) struct ConnHandle {
 
 impl ConnHandle {
     /// Starts the connection's tasks on `worker` (they stay on that thread for their whole life).
-    pub(super) fn spawn(worker: &tokio::runtime::Handle, addr: NodeAddr, ctx: Arc<ConnectContext>) -> ConnHandle {
+    pub(super) fn spawn(
+        worker: &tokio::runtime::Handle,
+        addr: NodeAddr,
+        ctx: Arc<ConnectContext>,
+        protocol: Protocol,
+    ) -> ConnHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        worker.spawn(drive(addr, ctx, rx));
+        worker.spawn(drive(addr, ctx, protocol, rx));
         ConnHandle { tx }
     }
 
@@ -69,7 +75,7 @@ impl Backoff {
 
 /// The connection's life: wait for work, connect, serve until the connection fails, repeat.
 /// Ends when the pool (the only sender) is dropped.
-async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, protocol: Protocol, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut backoff = Backoff { failures: 0, until: None, last_error: Arc::from("") };
     while let Some(first) = rx.recv().await {
         if backoff.blocked() {
@@ -78,7 +84,7 @@ async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::Unbounded
             fail_all(first, &mut rx, &addr, &reason);
             continue;
         }
-        match connect(&addr, &ctx).await {
+        match connect(&addr, &ctx, protocol).await {
             Err(e) => {
                 ctx.metrics.upstream_connect_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %addr, error = %e, "upstream connection failed");

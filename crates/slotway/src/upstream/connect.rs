@@ -3,6 +3,7 @@ use crate::cluster::NodeAddr;
 use crate::config::{tls::server_name_for, Secret, UpstreamTls};
 use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
+use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,15 +45,24 @@ impl ConnectError {
     }
 }
 
-/// Opens, secures and authenticates a connection to `addr`, within the context's connect timeout.
-pub async fn connect(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead, BoxWrite), ConnectError> {
-    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx)).await {
+/// Opens, secures and authenticates a connection to `addr` speaking `protocol` (RESP3 connections say `HELLO 3`),
+/// within the context's connect timeout.
+pub async fn connect(
+    addr: &NodeAddr,
+    ctx: &ConnectContext,
+    protocol: Protocol,
+) -> Result<(BoxRead, BoxWrite), ConnectError> {
+    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx, protocol)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout(ctx.connect_timeout)),
     }
 }
 
-async fn connect_inner(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead, BoxWrite), ConnectError> {
+async fn connect_inner(
+    addr: &NodeAddr,
+    ctx: &ConnectContext,
+    protocol: Protocol,
+) -> Result<(BoxRead, BoxWrite), ConnectError> {
     let tcp = TcpStream::connect((&*addr.host, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let (mut rd, mut wr): (BoxRead, BoxWrite) = match &ctx.tls {
@@ -71,7 +81,27 @@ async fn connect_inner(addr: &NodeAddr, ctx: &ConnectContext) -> Result<(BoxRead
         }
     };
     let mut buf = BytesMut::with_capacity(1024);
-    if let Some(password) = &ctx.password {
+    if protocol == Protocol::Resp3 {
+        // HELLO 3 switches the protocol and, with AUTH, authenticates in the same round trip.
+        let mut cmd = BytesMut::new();
+        match &ctx.password {
+            Some(password) => {
+                let user = ctx.user.as_deref().unwrap_or("default");
+                resp::encode::command(
+                    &mut cmd,
+                    &[b"HELLO".as_slice(), b"3", b"AUTH", user.as_bytes(), password.expose().as_bytes()],
+                )
+            }
+            None => resp::encode::command(&mut cmd, &[b"HELLO".as_slice(), b"3"]),
+        }
+        let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
+        if reply.starts_with(b"-WRONGPASS") || reply.starts_with(b"-NOAUTH") {
+            return Err(ConnectError::Auth(error_text(&reply)));
+        }
+        if reply.first() == Some(&b'-') {
+            return Err(ConnectError::Protocol(format!("HELLO 3 refused: {}", error_text(&reply))));
+        }
+    } else if let Some(password) = &ctx.password {
         let mut cmd = BytesMut::new();
         match &ctx.user {
             Some(user) => {

@@ -10,6 +10,7 @@ pub mod connect;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use resp::encode::Protocol;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
@@ -79,7 +80,8 @@ pub struct Request {
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
-    /// `conns[worker * per_worker + i]`.
+    /// `conns[(worker * 2 + protocol) * per_worker + i]`: RESP2 and RESP3 connections per worker. They connect on
+    /// first use, so a protocol no client speaks costs an idle task and nothing more.
     conns: Box<[conn::ConnHandle]>,
 }
 
@@ -88,23 +90,26 @@ impl NodePool {
         let per_worker = per_worker.max(1);
         let conns = workers
             .iter()
-            .flat_map(|w| (0..per_worker).map(move |_| w))
-            .map(|w| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone()))
+            .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
+            .flat_map(|wp| (0..per_worker).map(move |_| wp))
+            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p))
             .collect();
         NodePool { addr, per_worker, conns }
     }
 
-    /// Queues a request on one of `worker`'s connections, chosen by `pick`. A client always uses the same worker
-    /// and pick for a node, so its requests to that node run in the order it sent them.
-    pub fn send(&self, worker: usize, pick: usize, req: Request) {
-        let idx = (worker * self.per_worker + pick % self.per_worker) % self.conns.len();
+    /// Queues a request on one of `worker`'s connections speaking `protocol`, chosen by `pick`. A client always
+    /// uses the same worker, protocol and pick for a node, so its requests to that node run in the order it sent
+    /// them.
+    pub fn send(&self, worker: usize, protocol: Protocol, pick: usize, req: Request) {
+        let lane = worker * 2 + usize::from(protocol == Protocol::Resp3);
+        let idx = (lane * self.per_worker + pick % self.per_worker) % self.conns.len();
         self.conns[idx].send(&self.addr, req);
     }
 
     /// Sends one internal request (on worker 0's first connection) and waits for its reply.
     pub async fn call(&self, frame: Bytes) -> UpstreamResult {
         let (tx, rx) = oneshot::channel();
-        self.send(0, 0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
+        self.send(0, Protocol::Resp2, 0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
         rx.await.unwrap_or_else(|_| {
             Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
         })
