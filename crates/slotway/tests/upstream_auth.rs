@@ -103,3 +103,46 @@ async fn acl_user_password_file_and_mutual_tls() {
     }
     on_every_node(&cluster, &["CONFIG", "SET", "tls-auth-clients", "optional"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_name_override_and_insecure_mode() {
+    use redis::AsyncCommands;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let pw = cluster.password_str().to_string();
+    let env = [("SLOTWAY_UPSTREAM_PASSWORD", pw.as_str())];
+    let ca = cluster.ca_path().display().to_string();
+    let key = cluster.keys_on_every_primary("sni:").remove(0).1;
+
+    // The node certificate lists node.slotway.test: verifying against that name works although the cluster
+    // announces IPs.
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--upstream-tls-server-name".to_string(), "node.slotway.test".to_string()]);
+    let proxy = Proxy::start_raw(&args, &env);
+    let mut con = proxy.client().await;
+    let () = con.set(&key, "sni").await.unwrap();
+    let v: String = con.get(&key).await.unwrap();
+    assert_eq!(v, "sni");
+    drop(proxy);
+
+    // A name the certificate doesn't list is refused at start, saying why.
+    let (status, log) = Proxy::try_start(
+        &cluster,
+        &["--upstream-tls", "--upstream-tls-ca", &ca, "--upstream-tls-server-name", "wrong.example"],
+        &env,
+    );
+    assert!(status.is_some_and(|s| !s.success()), "{log}");
+    assert!(log.contains("certificate was rejected") && log.contains("NotValidForName"), "{log}");
+
+    // --upstream-tls-insecure accepts a certificate from a CA slotway doesn't trust (development only), and
+    // says so in its log.
+    let other = cluster.other_ca_path().display().to_string();
+    let (status, log) = Proxy::try_start(&cluster, &["--upstream-tls", "--upstream-tls-ca", &other], &env);
+    assert!(status.is_some_and(|s| !s.success()), "an untrusted CA must fail without --upstream-tls-insecure: {log}");
+    let mut args = Proxy::seed_args(&cluster);
+    args.extend(["--upstream-tls".to_string(), "--upstream-tls-insecure".to_string()]);
+    let proxy = Proxy::start_raw(&args, &env);
+    let mut con = proxy.client().await;
+    let v: String = con.get(&key).await.unwrap();
+    assert_eq!(v, "sni");
+    assert!(proxy.log().contains("verification is OFF"), "{}", proxy.log());
+}
