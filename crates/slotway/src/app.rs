@@ -1,7 +1,7 @@
 //! Wiring: config → upstream pools → discovery → command table → listener; and shutdown.
 use crate::command::CommandTable;
 use crate::config::{tls, Config};
-use crate::downstream::{self, Shared};
+use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::{ConnectContext, Upstreams};
@@ -92,10 +92,18 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     .await?;
     let table = Arc::new(load_command_table(&topology).await);
 
-    let listener = TcpListener::bind(config.listen.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, workers = config.workers, "slotway listening");
+    let client_tls = match &config.listen.tls {
+        Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
+        if let Some(addr) = addr {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(addr = %l.local_addr()?, tls, workers = config.workers, "slotway listening");
+            listeners.push((l, tls));
+        }
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -104,6 +112,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         table,
         metrics: metrics.clone(),
         limits: resp::Limits::default(),
+        client_tls: client_tls.clone(),
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
     });
@@ -114,12 +123,18 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         let _ = start.send(WorkerStart { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
     }
     tokio::spawn(topology.clone().run(shutdown_rx.clone()));
-    let acceptor = tokio::spawn(downstream::accept(listener, senders, shutdown_rx));
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|(l, tls)| tokio::spawn(downstream::accept(l, tls, senders.clone(), shutdown_rx.clone())))
+        .collect();
+    drop(senders);
 
-    wait_for_signal().await;
+    wait_for_signal(client_tls.as_deref()).await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = shutdown_tx.send(true);
-    let _ = acceptor.await;
+    for a in acceptors {
+        let _ = a.await;
+    }
     let deadline = Instant::now() + config.shutdown_grace;
     while metrics.connections_current.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -144,11 +159,22 @@ async fn load_command_table(topology: &TopologyManager) -> CommandTable {
     CommandTable::builtin()
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM. SIGHUP re-reads the client TLS certificates in the meantime.
+async fn wait_for_signal(client_tls: Option<&ClientTls>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match client_tls {
+                Some(t) => match t.reload() {
+                    Ok(()) => tracing::info!(cert = %t.settings.cert.display(), "client TLS certificates reloaded"),
+                    Err(e) => tracing::error!(error = %e, "client TLS reload failed; keeping the old certificates"),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload"),
+            },
+        }
     }
 }

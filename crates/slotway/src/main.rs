@@ -15,9 +15,21 @@ struct Cli {
     /// TOML config file; flags given here override its settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address clients connect to [default: 127.0.0.1:6380].
+    /// Plain-TCP address clients connect to [default: 127.0.0.1:6380, unless only --listen-tls is given].
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<String>,
+    /// TLS address clients connect to (needs --listen-tls-cert and --listen-tls-key). Can run beside --listen.
+    #[arg(long, value_name = "IP:PORT")]
+    listen_tls: Option<String>,
+    /// Certificate chain (PEM) presented to TLS clients; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    listen_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --listen-tls-cert; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    listen_tls_key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate signed by this CA (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    listen_tls_client_ca: Option<PathBuf>,
     /// A seed node of the cluster (repeat for several; the first that answers is used).
     #[arg(long = "cluster", value_name = "HOST:PORT")]
     cluster: Vec<String>,
@@ -58,6 +70,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = Overrides {
         listen: cli.listen,
+        listen_tls: cli.listen_tls,
+        listen_tls_cert: cli.listen_tls_cert,
+        listen_tls_key: cli.listen_tls_key,
+        listen_tls_client_ca: cli.listen_tls_client_ca,
         cluster: cli.cluster,
         upstream_user: cli.upstream_user,
         upstream_tls: cli.upstream_tls,

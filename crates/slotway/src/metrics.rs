@@ -30,6 +30,8 @@ metrics! {
     commands_local,
     /// Malformed client input that closed the connection.
     protocol_errors,
+    /// Client TLS handshakes that failed or timed out.
+    tls_handshake_failures,
     /// MOVED replies followed.
     redirects_moved,
     /// ASK replies followed.

@@ -77,10 +77,26 @@ pub struct UpstreamConfig {
     pub retry_max_delay: Duration,
 }
 
+/// TLS for client connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamTls {
+    /// Certificate chain and private key (PEM) slotway presents; re-read from disk on SIGHUP.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// A client that hasn't finished the TLS handshake within this is disconnected.
+    pub handshake_timeout: Duration,
+}
+
 /// The downstream (client-facing) side.
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
-    pub addr: SocketAddr,
+    /// Plain-TCP listener; None when only a TLS listener is wanted.
+    pub addr: Option<SocketAddr>,
+    /// TLS listener (with `tls`).
+    pub tls_addr: Option<SocketAddr>,
+    pub tls: Option<DownstreamTls>,
     /// Requests a client may have outstanding before slotway stops reading from it (backpressure).
     pub max_pending_per_client: usize,
 }
@@ -101,6 +117,10 @@ pub struct Config {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub listen_tls: Option<String>,
+    pub listen_tls_cert: Option<PathBuf>,
+    pub listen_tls_key: Option<PathBuf>,
+    pub listen_tls_client_ca: Option<PathBuf>,
     pub cluster: Vec<String>,
     pub upstream_user: Option<String>,
     pub upstream_tls: bool,
@@ -144,14 +164,55 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
 
-        let listen_text = o.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:6380".to_string());
-        let listen_addr = match listen_text.parse::<SocketAddr>() {
+        let mut parse_addr = |what: &str, text: &str| match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                errors.push(format!("listen: '{listen_text}' is not an IP:port address"));
+                errors.push(format!("{what}: '{text}' is not an IP:port address"));
                 None
             }
         };
+        let tls_text = o.listen_tls.clone().or(raw.listen_tls.clone());
+        let tls_addr = tls_text.as_deref().and_then(|t| parse_addr("listen_tls", t));
+        // The plain listener defaults to 127.0.0.1:6380 unless the user asked for a TLS listener only.
+        let listen_text = o.listen.clone().or(raw.listen.clone());
+        let listen_addr = match (&listen_text, &tls_text) {
+            (Some(t), _) if t.is_empty() => None,
+            (Some(t), _) => parse_addr("listen", t),
+            (None, Some(_)) => None,
+            (None, None) => parse_addr("listen", "127.0.0.1:6380"),
+        };
+        let raw_dtls = raw.listen_tls_options;
+        let cert = o.listen_tls_cert.clone().or(raw_dtls.cert);
+        let key = o.listen_tls_key.clone().or(raw_dtls.key);
+        let client_ca = o.listen_tls_client_ca.clone().or(raw_dtls.client_ca);
+        let downstream_tls = match (&cert, &key) {
+            (Some(cert), Some(key)) => Some(DownstreamTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+                handshake_timeout: Duration::from_millis(raw_dtls.handshake_timeout_ms.unwrap_or(5000)),
+            }),
+            (None, None) => None,
+            _ => {
+                errors.push("client TLS needs both listen_tls.cert and listen_tls.key".to_string());
+                None
+            }
+        };
+        if tls_text.is_some() && downstream_tls.is_none() && (cert.is_none() && key.is_none()) {
+            errors.push("listen_tls needs a certificate: --listen-tls-cert and --listen-tls-key".to_string());
+        }
+        if downstream_tls.is_some() && tls_text.is_none() {
+            errors
+                .push("a client TLS certificate is configured but no TLS listener: give --listen-tls ADDR".to_string());
+        }
+        if client_ca.is_some() && downstream_tls.is_none() {
+            errors.push("listen_tls.client_ca needs a TLS listener with a certificate".to_string());
+        }
+        for p in [&cert, &key, &client_ca].into_iter().flatten() {
+            if !p.exists() {
+                errors.push(format!("client TLS: file {} does not exist", p.display()));
+            }
+        }
 
         let seed_texts = if o.cluster.is_empty() { raw.cluster.seeds } else { o.cluster.clone() };
         if seed_texts.is_empty() {
@@ -216,7 +277,12 @@ impl Config {
         let ms = Duration::from_millis;
         Ok(Config {
             workers,
-            listen: ListenConfig { addr: listen_addr.expect("checked"), max_pending_per_client: max_pending },
+            listen: ListenConfig {
+                addr: listen_addr,
+                tls_addr,
+                tls: downstream_tls,
+                max_pending_per_client: max_pending,
+            },
             upstream: UpstreamConfig {
                 seeds,
                 user: o.upstream_user.clone().or(up.user),

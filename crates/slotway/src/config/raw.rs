@@ -6,6 +6,10 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub listen_tls: Option<String>,
+    /// `[listen_tls_options]`: certificate settings of the TLS listener.
+    #[serde(default)]
+    pub listen_tls_options: RawDownstreamTls,
     pub log_level: Option<String>,
     pub shutdown_grace_ms: Option<u64>,
     pub workers: Option<usize>,
@@ -52,6 +56,15 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     pub server_name: Option<String>,
     pub insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDownstreamTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,8 @@ fn seeds_only() -> Overrides {
 #[test]
 fn defaults_apply_when_only_seeds_are_given() {
     let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
-    assert_eq!(c.listen.addr.to_string(), "127.0.0.1:6380");
+    assert_eq!(c.listen.addr.unwrap().to_string(), "127.0.0.1:6380");
+    assert!(c.listen.tls_addr.is_none());
     assert_eq!(c.upstream.seeds, vec![NodeAddr::new("127.0.0.1", 7001)]);
     assert_eq!(c.upstream.connections_per_node, 1);
     assert!(c.workers >= 1);
@@ -38,7 +39,7 @@ fn flags_override_the_file() {
         ..Default::default()
     };
     let c = Config::from_raw(raw, &o, &no_env).unwrap();
-    assert_eq!(c.listen.addr.to_string(), "0.0.0.0:6390");
+    assert_eq!(c.listen.addr.unwrap().to_string(), "0.0.0.0:6390");
     assert_eq!(c.upstream.user.as_deref(), Some("flag-user"));
     assert_eq!(c.upstream.connections_per_node, 4);
     assert_eq!(c.upstream.seeds.len(), 2);
@@ -115,4 +116,30 @@ fn tls_settings_merge() {
     assert_eq!(tls.ca.as_deref(), Some(ca.as_path()));
     assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
     assert!(!tls.insecure_skip_verify);
+}
+
+#[test]
+fn tls_listener_alone_or_beside_the_plain_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let tls_only = Overrides {
+        listen_tls: Some("127.0.0.1:6443".into()),
+        listen_tls_cert: Some(cert.clone()),
+        listen_tls_key: Some(key.clone()),
+        ..seeds_only()
+    };
+    let c = Config::from_raw(RawConfig::default(), &tls_only, &no_env).unwrap();
+    assert!(c.listen.addr.is_none(), "a TLS listener alone means no plain listener");
+    assert_eq!(c.listen.tls_addr.unwrap().to_string(), "127.0.0.1:6443");
+    assert_eq!(c.listen.tls.as_ref().unwrap().handshake_timeout, std::time::Duration::from_secs(5));
+    let both = Overrides { listen: Some("127.0.0.1:6380".into()), ..tls_only.clone() };
+    let c = Config::from_raw(RawConfig::default(), &both, &no_env).unwrap();
+    assert!(c.listen.addr.is_some() && c.listen.tls_addr.is_some());
+    // A certificate without a TLS listener, or a listener without a certificate, is an error.
+    let no_listener = Overrides { listen_tls: None, ..tls_only.clone() };
+    assert!(Config::from_raw(RawConfig::default(), &no_listener, &no_env).is_err());
+    let no_cert = Overrides { listen_tls_cert: None, listen_tls_key: None, ..tls_only };
+    assert!(Config::from_raw(RawConfig::default(), &no_cert, &no_env).is_err());
 }

@@ -120,3 +120,28 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// The server-side TLS configuration for client connections: TLS 1.2 and 1.3 only (rustls offers nothing older),
+/// and, with a client CA, mandatory client certificates signed by it.
+pub fn server_config(tls: &super::DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    let builder = rustls::ServerConfig::builder_with_provider(the_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsConfigError::Other(e.to_string()))?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in load_certs(ca, "client CA file")? {
+                roots.add(cert).map_err(|e| TlsConfigError::Other(format!("client CA file {}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), the_provider())
+                .build()
+                .map_err(|e| TlsConfigError::Other(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(load_certs(&tls.cert, "certificate")?, load_key(&tls.key)?)
+        .map_err(|e| TlsConfigError::Other(format!("certificate/key {}: {e}", tls.cert.display())))?;
+    Ok(Arc::new(config))
+}

@@ -22,6 +22,7 @@ pub struct Shared {
     pub table: Arc<CommandTable>,
     pub metrics: Arc<Metrics>,
     pub limits: resp::Limits,
+    pub client_tls: Option<Arc<ClientTls>>,
     pub started: Instant,
     pub next_client_id: AtomicU64,
 }
@@ -30,11 +31,39 @@ pub struct Shared {
 pub struct Accepted {
     pub stream: std::net::TcpStream,
     pub addr: SocketAddr,
+    /// Came in on the TLS listener: the worker does the handshake before serving it.
+    pub tls: bool,
+}
+
+/// The TLS side of client connections: the current server config, replaced whole when certificates are reloaded
+/// (SIGHUP). Connections already open keep the config they were accepted with.
+pub struct ClientTls {
+    pub settings: crate::config::DownstreamTls,
+    current: arc_swap::ArcSwap<rustls::ServerConfig>,
+}
+
+impl ClientTls {
+    pub fn new(settings: crate::config::DownstreamTls) -> Result<ClientTls, crate::config::tls::TlsConfigError> {
+        let config = crate::config::tls::server_config(&settings)?;
+        Ok(ClientTls { settings, current: arc_swap::ArcSwap::new(config) })
+    }
+
+    /// Re-reads the certificate, key and client CA; on error the old ones stay in use.
+    pub fn reload(&self) -> Result<(), crate::config::tls::TlsConfigError> {
+        let config = crate::config::tls::server_config(&self.settings)?;
+        self.current.store(config);
+        Ok(())
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    }
 }
 
 /// Accepts clients until `shutdown` flips and hands them to the workers in turn.
 pub async fn accept(
     listener: TcpListener,
+    tls: bool,
     workers: Vec<mpsc::UnboundedSender<Accepted>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -54,7 +83,7 @@ pub async fn accept(
         };
         let _ = stream.set_nodelay(true);
         let Ok(stream) = stream.into_std() else { continue };
-        let _ = workers[next % workers.len()].send(Accepted { stream, addr });
+        let _ = workers[next % workers.len()].send(Accepted { stream, addr, tls });
         next = next.wrapping_add(1);
     }
 }
@@ -66,7 +95,7 @@ pub async fn work(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    while let Some(Accepted { stream, addr }) = incoming.recv().await {
+    while let Some(Accepted { stream, addr, tls }) = incoming.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let client = ClientState { id, addr, name: None, protocol: Protocol::Resp2 };
@@ -76,7 +105,25 @@ pub async fn work(
             Metrics::incr(&shared.metrics.connections_accepted);
             shared.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
             let metrics = shared.metrics.clone();
-            session::Session::new(stream, shared, client, worker).run(shutdown).await;
+            match (tls, shared.client_tls.clone()) {
+                (true, Some(client_tls)) => {
+                    let timeout = client_tls.settings.handshake_timeout;
+                    match tokio::time::timeout(timeout, client_tls.acceptor().accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            session::Session::new(tls_stream, shared, client, worker).run(shutdown).await
+                        }
+                        Ok(Err(e)) => {
+                            Metrics::incr(&metrics.tls_handshake_failures);
+                            tracing::debug!(client = %addr, error = %e, "client TLS handshake failed");
+                        }
+                        Err(_) => {
+                            Metrics::incr(&metrics.tls_handshake_failures);
+                            tracing::debug!(client = %addr, "client TLS handshake timed out");
+                        }
+                    }
+                }
+                _ => session::Session::new(stream, shared, client, worker).run(shutdown).await,
+            }
             metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
         });
     }
