@@ -123,7 +123,7 @@ fn client_tls_verification_mutual_tls_and_rotation() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
 
     // A client that trusts another CA refuses slotway's certificate.
-    let err = tls_connect(tls_port, &cluster.other_ca_path(), None).err().expect("wrong CA must fail");
+    let Err(err) = tls_connect(tls_port, &cluster.other_ca_path(), None) else { panic!("wrong CA must fail") };
     assert!(err.contains("UnknownIssuer") || err.contains("certificate"), "{err}");
 
     // Plain TCP to the TLS port gets no Redis reply and is disconnected (handshake failure).
@@ -141,7 +141,7 @@ fn client_tls_verification_mutual_tls_and_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let (old_ca, old_cert, old_key) = make_cert(dir.path(), "expired", true);
     let (_expired_proxy, port) = start_with_tls(&cluster, &old_cert, &old_key, &[]);
-    let err = tls_connect(port, &old_ca, None).err().expect("expired certificate must be refused");
+    let Err(err) = tls_connect(port, &old_ca, None) else { panic!("expired certificate must be refused") };
     assert!(err.contains("certificate expired"), "{err}");
 
     // Mutual TLS: a client certificate signed by the configured CA is required.
