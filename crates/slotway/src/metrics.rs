@@ -40,12 +40,21 @@ metrics! {
     retries_tryagain,
     /// Retries after CLUSTERDOWN.
     retries_clusterdown,
+    /// Retries after READONLY, MASTERDOWN or LOADING (a node changed role or is restarting).
+    retries_node_not_ready,
+    /// Retries of writes whose connection died after they were written (`retry_writes_on_connection_loss`).
+    retries_write_connection_lost,
     /// Retries after a request could not be sent (node unreachable).
     retries_unreachable,
     /// Retries of read-only requests whose connection died after they were written.
     retries_connection_lost,
     /// Errors slotway returned because a node could not answer (after retries).
     upstream_failures_returned,
+    /// Refresh requests, by trigger (merged: several requests may lead to one refresh).
+    refresh_requests_moved,
+    refresh_requests_unreachable,
+    refresh_requests_clusterdown,
+    refresh_requests_node_not_ready,
     /// Topology refreshes completed.
     topology_refreshes,
     /// Topology refreshes that changed the slot map.

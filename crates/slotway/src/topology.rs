@@ -53,6 +53,7 @@ pub enum RefreshReason {
     Moved = 2,
     Unreachable = 3,
     ClusterDown = 4,
+    NodeNotReady = 5,
 }
 
 pub struct TopologyManager {
@@ -114,6 +115,14 @@ impl TopologyManager {
 
     /// Asks for a refresh soon; cheap, never waits, merges with other requests.
     pub fn request_refresh(&self, reason: RefreshReason) {
+        let m = &self.metrics;
+        match reason {
+            RefreshReason::Periodic => {}
+            RefreshReason::Moved => Metrics::incr(&m.refresh_requests_moved),
+            RefreshReason::Unreachable => Metrics::incr(&m.refresh_requests_unreachable),
+            RefreshReason::ClusterDown => Metrics::incr(&m.refresh_requests_clusterdown),
+            RefreshReason::NodeNotReady => Metrics::incr(&m.refresh_requests_node_not_ready),
+        }
         let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
         self.trigger.notify_one();
     }

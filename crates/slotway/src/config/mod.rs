@@ -72,6 +72,12 @@ pub struct UpstreamConfig {
     pub max_redirects: u32,
     /// Retries for TRYAGAIN / CLUSTERDOWN / connection failures before the error is passed on.
     pub max_retries: u32,
+    /// Total time one request may spend being retried (from its first failure) before the client gets the error.
+    /// Long enough by default to ride through a failover (cluster-node-timeout + election).
+    pub retry_deadline: Duration,
+    /// Resend a write whose connection died after it was written (it may run twice). Off by default: the client
+    /// gets an error saying the write may or may not have been applied.
+    pub retry_writes_on_connection_loss: bool,
     /// First retry delay; doubled per attempt up to `retry_max_delay`.
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -293,7 +299,9 @@ impl Config {
                 refresh_interval: ms(raw.cluster.refresh_interval_ms.unwrap_or(5000)),
                 refresh_min_interval: ms(raw.cluster.refresh_min_interval_ms.unwrap_or(100)),
                 max_redirects: raw.cluster.max_redirects.unwrap_or(16),
-                max_retries: raw.cluster.max_retries.unwrap_or(10),
+                max_retries: raw.cluster.max_retries.unwrap_or(1000),
+                retry_deadline: ms(raw.cluster.retry_deadline_ms.unwrap_or(10_000)),
+                retry_writes_on_connection_loss: raw.cluster.retry_writes_on_connection_loss.unwrap_or(false),
                 retry_base_delay: ms(raw.cluster.retry_base_delay_ms.unwrap_or(20)),
                 retry_max_delay: ms(raw.cluster.retry_max_delay_ms.unwrap_or(500)),
             },

@@ -30,6 +30,8 @@ pub struct RawCluster {
     pub refresh_min_interval_ms: Option<u64>,
     pub max_redirects: Option<u32>,
     pub max_retries: Option<u32>,
+    pub retry_deadline_ms: Option<u64>,
+    pub retry_writes_on_connection_loss: Option<bool>,
     pub retry_base_delay_ms: Option<u64>,
     pub retry_max_delay_ms: Option<u64>,
 }

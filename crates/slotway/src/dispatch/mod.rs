@@ -91,6 +91,9 @@ pub enum ReplyClass {
     TryAgain,
     /// The cluster can't serve the slot right now: refresh, retry after a wait.
     ClusterDown,
+    /// The node refused before running anything because its role or state changed: READONLY (a demoted primary),
+    /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting). Refresh, retry after a wait.
+    NodeNotReady,
 }
 
 /// Classifies a reply by its error code (the first word), never by message text.
@@ -108,6 +111,7 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
         },
         b"TRYAGAIN" => ReplyClass::TryAgain,
         b"CLUSTERDOWN" => ReplyClass::ClusterDown,
+        b"READONLY" | b"MASTERDOWN" | b"LOADING" => ReplyClass::NodeNotReady,
         _ => ReplyClass::Final,
     }
 }
@@ -134,6 +138,14 @@ mod tests {
             ReplyClass::TryAgain
         );
         assert_eq!(classify_reply(b"-CLUSTERDOWN The cluster is down\r\n", "h"), ReplyClass::ClusterDown);
+        assert_eq!(
+            classify_reply(b"-READONLY You can't write against a read only replica.\r\n", "h"),
+            ReplyClass::NodeNotReady
+        );
+        assert_eq!(
+            classify_reply(b"-LOADING Redis is loading the dataset in memory\r\n", "h"),
+            ReplyClass::NodeNotReady
+        );
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
             ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))

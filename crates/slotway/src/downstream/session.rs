@@ -51,13 +51,16 @@ struct Part {
     retries: u32,
     /// Waiting to be resent at this time (after TRYAGAIN, CLUSTERDOWN or an unreachable node).
     retry_at: Option<Instant>,
+    /// When this part first needed a retry: retries stop at `retry_deadline` after it. Set lazily, so requests
+    /// that never fail never read the clock.
+    first_failure: Option<Instant>,
     /// The part's final reply (kept only while other parts of a split command are outstanding).
     reply: Option<Bytes>,
 }
 
 impl Part {
     fn new(frame: Bytes, slot: Option<Slot>) -> Part {
-        Part { frame, slot, sent_to: None, redirects: 0, retries: 0, retry_at: None, reply: None }
+        Part { frame, slot, sent_to: None, redirects: 0, retries: 0, retry_at: None, first_failure: None, reply: None }
     }
 }
 
@@ -316,6 +319,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.shared.topology.request_refresh(RefreshReason::ClusterDown);
                     self.retry_or_reply(seq, part, frame);
                 }
+                ReplyClass::NodeNotReady => {
+                    // Nothing ran: the node refused (e.g. a demoted primary answering READONLY). The refreshed map
+                    // names the new primary; until then the retry backs off.
+                    Metrics::incr(&metrics.retries_node_not_ready);
+                    self.shared.topology.request_refresh(RefreshReason::NodeNotReady);
+                    self.retry_or_reply(seq, part, frame);
+                }
             },
             Err(e @ UpstreamError::NotSent { .. }) => {
                 Metrics::incr(&metrics.retries_unreachable);
@@ -326,6 +336,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.shared.topology.request_refresh(RefreshReason::Unreachable);
                 if readonly {
                     Metrics::incr(&metrics.retries_connection_lost);
+                    self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
+                } else if self.shared.config.upstream.retry_writes_on_connection_loss {
+                    Metrics::incr(&metrics.retries_write_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
                     Metrics::incr(&metrics.upstream_failures_returned);
@@ -347,16 +360,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn retry_or_fail(&mut self, seq: u64, part: usize, error: impl FnOnce() -> String) {
         let cfg = &self.shared.config.upstream;
-        let (max, base, cap) = (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay);
+        let (max, base, cap, deadline) =
+            (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay, cfg.retry_deadline);
         let p = self.part_mut(seq, part);
-        if p.retries >= max {
+        let now = Instant::now();
+        let first_failure = *p.first_failure.get_or_insert(now);
+        if p.retries >= max || now >= first_failure + deadline {
             Metrics::incr(&self.shared.metrics.upstream_failures_returned);
             self.finish_part(seq, part, error_reply(&error()));
             return;
         }
-        let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap);
+        let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap).min(first_failure + deadline - now);
         p.retries += 1;
-        p.retry_at = Some(Instant::now() + delay);
+        p.retry_at = Some(now + delay);
         self.retries_waiting += 1;
     }
 
