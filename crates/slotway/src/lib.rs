@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod cluster;
 pub mod command;
 pub mod config;

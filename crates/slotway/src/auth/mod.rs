@@ -1,0 +1,205 @@
+//! slotway's own users: who may connect, and what each may run and touch, in a subset of Redis ACL syntax.
+//! Pure: parsing rules, matching keys, checking passwords. The session asks [`User::check`] per request.
+
+mod glob;
+
+pub use glob::glob_match;
+
+use crate::command::{CommandInfo, CommandTable};
+use std::collections::HashSet;
+
+/// A rule set compiled against the command table: the allowed command names are computed once, so the check per
+/// request is one hash lookup plus the key patterns.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    /// SHA-256 digests of the accepted passwords (Redis's `#<hex>` form).
+    password_hashes: Vec<[u8; 32]>,
+    /// `nopass`: any password is accepted.
+    nopass: bool,
+    enabled: bool,
+    /// Lower-case command names (`get`, `client|list`) the user may run.
+    allowed: HashSet<String>,
+    /// Key patterns with the access they grant.
+    keys: Vec<KeyPattern>,
+}
+
+#[derive(Debug, Clone)]
+struct KeyPattern {
+    pattern: Vec<u8>,
+    read: bool,
+    write: bool,
+}
+
+/// Why a request is refused; the text is Redis's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    Command(String),
+    Key,
+}
+
+impl Denied {
+    pub fn message(&self) -> String {
+        match self {
+            Denied::Command(name) => format!("NOPERM this user has no permissions to run the '{name}' command"),
+            Denied::Key => {
+                "NOPERM this user has no permissions to access one of the keys used as arguments".to_string()
+            }
+        }
+    }
+}
+
+/// A command rule in the order written (later rules override earlier ones, as in Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CommandRule {
+    All(bool),
+    Category(String, bool),
+    Command(String, bool),
+}
+
+/// Parses `rules` (space-separated, Redis ACL SETUSER syntax subset) for `name`, resolving categories against
+/// `table`. Unsupported rules are an error naming the rule.
+pub fn compile(name: &str, password_hashes: Vec<[u8; 32]>, rules: &str, table: &CommandTable) -> Result<User, String> {
+    let mut command_rules = Vec::new();
+    let mut keys = Vec::new();
+    let mut nopass = false;
+    let mut enabled = true;
+    for rule in rules.split_whitespace() {
+        let lower = rule.to_ascii_lowercase();
+        match lower.as_str() {
+            "on" => enabled = true,
+            "off" => enabled = false,
+            "nopass" => nopass = true,
+            "allcommands" | "+@all" => command_rules.push(CommandRule::All(true)),
+            "nocommands" | "-@all" => command_rules.push(CommandRule::All(false)),
+            "allkeys" => keys.push(KeyPattern { pattern: b"*".to_vec(), read: true, write: true }),
+            "resetkeys" => keys.clear(),
+            _ => {
+                if let Some(cat) = lower.strip_prefix("+@") {
+                    command_rules.push(CommandRule::Category(known_category(cat, table, rule)?, true));
+                } else if let Some(cat) = lower.strip_prefix("-@") {
+                    command_rules.push(CommandRule::Category(known_category(cat, table, rule)?, false));
+                } else if let Some(cmd) = lower.strip_prefix('+') {
+                    command_rules.push(CommandRule::Command(known_command(cmd, table, rule)?, true));
+                } else if let Some(cmd) = lower.strip_prefix('-') {
+                    command_rules.push(CommandRule::Command(known_command(cmd, table, rule)?, false));
+                } else if let Some(p) = rule.strip_prefix('~') {
+                    keys.push(KeyPattern { pattern: p.as_bytes().to_vec(), read: true, write: true });
+                } else if let Some(rest) = rule.strip_prefix('%') {
+                    let (perm, p) =
+                        rest.split_once('~').ok_or_else(|| format!("user {name}: malformed key rule '{rule}'"))?;
+                    let perm = perm.to_ascii_uppercase();
+                    if perm.is_empty() || !perm.chars().all(|c| c == 'R' || c == 'W') {
+                        return Err(format!("user {name}: key permission must be R, W or RW in '{rule}'"));
+                    }
+                    keys.push(KeyPattern {
+                        pattern: p.as_bytes().to_vec(),
+                        read: perm.contains('R'),
+                        write: perm.contains('W'),
+                    });
+                } else {
+                    return Err(format!(
+                        "user {name}: unsupported ACL rule '{rule}' (supported: on, off, nopass, +@cat, -@cat, +cmd, \
+                         -cmd, allcommands, nocommands, ~pattern, %R~pattern, %W~pattern, %RW~pattern, allkeys, resetkeys)"
+                    ));
+                }
+            }
+        }
+    }
+    let allowed = table.iter().filter(|info| allowed_by(&command_rules, info)).map(|info| info.name.clone()).collect();
+    Ok(User { name: name.to_string(), password_hashes, nopass, enabled, allowed, keys })
+}
+
+fn known_category(cat: &str, table: &CommandTable, rule: &str) -> Result<String, String> {
+    if table.iter().any(|c| c.acl_categories.iter().any(|x| x == cat)) {
+        Ok(cat.to_string())
+    } else {
+        Err(format!("unknown ACL category in '{rule}'"))
+    }
+}
+
+fn known_command(cmd: &str, table: &CommandTable, rule: &str) -> Result<String, String> {
+    if table.iter().any(|c| c.name == cmd) {
+        Ok(cmd.to_string())
+    } else {
+        Err(format!("unknown command in ACL rule '{rule}'"))
+    }
+}
+
+/// Applies the rules in order to one command: the last rule that mentions it (or its category, or all) wins.
+/// A container rule (`+client`) also covers its subcommands (`client|list`).
+fn allowed_by(rules: &[CommandRule], info: &CommandInfo) -> bool {
+    let container = info.name.split('|').next().unwrap_or(&info.name);
+    let mut allowed = false;
+    for rule in rules {
+        match rule {
+            CommandRule::All(a) => allowed = *a,
+            CommandRule::Category(cat, a) if info.acl_categories.iter().any(|c| c == cat) => allowed = *a,
+            CommandRule::Command(name, a) if *name == info.name || name == container => allowed = *a,
+            _ => {}
+        }
+    }
+    allowed
+}
+
+/// SHA-256 of a password, as the config's `#<hex>` hashes are written.
+pub fn sha256(password: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, password);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Parses 64 hex digits.
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.strip_prefix('#').unwrap_or(hex);
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl User {
+    /// Whether `password` opens this user (constant-time comparison of digests).
+    pub fn accepts(&self, password: &[u8]) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if self.nopass {
+            return true;
+        }
+        let digest = sha256(password);
+        self.password_hashes
+            .iter()
+            .fold(false, |ok, h| ok | ring::constant_time::verify_slices_are_equal(h, &digest).is_ok())
+    }
+
+    /// May this user run `info` with these keys? `keys` are the request's key arguments.
+    pub fn check<'k>(&self, info: &CommandInfo, keys: impl IntoIterator<Item = &'k [u8]>) -> Result<(), Denied> {
+        if !self.allowed.contains(&info.name) {
+            return Err(Denied::Command(info.name.clone()));
+        }
+        // Write commands need write access to their keys, everything else read access (Redis refines this per
+        // key with key-spec flags; slotway is stricter for the few commands that read one key and write another).
+        let write = info.flags.write;
+        for key in keys {
+            let ok = self.keys.iter().any(|p| if write { p.write } else { p.read } && glob_match(&p.pattern, key));
+            if !ok {
+                return Err(Denied::Key);
+            }
+        }
+        Ok(())
+    }
+
+    /// May this user see `key` (used to filter keys the user can't read out of SCAN/KEYS results)?
+    pub fn can_read_key(&self, key: &[u8]) -> bool {
+        self.keys.iter().any(|p| p.read && glob_match(&p.pattern, key))
+    }
+}
+
+#[cfg(test)]
+mod tests;
