@@ -44,6 +44,8 @@ metrics! {
     retries_connection_lost,
     /// Errors slotway returned because a node could not answer (after retries).
     upstream_failures_returned,
+    /// EVALSHA answered NOSCRIPT by a node, script body loaded there from slotway's cache and EVALSHA resent.
+    scripts_reloaded,
     /// Topology refreshes completed.
     topology_refreshes,
     /// Topology refreshes that changed the slot map.

@@ -15,6 +15,8 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     #[serde(default)]
     pub client: RawClient,
+    #[serde(default)]
+    pub scripts: RawScripts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +60,13 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub max_pending: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScripts {
+    pub cache_entries: Option<usize>,
+    pub cache_bytes: Option<usize>,
 }
 
 impl RawConfig {
