@@ -340,3 +340,58 @@ async fn scripts_and_functions_work_on_every_shard() {
     assert!(err.to_string().contains("unsupported command 'config|set'"), "{err}");
     let () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await.unwrap();
 }
+
+/// Commands for every primary keep working across a failover: a part is routed by its shard's first slot, so once
+/// the slot map is refreshed it reaches the new primary; a keyless write that reaches the demoted primary first
+/// (READONLY) is retried there, not returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_follows_a_failover() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    // A long periodic refresh: only the READONLY reply can make slotway notice the failover in time.
+    let proxy = Proxy::start(&cluster, &["--config", &write_config("[cluster]\nrefresh_interval_ms = 600000\n")]);
+    let mut con = proxy.client().await;
+    let keys: Vec<String> = (0..3_000).map(|i| format!("fo:{i}")).collect();
+    let pairs: Vec<(&String, &String)> = keys.iter().map(|k| (k, k)).collect();
+    let () = con.mset(&pairs).await.unwrap();
+    let body = "return redis.call('GET', KEYS[1])";
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(body).query_async(&mut con).await.unwrap();
+
+    let old = cluster.primaries()[0];
+    let replica = cluster.replicas_of(old)[0];
+    cluster.failover(replica, None);
+    assert!(cluster.primaries().contains(&replica) && !cluster.primaries().contains(&old));
+
+    // A keyless write first: the demoted primary answers READONLY; slotway refreshes and retries.
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(LIBRARY)
+        .query_async(&mut con)
+        .await
+        .expect("FUNCTION LOAD after a failover");
+    assert_eq!(name, "kllib");
+    for p in cluster.primaries() {
+        assert!(cluster.cli(p, &["FUNCTION", "LIST"]).contains("kllib"), "library on primary {p}");
+    }
+    let n: usize = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
+    assert_eq!(n, keys.len(), "DBSIZE after the failover");
+    // EVALSHA on the promoted replica's keys works (the script is reloaded there if it is missing).
+    let k = cluster.key_on_node(replica, "fo:");
+    let v: String = redis::cmd("EVALSHA").arg(&sha).arg(1).arg(&k).query_async(&mut con).await.unwrap();
+    assert_eq!(v, k);
+    let (seen, _) = scan_all(&mut con, &["COUNT", "500"]).await;
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), keys.iter().cloned().collect(), "SCAN after the failover");
+
+    let () = redis::cmd("FLUSHALL").query_async(&mut con).await.expect("FLUSHALL after a failover");
+    for p in cluster.primaries() {
+        let n: usize = redis::cmd("DBSIZE").query_async(&mut node_client(&cluster, p).await).await.unwrap();
+        assert_eq!(n, 0, "primary {p} after FLUSHALL");
+    }
+}
+
+/// A config file in a temp dir that lives as long as the test process (its path is what slotway gets).
+fn write_config(text: &str) -> String {
+    let dir = tempfile::Builder::new().prefix("slotway-keyless-conf-").tempdir().unwrap().keep();
+    let path = dir.join("slotway.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}

@@ -128,7 +128,9 @@ pub enum ReplyClass {
     TryAgain,
     /// EVALSHA of a script the node doesn't have: load it there and resend, when slotway knows the body.
     NoScript,
-    /// The cluster can't serve the slot right now: refresh, retry after a wait.
+    /// The cluster can't serve the slot right now (CLUSTERDOWN), or the node is no longer a primary (READONLY: a
+    /// keyless write such as FLUSHALL reached a demoted primary before the slot map was refreshed; nothing ran):
+    /// refresh, retry after a wait.
     ClusterDown,
 }
 
@@ -147,7 +149,7 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
         },
         b"TRYAGAIN" => ReplyClass::TryAgain,
         b"NOSCRIPT" => ReplyClass::NoScript,
-        b"CLUSTERDOWN" => ReplyClass::ClusterDown,
+        b"CLUSTERDOWN" | b"READONLY" => ReplyClass::ClusterDown,
         _ => ReplyClass::Final,
     }
 }
@@ -174,6 +176,10 @@ mod tests {
             ReplyClass::TryAgain
         );
         assert_eq!(classify_reply(b"-CLUSTERDOWN The cluster is down\r\n", "h"), ReplyClass::ClusterDown);
+        assert_eq!(
+            classify_reply(b"-READONLY You can't write against a read only replica.\r\n", "h"),
+            ReplyClass::ClusterDown
+        );
         assert_eq!(classify_reply(b"-NOSCRIPT No matching script. Please use EVAL.\r\n", "h"), ReplyClass::NoScript);
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
