@@ -3,6 +3,7 @@ use crate::command::CommandTable;
 use crate::config::{tls, Config};
 use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
+use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::{ConnectContext, Upstreams};
 use anyhow::{Context, Result};
@@ -115,6 +116,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         client_tls: client_tls.clone(),
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
+        scripts: ScriptCache::new(config.scripts),
     });
     let mut senders = Vec::new();
     for start in starts {

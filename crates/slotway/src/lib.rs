@@ -10,6 +10,7 @@
 //! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
 //! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure), local commands.
 //! - [`metrics`] — counters.
+//! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
 //! - [`app`] — wiring and shutdown.
 //!
 //! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `topology` ← `dispatch` ←
@@ -24,5 +25,6 @@ pub mod config;
 pub mod dispatch;
 pub mod downstream;
 pub mod metrics;
+pub mod scripts;
 pub mod topology;
 pub mod upstream;

@@ -55,6 +55,8 @@ metrics! {
     refresh_requests_unreachable,
     refresh_requests_clusterdown,
     refresh_requests_node_not_ready,
+    /// EVALSHA answered NOSCRIPT by a node, script body loaded there from slotway's cache and EVALSHA resent.
+    scripts_reloaded,
     /// Topology refreshes completed.
     topology_refreshes,
     /// Topology refreshes that changed the slot map.

@@ -16,8 +16,9 @@ mod tests;
 
 use rules::Dynamic;
 pub use rules::{
-    UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS, UNSUPPORTED_MIGRATE,
-    UNSUPPORTED_PUBSUB, UNSUPPORTED_TRANSACTIONS, UNSUPPORTED_UNKNOWN_KEYS,
+    UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_CONFIG, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS,
+    UNSUPPORTED_MIGRATE, UNSUPPORTED_PUBSUB, UNSUPPORTED_SCRIPT_DEBUG, UNSUPPORTED_TRANSACTIONS,
+    UNSUPPORTED_UNKNOWN_KEYS,
 };
 use spec::{BeginSearch, FindKeys, KeyRule, KeySpec, NumkeysWording};
 
@@ -73,8 +74,46 @@ pub enum Route {
     Split(SplitKind),
     /// Answered by slotway.
     Local(LocalCommand),
+    /// Keyless, and its answer depends on the whole keyspace or every node: sent to every primary that serves
+    /// slots (one sub-request per shard) and the replies merged as [`FanOut`] says.
+    AllPrimaries(FanOut),
+    /// SCAN: one cursor that walks every shard in turn (see `dispatch::fanout` for the cursor encoding).
+    Scan,
     /// Not available through the standalone endpoint (yet); the text says why, e.g. "blocking commands are not supported yet".
     Unsupported(&'static str),
+}
+
+/// How the replies of a command sent to every primary are merged into the client's one reply.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// DBSIZE: the sum of the integers.
+    SumIntegers,
+    /// KEYS: the arrays concatenated.
+    ConcatArrays,
+    /// RANDOMKEY: a random non-nil reply (nil only when every shard is empty).
+    RandomKey,
+    /// FLUSHALL, FLUSHDB, FUNCTION DELETE/FLUSH/RESTORE, CONFIG RESETSTAT: `+OK` when every node said so.
+    AllOk,
+    /// SCRIPT KILL, FUNCTION KILL: `+OK` when some node killed something, else the first node's error (NOTBUSY).
+    AnyOk,
+    /// FUNCTION LOAD: every node must give the same reply (the library name); it is the client's reply.
+    SameReply,
+    /// SCRIPT LOAD: as [`FanOut::SameReply`] (the SHA1), and slotway remembers the body for NOSCRIPT recovery.
+    ScriptLoad,
+    /// SCRIPT FLUSH: as [`FanOut::AllOk`], and slotway forgets the bodies it remembered.
+    ScriptFlush,
+    /// SCRIPT EXISTS: arrays of 0/1, merged element-wise: 1 only where every node has the script.
+    AllOnes,
+    /// INFO: the `# Keyspace` section summed over the primaries, the other node sections from one node, plus
+    /// slotway's own `# Proxy` section. (INFO asking only for `proxy` is answered locally.)
+    Info,
+}
+
+impl FanOut {
+    /// Safe to resend after a connection died with it in flight, whatever the command's flags say.
+    pub fn idempotent(self) -> bool {
+        matches!(self, FanOut::ScriptLoad | FanOut::AllOnes | FanOut::Info | FanOut::SumIntegers | FanOut::ConcatArrays)
+    }
 }
 
 /// How the replies of a split multi-key command are merged.
@@ -137,6 +176,12 @@ impl CommandInfo {
     /// Whether this is a container command with subcommands (OBJECT, XINFO, CLIENT, ...).
     pub fn has_subcommands(&self) -> bool {
         self.has_subcommands
+    }
+
+    /// EVAL and EVAL_RO: slotway remembers the script body (by SHA1) so it can reload it on a node that answers a
+    /// later EVALSHA with NOSCRIPT.
+    pub fn carries_script(&self) -> bool {
+        self.dynamic == Dynamic::Eval
     }
 }
 

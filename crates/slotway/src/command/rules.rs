@@ -1,6 +1,6 @@
 //! The built-in routing rules, applied on top of what COMMAND says.
 use super::spec::KeyRule;
-use super::{Args, CommandFlags, LocalCommand, Route, SplitKind};
+use super::{Args, CommandFlags, FanOut, LocalCommand, Route, SplitKind};
 
 /// Reason given for MULTI, EXEC, DISCARD, WATCH and UNWATCH.
 pub const UNSUPPORTED_TRANSACTIONS: &str = "transactions are not supported yet";
@@ -8,9 +8,14 @@ pub const UNSUPPORTED_TRANSACTIONS: &str = "transactions are not supported yet";
 pub const UNSUPPORTED_BLOCKING: &str = "blocking commands are not supported yet";
 /// Reason given for (un)subscribing commands and other pub/sub commands except PUBLISH and SPUBLISH.
 pub const UNSUPPORTED_PUBSUB: &str = "pub/sub is not supported yet";
-/// Reason given for keyless commands that would need every node (KEYS, SCAN, DBSIZE, FLUSHALL, SCRIPT, CONFIG, ...)
-/// and for keyless commands no rule knows.
+/// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, SLOWLOG, LATENCY, PUBSUB,
+/// MEMORY STATS, ...) and for keyless commands no rule knows.
 pub const UNSUPPORTED_KEYLESS: &str = "not supported through the standalone endpoint yet";
+/// Reason given for CONFIG SET and CONFIG REWRITE.
+pub const UNSUPPORTED_CONFIG: &str =
+    "node configuration is not changed through the proxy; configure every node of the cluster directly";
+/// Reason given for SCRIPT DEBUG.
+pub const UNSUPPORTED_SCRIPT_DEBUG: &str = "the Lua debugger needs a connection of its own to one node";
 /// Reason given for node administration and replication commands (MONITOR, SYNC, SHUTDOWN, CLUSTER, DEBUG, ...).
 pub const UNSUPPORTED_ADMIN: &str = "node administration commands are not supported through the proxy";
 /// Reason given for MIGRATE.
@@ -28,6 +33,8 @@ pub(super) enum Dynamic {
     None,
     /// XREAD / XREADGROUP: blocking only when BLOCK is given.
     XreadBlock,
+    /// EVAL / EVAL_RO: routed by keys; the script body is remembered for NOSCRIPT recovery.
+    Eval,
 }
 
 /// The static route of a command, from its lower-case `name` (`container|sub` for subcommands).
@@ -37,12 +44,13 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         None => (name, None),
     };
     let unsupported = |reason| (Route::Unsupported(reason), Dynamic::None);
+    let all = |merge| (Route::AllPrimaries(merge), Dynamic::None);
+    let any = (Route::AnyNode, Dynamic::None);
     let local = match container {
         "ping" => Some(LocalCommand::Ping),
         "echo" => Some(LocalCommand::Echo),
         "quit" => Some(LocalCommand::Quit),
         "select" => Some(LocalCommand::Select),
-        "info" => Some(LocalCommand::Info),
         "hello" => Some(LocalCommand::Hello),
         "auth" => Some(LocalCommand::Auth),
         "reset" => Some(LocalCommand::Reset),
@@ -61,6 +69,40 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "mset" => return (Route::Split(SplitKind::MSet), Dynamic::None),
         "del" | "unlink" | "exists" | "touch" => return (Route::Split(SplitKind::SumIntegers), Dynamic::None),
         "xread" | "xreadgroup" => return (Route::Keys, Dynamic::XreadBlock),
+        "eval" | "eval_ro" if keys.has_keys() => return (Route::Keys, Dynamic::Eval),
+        // INFO: a fan-out (keyspace summed), answered locally when only the `proxy` section is asked for.
+        "info" => return all(FanOut::Info),
+        "dbsize" => return all(FanOut::SumIntegers),
+        "keys" => return all(FanOut::ConcatArrays),
+        "randomkey" => return all(FanOut::RandomKey),
+        "flushall" | "flushdb" => return all(FanOut::AllOk),
+        "scan" => return (Route::Scan, Dynamic::None),
+        // Containers resolved as themselves (unknown or missing subcommand) fall through to any node below.
+        "script" if sub.is_some() => {
+            return match sub {
+                Some("load") => all(FanOut::ScriptLoad),
+                Some("exists") => all(FanOut::AllOnes),
+                Some("flush") => all(FanOut::ScriptFlush),
+                Some("kill") => all(FanOut::AnyOk),
+                Some("debug") => unsupported(UNSUPPORTED_SCRIPT_DEBUG),
+                _ => any,
+            }
+        }
+        "function" if sub.is_some() => {
+            return match sub {
+                Some("load") => all(FanOut::SameReply),
+                Some("delete" | "flush" | "restore") => all(FanOut::AllOk),
+                Some("kill") => all(FanOut::AnyOk),
+                _ => any, // LIST, DUMP, STATS, HELP: one node
+            };
+        }
+        "config" if sub.is_some() => {
+            return match sub {
+                Some("resetstat") => all(FanOut::AllOk),
+                Some("set" | "rewrite") => unsupported(UNSUPPORTED_CONFIG),
+                _ => any, // GET, HELP: one node
+            };
+        }
         "multi" | "exec" | "discard" | "watch" | "unwatch" => return unsupported(UNSUPPORTED_TRANSACTIONS),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" | "wait"
         | "waitaof" => return unsupported(UNSUPPORTED_BLOCKING),
@@ -71,8 +113,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
-        "keys" | "scan" | "dbsize" | "randomkey" | "flushall" | "flushdb" | "script" | "function" | "config"
-        | "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" | "pubsub" => {
+        "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" | "pubsub" => {
             return unsupported(UNSUPPORTED_KEYLESS)
         }
         "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),

@@ -316,7 +316,6 @@ fn routes() {
         ("ECHO x", LocalCommand::Echo),
         ("QUIT", LocalCommand::Quit),
         ("SELECT 0", LocalCommand::Select),
-        ("INFO", LocalCommand::Info),
         ("HELLO 3", LocalCommand::Hello),
         ("AUTH pw", LocalCommand::Auth),
         ("RESET", LocalCommand::Reset),
@@ -417,17 +416,9 @@ fn routes() {
         ("MIGRATE h 1 k 0 10", UNSUPPORTED_MIGRATE),
         ("MOVE k 1", UNSUPPORTED_DATABASES),
         ("SWAPDB 0 1", UNSUPPORTED_DATABASES),
-        ("KEYS *", UNSUPPORTED_KEYLESS),
-        ("SCAN 0", UNSUPPORTED_KEYLESS),
-        ("DBSIZE", UNSUPPORTED_KEYLESS),
-        ("RANDOMKEY", UNSUPPORTED_KEYLESS),
-        ("FLUSHALL", UNSUPPORTED_KEYLESS),
-        ("FLUSHDB", UNSUPPORTED_KEYLESS),
-        ("SCRIPT LOAD x", UNSUPPORTED_KEYLESS),
-        ("SCRIPT FLUSH", UNSUPPORTED_KEYLESS),
-        ("FUNCTION LIST", UNSUPPORTED_KEYLESS),
-        ("CONFIG GET x", UNSUPPORTED_KEYLESS),
-        ("CONFIG SET x y", UNSUPPORTED_KEYLESS),
+        ("CONFIG SET x y", UNSUPPORTED_CONFIG),
+        ("CONFIG REWRITE", UNSUPPORTED_CONFIG),
+        ("SCRIPT DEBUG YES", UNSUPPORTED_SCRIPT_DEBUG),
         ("SAVE", UNSUPPORTED_KEYLESS),
         ("BGSAVE", UNSUPPORTED_KEYLESS),
         ("BGREWRITEAOF", UNSUPPORTED_KEYLESS),
@@ -444,6 +435,59 @@ fn routes() {
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
     }
+}
+
+#[test]
+fn keyless_commands_for_every_primary() {
+    let t = table();
+    let all = [
+        ("INFO", FanOut::Info),
+        ("INFO keyspace", FanOut::Info),
+        ("info proxy", FanOut::Info),
+        ("DBSIZE", FanOut::SumIntegers),
+        ("KEYS *", FanOut::ConcatArrays),
+        ("RANDOMKEY", FanOut::RandomKey),
+        ("FLUSHALL", FanOut::AllOk),
+        ("FLUSHALL ASYNC", FanOut::AllOk),
+        ("FLUSHDB SYNC", FanOut::AllOk),
+        ("SCRIPT LOAD x", FanOut::ScriptLoad),
+        ("script exists a b", FanOut::AllOnes),
+        ("SCRIPT FLUSH ASYNC", FanOut::ScriptFlush),
+        ("SCRIPT KILL", FanOut::AnyOk),
+        ("FUNCTION LOAD x", FanOut::SameReply),
+        ("FUNCTION DELETE lib", FanOut::AllOk),
+        ("FUNCTION FLUSH", FanOut::AllOk),
+        ("FUNCTION RESTORE payload", FanOut::AllOk),
+        ("FUNCTION KILL", FanOut::AnyOk),
+        ("CONFIG RESETSTAT", FanOut::AllOk),
+    ];
+    for (line, kind) in all {
+        assert_eq!(route_of(t, line), Route::AllPrimaries(kind), "{line}");
+    }
+    assert_eq!(route_of(t, "SCAN 0 MATCH a* COUNT 10 TYPE string"), Route::Scan);
+    for line in [
+        "FUNCTION LIST",
+        "FUNCTION DUMP",
+        "FUNCTION STATS",
+        "FUNCTION HELP",
+        "FUNCTION NOPE",
+        "SCRIPT HELP",
+        "SCRIPT NOPE",
+        "SCRIPT",
+        "CONFIG GET maxmemory",
+        "CONFIG HELP",
+        "CONFIG",
+    ] {
+        assert_eq!(route_of(t, line), Route::AnyNode, "{line}");
+    }
+    // Scripts route by their declared keys; EVAL and EVAL_RO also carry a body to remember.
+    for line in ["EVAL s 0", "EVAL_RO s 1 k", "EVALSHA s 0", "EVALSHA_RO s 1 k", "FCALL f 0", "FCALL_RO f 1 k"] {
+        assert_eq!(route_of(t, line), Route::Keys, "{line}");
+    }
+    assert!(t.lookup(b"eval").unwrap().carries_script());
+    assert!(t.lookup(b"eval_ro").unwrap().carries_script());
+    assert!(!t.lookup(b"evalsha").unwrap().carries_script());
+    assert!(!t.lookup(b"get").unwrap().carries_script());
 }
 
 #[test]
@@ -710,6 +754,7 @@ fn redis6_command_reply() {
         entry6("memory", -2, &["readonly", "random", "movablekeys"], 0, 0, 0),
         entry6("blpop", -3, &["write", "noscript"], 1, -2, 1),
         entry6("ping", -1, &["stale", "fast"], 0, 0, 0),
+        entry6("script", -2, &["noscript"], 0, 0, 0),
         entry6("mymod.cmd", -1, &["write", "movablekeys"], 0, 0, 0),
         entry6("mymod.legacy", -2, &["write"], 1, 1, 1),
         // Redis 5 entries have no ACL categories.
@@ -741,7 +786,10 @@ fn redis6_command_reply() {
     assert_eq!(route_of(&t, "mymod.cmd x"), Route::Unsupported(UNSUPPORTED_UNKNOWN_KEYS));
     assert_eq!(route_of(&t, "mymod.legacy k"), Route::Keys);
     assert_eq!(keys_of(&t, "mymod.legacy k").unwrap(), [1]);
-    assert_eq!(route_of(&t, "DBSIZE"), Route::Unsupported(UNSUPPORTED_KEYLESS));
+    assert_eq!(route_of(&t, "DBSIZE"), Route::AllPrimaries(FanOut::SumIntegers));
+    // Redis 6 has no subcommands: SCRIPT's come from the built-in table.
+    assert_eq!(route_of(&t, "SCRIPT LOAD x"), Route::AllPrimaries(FanOut::ScriptLoad));
+    assert!(t.lookup(b"eval").unwrap().carries_script());
     assert!(t.lookup(b"dbsize").unwrap().acl_categories.is_empty());
 }
 

@@ -107,12 +107,28 @@ pub struct ListenConfig {
     pub max_pending_per_client: usize,
 }
 
+/// The script bodies slotway remembers (by SHA1) to reload them on a node that answers EVALSHA with NOSCRIPT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptsConfig {
+    /// At most this many bodies (least recently seen forgotten first); 0 turns NOSCRIPT recovery off.
+    pub cache_entries: usize,
+    /// At most this many bytes of bodies in total; a larger body is not remembered.
+    pub cache_bytes: usize,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        ScriptsConfig { cache_entries: 1024, cache_bytes: 16 * 1024 * 1024 }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Worker threads; each serves its share of clients with its own connections to every node.
     pub workers: usize,
     pub listen: ListenConfig,
     pub upstream: UpstreamConfig,
+    pub scripts: ScriptsConfig,
     /// `tracing` filter, e.g. `info` or `slotway=debug`.
     pub log_level: String,
     /// How long shutdown waits for in-flight requests before closing connections.
@@ -304,6 +320,10 @@ impl Config {
                 retry_writes_on_connection_loss: raw.cluster.retry_writes_on_connection_loss.unwrap_or(false),
                 retry_base_delay: ms(raw.cluster.retry_base_delay_ms.unwrap_or(20)),
                 retry_max_delay: ms(raw.cluster.retry_max_delay_ms.unwrap_or(500)),
+            },
+            scripts: ScriptsConfig {
+                cache_entries: raw.scripts.cache_entries.unwrap_or(ScriptsConfig::default().cache_entries),
+                cache_bytes: raw.scripts.cache_bytes.unwrap_or(ScriptsConfig::default().cache_bytes),
             },
             log_level: o.log_level.clone().or(raw.log_level).unwrap_or_else(|| "info".to_string()),
             shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     #[serde(default)]
     pub client: RawClient,
+    #[serde(default)]
+    pub scripts: RawScripts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +75,13 @@ pub struct RawDownstreamTls {
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub max_pending: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScripts {
+    pub cache_entries: Option<usize>,
+    pub cache_bytes: Option<usize>,
 }
 
 impl RawConfig {

@@ -18,6 +18,15 @@ fn defaults_apply_when_only_seeds_are_given() {
     assert!(c.workers >= 1);
     assert!(c.upstream.tls.is_none());
     assert!(c.upstream.password.is_none());
+    assert_eq!(c.scripts, ScriptsConfig { cache_entries: 1024, cache_bytes: 16 * 1024 * 1024 });
+}
+
+#[test]
+fn script_cache_limits_from_the_file() {
+    let raw = RawConfig::parse("[scripts]\ncache_entries = 0\ncache_bytes = 1000\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.scripts, ScriptsConfig { cache_entries: 0, cache_bytes: 1000 });
+    assert!(RawConfig::parse("[scripts]\nsize = 1\n").is_err());
 }
 
 #[test]

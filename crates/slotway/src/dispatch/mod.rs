@@ -1,10 +1,11 @@
 //! Deciding where a request goes ([`plan`]) and what a node's reply means for it ([`classify_reply`]).
 //! Both are plain functions over values; the session loop calls them and acts on the result.
 use crate::cluster::{parse_redirect, NodeAddr, Redirect, Slot};
-use crate::command::{key_indexes, route_for, Args, CommandTable, LocalCommand, Route, SplitKind};
+use crate::command::{key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, Route, SplitKind};
 use crate::topology::Topology;
 use smallvec::SmallVec;
 
+pub mod fanout;
 pub mod split;
 
 /// Where one request goes.
@@ -13,8 +14,14 @@ pub enum Plan {
     /// To the primary of `slot`, or to any primary when `slot` is None (keyless commands that every node answers
     /// alike). `readonly` says whether it is safe to resend after the connection died with it in flight.
     Forward { slot: Option<Slot>, readonly: bool },
+    /// As `Forward`, for EVAL / EVAL_RO: the session also remembers the script body (NOSCRIPT recovery).
+    Eval { slot: Option<Slot>, readonly: bool },
     /// A multi-key command whose keys span slots: split per slot (see [`split::split`]) and merged.
     Split { kind: SplitKind, readonly: bool },
+    /// A keyless command for every primary that serves slots, replies merged (see [`fanout::build`]).
+    AllPrimaries { kind: FanOut, readonly: bool },
+    /// SCAN: one shard at a time, the cursor rewritten both ways (see [`fanout::scan`]).
+    Scan,
     /// Answered by slotway.
     Local(LocalCommand),
     /// Answered with this error (without the leading `-`).
@@ -33,6 +40,12 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly: info.flags.readonly },
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
+        Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
+            Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
+        }
+        Route::AllPrimaries(FanOut::Info) if fanout::info_is_proxy_only(args) => Plan::Local(LocalCommand::Info),
+        Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
+        Route::Scan => Plan::Scan,
         Route::Keys | Route::Split(_) => {
             let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
             if let Err(e) = key_indexes(info, args, &mut keys) {
@@ -40,11 +53,18 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
             }
             let readonly = info.flags.readonly;
             let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
+            let forward = |slot| {
+                if info.carries_script() {
+                    Plan::Eval { slot, readonly }
+                } else {
+                    Plan::Forward { slot, readonly }
+                }
+            };
             match slots.next() {
-                None => Plan::Forward { slot: None, readonly },
+                None => forward(None),
                 Some(first) => {
                     if slots.all(|s| s == first) {
-                        Plan::Forward { slot: Some(first), readonly }
+                        forward(Some(first))
                     } else if let Route::Split(kind) = route {
                         Plan::Split { kind, readonly }
                     } else {
@@ -53,6 +73,16 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
                 }
             }
         }
+    }
+}
+
+/// Redis's arity rule: positive = exactly that many arguments (with the name), negative = at least -arity.
+fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
+    let (argc, arity) = (args.len() as i64, info.arity as i64);
+    if arity > 0 {
+        argc == arity
+    } else {
+        argc >= -arity
     }
 }
 
@@ -72,6 +102,13 @@ fn unknown_command(args: Args<'_>) -> String {
     s
 }
 
+/// `-<msg>\r\n`: an error reply slotway builds.
+pub fn error_frame(msg: &str) -> bytes::Bytes {
+    let mut b = bytes::BytesMut::with_capacity(msg.len() + 3);
+    resp::encode::error(&mut b, msg);
+    b.freeze()
+}
+
 /// Bytes as text for an error message: lossy, newline-free, truncated.
 pub fn printable(b: &[u8], max: usize) -> String {
     let b = &b[..b.len().min(max)];
@@ -89,7 +126,11 @@ pub enum ReplyClass {
     Ask(NodeAddr),
     /// Multi-key request during a migration: retry after a short wait.
     TryAgain,
-    /// The cluster can't serve the slot right now: refresh, retry after a wait.
+    /// EVALSHA of a script the node doesn't have: load it there and resend, when slotway knows the body.
+    NoScript,
+    /// The cluster can't serve the slot right now (CLUSTERDOWN), or the node is no longer a primary (READONLY: a
+    /// keyless write such as FLUSHALL reached a demoted primary before the slot map was refreshed; nothing ran):
+    /// refresh, retry after a wait.
     ClusterDown,
     /// The node refused before running anything because its role or state changed: READONLY (a demoted primary),
     /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting). Refresh, retry after a wait.
@@ -110,6 +151,7 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
             None => ReplyClass::Final,
         },
         b"TRYAGAIN" => ReplyClass::TryAgain,
+        b"NOSCRIPT" => ReplyClass::NoScript,
         b"CLUSTERDOWN" => ReplyClass::ClusterDown,
         b"READONLY" | b"MASTERDOWN" | b"LOADING" => ReplyClass::NodeNotReady,
         _ => ReplyClass::Final,
@@ -146,6 +188,7 @@ mod tests {
             classify_reply(b"-LOADING Redis is loading the dataset in memory\r\n", "h"),
             ReplyClass::NodeNotReady
         );
+        assert_eq!(classify_reply(b"-NOSCRIPT No matching script. Please use EVAL.\r\n", "h"), ReplyClass::NoScript);
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
             ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))

@@ -1,5 +1,6 @@
 //! Splitting a multi-key command whose keys span slots into one sub-request per slot, and merging the replies
 //! back into the one reply the client expects. Pure functions over bytes.
+use super::fanout;
 use crate::cluster::Slot;
 use crate::command::{Args, SplitKind};
 use bytes::{Bytes, BytesMut};
@@ -13,12 +14,30 @@ pub struct Split {
     pub merge: Merge,
 }
 
+/// How the parts' replies become the client's one reply: for split multi-key commands (this module) and for
+/// commands sent to every primary or walking the shards ([`super::fanout`]).
 #[derive(Debug)]
 pub enum Merge {
     /// For each key in request order: (part, position of the key within that part's reply array).
     MGet(Vec<(u32, u32)>),
-    MSet,
+    /// `+OK` when every part said `+OK` (MSET, FLUSHALL, ...).
+    AllOk,
+    /// The sum of the parts' integers (DEL, EXISTS, DBSIZE, ...).
     SumIntegers,
+    /// The parts' arrays concatenated (KEYS).
+    Concat,
+    /// The first non-nil reply from part `start` on, wrapping (RANDOMKEY; `start` is drawn at random).
+    RandomKey { start: usize },
+    /// `+OK` if any part said so, else the first part's reply (SCRIPT KILL, FUNCTION KILL).
+    AnyOk,
+    /// Every part must answer the same bytes (SCRIPT LOAD, FUNCTION LOAD).
+    SameReply,
+    /// Integer arrays merged element-wise by minimum (SCRIPT EXISTS).
+    AllOnes,
+    /// INFO: see [`super::fanout::build`]. `proxy` is slotway's own section, rendered when the request came.
+    Info { keyspace: bool, proxy: Option<String> },
+    /// SCAN: the node's cursor re-encoded for the client (see [`super::fanout`]).
+    Scan { slot: u16, next: Option<u16> },
 }
 
 /// Builds one sub-request per slot. Keys keep their relative order inside each part, so MSET's
@@ -54,22 +73,40 @@ pub fn split(kind: SplitKind, args: Args<'_>) -> Split {
     }
     let merge = match kind {
         SplitKind::MGet => Merge::MGet(order),
-        SplitKind::MSet => Merge::MSet,
+        SplitKind::MSet => Merge::AllOk,
         SplitKind::SumIntegers => Merge::SumIntegers,
     };
     Split { parts, merge }
 }
 
 impl Merge {
-    /// The client's reply from every part's reply (in part order). The first error reply, if any, wins: the
-    /// client sees what went wrong, as it would from one node.
+    /// The client's reply from every part's reply (in part order). The first error reply, if any, wins (except
+    /// for [`Merge::AnyOk`]): the client sees what went wrong, as it would from one node.
     pub fn merge(&self, replies: &[Bytes]) -> Bytes {
-        if let Some(err) = replies.iter().find(|r| matches!(r.first(), Some(b'-' | b'!'))) {
-            return err.clone();
+        if !matches!(self, Merge::AnyOk) {
+            if let Some(err) = replies.iter().find(|r| matches!(r.first(), Some(b'-' | b'!'))) {
+                return err.clone();
+            }
         }
         let mut out = BytesMut::new();
+        let or_unexpected = |r: Result<Bytes, usize>| r.unwrap_or_else(|i| unexpected(&replies[i]));
         match self {
-            Merge::MSet => resp::encode::simple(&mut out, "OK"),
+            Merge::AllOk => resp::encode::simple(&mut out, "OK"),
+            Merge::Concat => return or_unexpected(fanout::concat(replies)),
+            Merge::RandomKey { start } => return fanout::random_key(replies, *start),
+            Merge::AnyOk => return fanout::any_ok(replies),
+            Merge::SameReply => return fanout::same_reply(replies),
+            Merge::AllOnes => return or_unexpected(fanout::all_ones(replies)),
+            Merge::Info { keyspace, proxy } => {
+                return or_unexpected(fanout::info(replies, *keyspace, proxy.as_deref()))
+            }
+            Merge::Scan { slot, next } => {
+                return match fanout::scan_reply(&replies[0], *slot, *next) {
+                    Ok(r) => r,
+                    Err(e) if e.starts_with(b"-") => e,
+                    Err(r) => unexpected(&r),
+                }
+            }
             Merge::SumIntegers => {
                 let mut sum: i64 = 0;
                 for r in replies {
@@ -104,7 +141,7 @@ impl Merge {
 fn unexpected(reply: &[u8]) -> Bytes {
     let shown = String::from_utf8_lossy(&reply[..reply.len().min(64)]).replace(['\r', '\n'], " ");
     let mut out = BytesMut::new();
-    resp::encode::error(&mut out, &format!("ERR slotway: unexpected reply to a split command part: {shown}"));
+    resp::encode::error(&mut out, &format!("ERR slotway: unexpected reply from a node to part of a command: {shown}"));
     out.freeze()
 }
 

@@ -168,32 +168,26 @@ fn invalid_name(name: &[u8]) -> Option<Outcome> {
         .then(|| err("ERR Client names cannot contain spaces, newlines or special characters."))
 }
 
-/// INFO [section ...]: the `# Proxy` section with slotway's own counters.
-fn info(args: Args<'_>, shared: &Shared) -> Outcome {
-    let wants = |name: &[u8]| {
-        args.len() == 1
-            || (1..args.len()).any(|i| {
-                let s = args.get(i);
-                s.eq_ignore_ascii_case(name)
-                    || s.eq_ignore_ascii_case(b"all")
-                    || s.eq_ignore_ascii_case(b"default")
-                    || s.eq_ignore_ascii_case(b"everything")
-            })
-    };
-    let mut text = String::new();
-    if wants(b"proxy") {
-        let topo = shared.topology.load();
-        text.push_str("# Proxy\r\n");
-        text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
-        text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
-        text.push_str(&format!("topology_version:{}\r\n", topo.version));
-        text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
-        text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
-        shared.metrics.render_info(&mut text);
-    }
+/// INFO proxy: slotway's own section (INFO asking for node sections is a fan-out, see `dispatch::fanout`).
+fn info(_args: Args<'_>, shared: &Shared) -> Outcome {
     let mut b = BytesMut::new();
-    encode::bulk(&mut b, text.as_bytes());
+    encode::bulk(&mut b, proxy_section(shared).as_bytes());
     reply(b)
+}
+
+/// The `# Proxy` section of INFO: slotway's version, uptime, topology and counters.
+pub fn proxy_section(shared: &Shared) -> String {
+    let topo = shared.topology.load();
+    let mut text = String::new();
+    text.push_str("# Proxy\r\n");
+    text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
+    text.push_str(&format!("topology_version:{}\r\n", topo.version));
+    text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
+    text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
+    text.push_str(&format!("scripts_cached:{}\r\n", shared.scripts.len()));
+    shared.metrics.render_info(&mut text);
+    text
 }
 
 fn client_command(args: Args<'_>, client: &mut ClientState) -> Outcome {

@@ -5,6 +5,7 @@ mod session;
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::scripts::ScriptCache;
 use crate::topology::TopologyManager;
 use local::ClientState;
 use resp::encode::Protocol;
@@ -25,6 +26,8 @@ pub struct Shared {
     pub client_tls: Option<Arc<ClientTls>>,
     pub started: Instant,
     pub next_client_id: AtomicU64,
+    /// Script bodies seen, for NOSCRIPT recovery.
+    pub scripts: ScriptCache,
 }
 
 /// An accepted client on its way to a worker.

@@ -7,8 +7,9 @@ use super::local::{self, ClientState};
 use super::Shared;
 use crate::cluster::Slot;
 use crate::command::Args;
+use crate::command::FanOut;
 use crate::dispatch::split::{self, Merge};
-use crate::dispatch::{self, classify_reply, Plan, ReplyClass};
+use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
 use crate::upstream::{Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
@@ -56,11 +57,23 @@ struct Part {
     first_failure: Option<Instant>,
     /// The part's final reply (kept only while other parts of a split command are outstanding).
     reply: Option<Bytes>,
+    /// An EVALSHA answered NOSCRIPT, the script was loaded on the node and the EVALSHA resent (done once).
+    script_reloaded: bool,
 }
 
 impl Part {
     fn new(frame: Bytes, slot: Option<Slot>) -> Part {
-        Part { frame, slot, sent_to: None, redirects: 0, retries: 0, retry_at: None, first_failure: None, reply: None }
+        Part {
+            frame,
+            slot,
+            sent_to: None,
+            redirects: 0,
+            retries: 0,
+            retry_at: None,
+            first_failure: None,
+            reply: None,
+            script_reloaded: false,
+        }
     }
 }
 
@@ -185,18 +198,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let parts = smallvec::smallvec![Part::new(frame, slot)];
                 self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
             }
+            Plan::Eval { slot, readonly } => {
+                // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
+                self.shared.scripts.learn(args.get(1));
+                let parts = smallvec::smallvec![Part::new(frame, slot)];
+                self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
+            }
             Plan::Split { kind, readonly } => {
                 let split = split::split(kind, args);
-                let parts: SmallVec<[Part; 1]> =
-                    split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
-                let remaining = parts.len();
-                self.push_forwarded(Pending {
-                    reply: None,
-                    readonly,
-                    parts,
-                    remaining,
-                    merge: Some(Box::new(split.merge)),
-                });
+                let parts = split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
+                self.push_merged(parts, split.merge, readonly);
+            }
+            Plan::AllPrimaries { kind, readonly } => {
+                match kind {
+                    FanOut::ScriptLoad => {
+                        self.shared.scripts.learn(args.get(2));
+                    }
+                    // As on one server: after SCRIPT FLUSH, EVALSHA answers NOSCRIPT.
+                    FanOut::ScriptFlush => self.shared.scripts.clear(),
+                    _ => {}
+                }
+                let topo = self.shared.topology.load();
+                match fanout::build(kind, args, &frame, &topo, || local::proxy_section(&self.shared)) {
+                    Ok(fan) => {
+                        let parts = fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
+                        self.push_merged(parts, fan.merge, readonly);
+                    }
+                    Err(msg) => self.push_error(&msg),
+                }
+            }
+            Plan::Scan => {
+                let topo = self.shared.topology.load();
+                match fanout::scan(args, &topo) {
+                    Ok((slot, frame, merge)) => {
+                        self.push_merged(smallvec::smallvec![Part::new(frame, Some(slot))], merge, true)
+                    }
+                    Err(msg) => self.push_error(&msg),
+                }
             }
             Plan::Local(cmd) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
@@ -231,6 +269,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for part in 0..parts {
             self.send_routed(seq, part);
         }
+    }
+
+    /// Queues a request whose parts' replies are merged into the client's reply, and sends the parts.
+    fn push_merged(&mut self, parts: SmallVec<[Part; 1]>, merge: Merge, readonly: bool) {
+        let remaining = parts.len();
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge: Some(Box::new(merge)) });
     }
 
     fn push_error(&mut self, msg: &str) {
@@ -314,6 +358,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Metrics::incr(&metrics.retries_tryagain);
                     self.retry_or_reply(seq, part, frame);
                 }
+                ReplyClass::NoScript => {
+                    if !self.reload_script(seq, part) {
+                        self.finish_part(seq, part, frame);
+                    }
+                }
                 ReplyClass::ClusterDown => {
                     Metrics::incr(&metrics.retries_clusterdown);
                     self.shared.topology.request_refresh(RefreshReason::ClusterDown);
@@ -348,6 +397,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+    }
+
+    /// NOSCRIPT recovery: when the part is an EVALSHA / EVALSHA_RO of a script slotway has seen, queues
+    /// `SCRIPT LOAD body` and the EVALSHA again on the same connection of the node that answered (so they run in
+    /// that order). Once per part; false when it doesn't apply (the NOSCRIPT then goes to the client).
+    fn reload_script(&mut self, seq: u64, part: usize) -> bool {
+        let p = self.part_mut(seq, part);
+        let Some(pool) = p.sent_to.clone().filter(|_| !p.script_reloaded) else { return false };
+        let frame = p.frame.clone();
+        let mut decoder = RequestDecoder::new(self.shared.limits);
+        let Ok(Some(Request::Array { args, .. })) = decoder.decode(&frame) else { return false };
+        let args = Args { frame: &frame, ranges: &args };
+        if args.len() < 2
+            || !(args.get(0).eq_ignore_ascii_case(b"evalsha") || args.get(0).eq_ignore_ascii_case(b"evalsha_ro"))
+        {
+            return false;
+        }
+        let Some(body) = self.shared.scripts.get(args.get(1)) else { return false };
+        Metrics::incr(&self.shared.metrics.scripts_reloaded);
+        let mut load = BytesMut::with_capacity(body.len() + 40);
+        resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
+        pool.send(
+            self.worker,
+            self.client.protocol,
+            self.pick,
+            UpstreamRequest { frame: load.freeze(), asking: false, reply_to: ReplyTo::Discard },
+        );
+        self.part_mut(seq, part).script_reloaded = true;
+        self.send_to(seq, part, pool, false);
+        true
     }
 
     /// Schedules a resend with exponential backoff, or gives up with the node's own reply.

@@ -1,0 +1,539 @@
+//! Keyless commands that need the whole cluster, and SCAN. Pure functions over bytes and a topology.
+//!
+//! **All primaries.** A command such as DBSIZE or FLUSHALL becomes one part per shard that serves slots. Each part
+//! is routed by the *first slot* its shard served when the request arrived, not by a node address: a retry after
+//! an unreachable node or CLUSTERDOWN goes to whichever primary serves that slot by then (the failed-over one), and
+//! a shard whose primary is down fails the request (after the usual retries) instead of leaving its keys out. The
+//! parts' replies are merged as [`FanOut`] says ([`Merge`]).
+//!
+//! **SCAN.** The client sees one cursor that walks the shards in turn, ordered by their first slot:
+//!
+//! ```text
+//! client cursor = node_cursor << 14 | slot        (slot: 14 bits, the first slot of the shard being walked)
+//! ```
+//!
+//! Cursor 0 starts at the shard with the lowest first slot. A request goes to the primary serving `slot` with the
+//! node's own cursor; when the node answers cursor 0 the shard is done and the client gets the next shard's first
+//! slot as cursor (node cursor 0), or 0 after the last shard. MATCH, COUNT and TYPE go to the node as given. As long
+//! as the topology doesn't change, every key that exists for the whole walk is returned at least once (Redis's own
+//! guarantee, per shard). Across a failover the node's cursor is meaningless to the new primary (each process hashes
+//! with its own seed), and across resharding keys move between shards walked and not yet walked: keys may then be
+//! missed or repeated; the walk itself always ends. A node cursor that doesn't fit in 50 bits can't be encoded and
+//! is an error (a node's cursor is bounded by its hash table size, far below that).
+use super::split::Merge;
+use crate::cluster::{Slot, SLOT_COUNT};
+use crate::command::{Args, FanOut};
+use crate::topology::Topology;
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+/// Bits of the client's SCAN cursor that name the slot (and so the shard) being walked.
+pub const SCAN_SLOT_BITS: u32 = 14;
+const SCAN_SLOT_MASK: u64 = (1 << SCAN_SLOT_BITS) - 1;
+
+/// The error for a request when no shard serves slots (or the cursor's slot).
+pub const NOT_SERVED: &str = "CLUSTERDOWN Hash slot not served";
+
+/// The sub-requests of a fan-out: each part's routing slot (None: any primary) and frame, and how to merge.
+#[derive(Debug)]
+pub struct Parts {
+    pub parts: Vec<(Option<Slot>, Bytes)>,
+    pub merge: Merge,
+}
+
+/// The first slot of every shard that serves slots, ascending: one routing target per shard.
+pub fn shard_slots(topo: &Topology) -> SmallVec<[Slot; 8]> {
+    let mut v: SmallVec<[Slot; 8]> =
+        topo.map.shards.iter().filter_map(|s| s.slots.iter().map(|&(a, _)| a).min()).filter_map(Slot::new).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Whether INFO's arguments ask for `section` (no argument = the default sections).
+fn info_wants(args: Args<'_>, section: &[u8]) -> bool {
+    args.len() == 1
+        || (1..args.len()).any(|i| {
+            let s = args.get(i);
+            s.eq_ignore_ascii_case(section)
+                || s.eq_ignore_ascii_case(b"all")
+                || s.eq_ignore_ascii_case(b"default")
+                || s.eq_ignore_ascii_case(b"everything")
+        })
+}
+
+/// INFO asking only for slotway's own section: answered without asking a node.
+pub fn info_is_proxy_only(args: Args<'_>) -> bool {
+    args.len() > 1 && (1..args.len()).all(|i| args.get(i).eq_ignore_ascii_case(b"proxy"))
+}
+
+/// Plans a command for every primary. `proxy_section` renders slotway's `# Proxy` section (INFO only).
+/// Errors (the client's reply, without `-`) when no shard serves slots.
+pub fn build(
+    kind: FanOut,
+    args: Args<'_>,
+    frame: &Bytes,
+    topo: &Topology,
+    proxy_section: impl FnOnce() -> String,
+) -> Result<Parts, String> {
+    let shards = shard_slots(topo);
+    if shards.is_empty() {
+        return Err(NOT_SERVED.to_string());
+    }
+    let every = || shards.iter().map(|&s| (Some(s), frame.clone())).collect::<Vec<_>>();
+    let (parts, merge) = match kind {
+        FanOut::Info => {
+            let keyspace = info_wants(args, b"keyspace");
+            let proxy = info_wants(args, b"proxy").then(proxy_section);
+            // Without the keyspace, one node answers (the client's own frame: nodes ignore `proxy`).
+            let parts = if keyspace { every() } else { vec![(None, frame.clone())] };
+            (parts, Merge::Info { keyspace, proxy })
+        }
+        FanOut::SumIntegers => (every(), Merge::SumIntegers),
+        FanOut::ConcatArrays => (every(), Merge::Concat),
+        FanOut::RandomKey => (every(), Merge::RandomKey { start: rand::random_range(0..shards.len()) }),
+        FanOut::AllOk | FanOut::ScriptFlush => (every(), Merge::AllOk),
+        FanOut::AnyOk => (every(), Merge::AnyOk),
+        FanOut::SameReply | FanOut::ScriptLoad => (every(), Merge::SameReply),
+        FanOut::AllOnes => (every(), Merge::AllOnes),
+    };
+    Ok(Parts { parts, merge })
+}
+
+/// Plans one SCAN step: the slot to route by, the frame for the node (its own cursor), and the cursor merge.
+/// Errors (without `-`) for a cursor that isn't a number and when no shard serves slots.
+pub fn scan(args: Args<'_>, topo: &Topology) -> Result<(Slot, Bytes, Merge), String> {
+    let cursor = parse_u64(args.get(1)).ok_or_else(|| "ERR invalid cursor".to_string())?;
+    let shards = shard_slots(topo);
+    let (slot, node_cursor) = if cursor == 0 {
+        (*shards.first().ok_or_else(|| NOT_SERVED.to_string())?, 0)
+    } else {
+        let slot = Slot::new((cursor & SCAN_SLOT_MASK) as u16).expect("14 bits");
+        (slot, cursor >> SCAN_SLOT_BITS)
+    };
+    // The shard walked now, by its first slot (the cursor's slot may be elsewhere in a shard after resharding).
+    let first = topo
+        .map
+        .shard_of(slot)
+        .and_then(|id| topo.map.shard(id).slots.iter().map(|&(a, _)| a).min())
+        .unwrap_or(slot.get());
+    let next = shards.iter().map(|s| s.get()).find(|&s| s > first);
+
+    let mut frame = BytesMut::with_capacity(args.frame.len() + 24);
+    resp::encode::array_header(&mut frame, args.len());
+    resp::encode::bulk(&mut frame, args.get(0));
+    resp::encode::bulk(&mut frame, node_cursor.to_string().as_bytes());
+    for i in 2..args.len() {
+        resp::encode::bulk(&mut frame, args.get(i));
+    }
+    Ok((slot, frame.freeze(), Merge::Scan { slot: slot.get(), next }))
+}
+
+/// A SCAN cursor as Redis parses one: plain decimal digits, fits in 64 bits.
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+// ------------------------------------------------------------------------------------------------ merges
+
+/// The header of an array reply: (element count, where the elements start). None for nil or non-arrays.
+fn array_header(reply: &[u8]) -> Option<(usize, usize)> {
+    let rest = reply.strip_prefix(b"*")?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    let count: i64 = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((usize::try_from(count).ok()?, 1 + end + 2))
+}
+
+/// KEYS: every array's elements, in part order.
+pub(super) fn concat(replies: &[Bytes]) -> Result<Bytes, usize> {
+    let mut total = 0;
+    let mut bodies = Vec::with_capacity(replies.len());
+    for (i, r) in replies.iter().enumerate() {
+        let (n, at) = array_header(r).ok_or(i)?;
+        total += n;
+        bodies.push(&r[at..]);
+    }
+    let mut out = BytesMut::with_capacity(16 + bodies.iter().map(|b| b.len()).sum::<usize>());
+    resp::encode::array_header(&mut out, total);
+    for b in bodies {
+        out.extend_from_slice(b);
+    }
+    Ok(out.freeze())
+}
+
+fn is_nil(reply: &[u8]) -> bool {
+    matches!(reply, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+}
+
+/// RANDOMKEY: the first non-nil reply from part `start` on (wrapping); nil when every shard is empty.
+pub(super) fn random_key(replies: &[Bytes], start: usize) -> Bytes {
+    let n = replies.len();
+    (0..n).map(|i| &replies[(start + i) % n]).find(|r| !is_nil(r)).unwrap_or(&replies[0]).clone()
+}
+
+/// SCRIPT KILL / FUNCTION KILL: `+OK` if some node killed a script, else the first reply (NOTBUSY).
+pub(super) fn any_ok(replies: &[Bytes]) -> Bytes {
+    replies.iter().find(|r| r.starts_with(b"+")).unwrap_or(&replies[0]).clone()
+}
+
+/// SCRIPT LOAD / FUNCTION LOAD: every node must answer the same.
+pub(super) fn same_reply(replies: &[Bytes]) -> Bytes {
+    match replies.iter().find(|r| *r != &replies[0]) {
+        None => replies[0].clone(),
+        Some(other) => super::error_frame(&format!(
+            "ERR slotway: the primaries answered differently: {} / {}",
+            super::printable(&replies[0], 64),
+            super::printable(other, 64)
+        )),
+    }
+}
+
+/// SCRIPT EXISTS: element-wise minimum of integer arrays (1 only where every node has the script).
+pub(super) fn all_ones(replies: &[Bytes]) -> Result<Bytes, usize> {
+    let mut result: Option<Vec<i64>> = None;
+    for (i, r) in replies.iter().enumerate() {
+        let (n, at) = array_header(r).ok_or(i)?;
+        let mut values = Vec::with_capacity(n);
+        for line in r[at..].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v = line.strip_prefix(b":").and_then(|l| l.strip_suffix(b"\r")).and_then(parse_i64).ok_or(i)?;
+            values.push(v);
+        }
+        if values.len() != n {
+            return Err(i);
+        }
+        result = Some(match result {
+            None => values,
+            Some(acc) if acc.len() == n => acc.into_iter().zip(values).map(|(a, b)| a.min(b)).collect(),
+            Some(_) => return Err(i),
+        });
+    }
+    let values = result.unwrap_or_default();
+    let mut out = BytesMut::with_capacity(4 + values.len() * 4);
+    resp::encode::array_header(&mut out, values.len());
+    for v in values {
+        resp::encode::integer(&mut out, v);
+    }
+    Ok(out.freeze())
+}
+
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// The text of a bulk (or RESP3 verbatim) string reply.
+fn bulk_text(reply: &[u8]) -> Option<&[u8]> {
+    let (kind, rest) = reply.split_first()?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    let len: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    let body = rest.get(end + 2..end + 2 + len)?;
+    match kind {
+        b'$' => Some(body),
+        b'=' => body.get(4..), // "txt:"
+        _ => None,
+    }
+}
+
+/// INFO text split into sections: (header line without `# `, lines without CRLF). Lines before any header
+/// go into a section with an empty name.
+fn sections(text: &str) -> Vec<(&str, Vec<&str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        if let Some(name) = line.strip_prefix("# ") {
+            out.push((name, Vec::new()));
+        } else if !line.is_empty() {
+            match out.last_mut() {
+                Some((_, lines)) => lines.push(line),
+                None => out.push(("", vec![line])),
+            }
+        }
+    }
+    out
+}
+
+/// `db0:keys=1,expires=0,avg_ttl=0` summed over every part: counts add up; `avg_ttl` is averaged weighted by
+/// `expires` (it is the average TTL of the keys with one).
+fn sum_keyspace<'a>(parts: impl Iterator<Item = &'a str>) -> Vec<String> {
+    // db name → (field, value) in first-seen order.
+    let mut dbs: Vec<(String, Vec<(String, i128)>)> = Vec::new();
+    let mut ttl_weight: Vec<(String, i128, i128)> = Vec::new(); // db, sum(avg_ttl * expires), sum(expires)
+    for line in parts {
+        let Some((db, fields)) = line.split_once(':') else { continue };
+        let parsed: Vec<(&str, i128)> = fields
+            .split(',')
+            .filter_map(|f| f.split_once('='))
+            .filter_map(|(k, v)| Some((k, v.parse::<i128>().ok()?)))
+            .collect();
+        let i = match dbs.iter().position(|(d, _)| d == db) {
+            Some(i) => i,
+            None => {
+                dbs.push((db.to_string(), Vec::new()));
+                ttl_weight.push((db.to_string(), 0, 0));
+                dbs.len() - 1
+            }
+        };
+        let expires = parsed.iter().find(|(k, _)| *k == "expires").map_or(0, |&(_, v)| v);
+        for (k, v) in parsed {
+            if k == "avg_ttl" {
+                ttl_weight[i].1 += v * expires;
+                ttl_weight[i].2 += expires;
+            }
+            match dbs[i].1.iter_mut().find(|(f, _)| f == k) {
+                Some((_, sum)) => *sum += v,
+                None => dbs[i].1.push((k.to_string(), v)),
+            }
+        }
+    }
+    dbs.sort_by_key(|(db, _)| db.trim_start_matches("db").parse::<u64>().unwrap_or(u64::MAX));
+    dbs.into_iter()
+        .map(|(db, fields)| {
+            let (_, weighted, expires) = ttl_weight.iter().find(|(d, _, _)| *d == db).cloned().unwrap_or_default();
+            let fields: Vec<String> = fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "avg_ttl" {
+                        if expires > 0 {
+                            weighted / expires
+                        } else {
+                            0
+                        }
+                    } else {
+                        v
+                    };
+                    format!("{k}={v}")
+                })
+                .collect();
+            format!("{db}:{}", fields.join(","))
+        })
+        .collect()
+}
+
+/// INFO: the first part's sections, its `# Keyspace` replaced by the sum over every part when `keyspace`, then
+/// slotway's `# Proxy` section.
+pub(super) fn info(replies: &[Bytes], keyspace: bool, proxy: Option<&str>) -> Result<Bytes, usize> {
+    let mut texts = Vec::with_capacity(replies.len());
+    for (i, r) in replies.iter().enumerate() {
+        texts.push(std::str::from_utf8(bulk_text(r).ok_or(i)?).map_err(|_| i)?);
+    }
+    let parsed: Vec<_> = texts.iter().map(|t| sections(t)).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut keyspace_done = false;
+    let summed = || {
+        let lines = sum_keyspace(
+            parsed.iter().flat_map(|p| p.iter().filter(|(n, _)| *n == "Keyspace").flat_map(|(_, l)| l.iter().copied())),
+        );
+        let mut s = String::from("# Keyspace\r\n");
+        lines.iter().for_each(|l| {
+            s.push_str(l);
+            s.push_str("\r\n")
+        });
+        s
+    };
+    for (name, lines) in &parsed[0] {
+        if *name == "Keyspace" && keyspace {
+            out.push(summed());
+            keyspace_done = true;
+            continue;
+        }
+        let mut s = String::new();
+        if !name.is_empty() {
+            s.push_str(&format!("# {name}\r\n"));
+        }
+        lines.iter().for_each(|l| {
+            s.push_str(l);
+            s.push_str("\r\n")
+        });
+        out.push(s);
+    }
+    if keyspace && !keyspace_done {
+        out.push(summed());
+    }
+    if let Some(p) = proxy {
+        out.push(p.to_string());
+    }
+    let text = out.join("\r\n");
+    let mut b = BytesMut::with_capacity(text.len() + 16);
+    resp::encode::bulk(&mut b, text.as_bytes());
+    Ok(b.freeze())
+}
+
+/// SCAN: the node's `[cursor, keys]` with the cursor encoded for the client.
+pub(super) fn scan_reply(reply: &Bytes, slot: u16, next: Option<u16>) -> Result<Bytes, Bytes> {
+    let bad = || Err(reply.clone());
+    let Some((2, at)) = array_header(reply) else { return bad() };
+    let Some(cursor) = bulk_text(&reply[at..]) else { return bad() };
+    let Some(node_cursor) = parse_u64(cursor) else { return bad() };
+    let cursor_len = reply[at..].iter().position(|&b| b == b'\n').map_or(0, |p| p + 1) + cursor.len() + 2;
+    let keys = &reply[at + cursor_len..];
+    let client_cursor = if node_cursor == 0 {
+        next.map_or(0, u64::from)
+    } else if node_cursor > u64::MAX >> SCAN_SLOT_BITS {
+        return Err(super::error_frame("ERR slotway: a node's SCAN cursor is too large to encode"));
+    } else {
+        node_cursor << SCAN_SLOT_BITS | u64::from(slot)
+    };
+    debug_assert!(u64::from(slot) < SLOT_COUNT as u64);
+    let mut out = BytesMut::with_capacity(keys.len() + 32);
+    resp::encode::array_header(&mut out, 2);
+    resp::encode::bulk(&mut out, client_cursor.to_string().as_bytes());
+    out.extend_from_slice(keys);
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Health, NodeAddr, NodeInfo, Role, ShardInfo, SlotMap};
+
+    fn topo(ranges: &[&[(u16, u16)]]) -> Topology {
+        let shards = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ShardInfo {
+                primary: NodeInfo {
+                    id: None,
+                    addr: NodeAddr::new("127.0.0.1", 7000 + i as u16),
+                    role: Role::Primary,
+                    health: Health::Online,
+                    replication_offset: None,
+                },
+                replicas: vec![],
+                slots: r.to_vec(),
+            })
+            .collect::<Vec<_>>();
+        let primaries = vec![None; shards.len()];
+        Topology { map: SlotMap::new(shards), primaries, version: 1 }
+    }
+
+    fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>, &Bytes) -> R) -> R {
+        let mut frame = BytesMut::new();
+        let owned: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        resp::encode::command(&mut frame, &owned);
+        let frame = frame.freeze();
+        let mut ranges = Vec::new();
+        let mut at = 0;
+        for w in words {
+            let start = at + frame[at..].windows(w.len().max(1)).position(|x| x == w.as_bytes()).unwrap();
+            ranges.push(start..start + w.len());
+            at = start + w.len();
+        }
+        f(Args { frame: &frame, ranges: &ranges }, &frame)
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn one_part_per_shard_by_first_slot() {
+        let t = topo(&[&[(10000, 16383)], &[(5000, 9999), (0, 100)], &[(101, 4999)], &[]]);
+        let slots: Vec<u16> = shard_slots(&t).iter().map(|s| s.get()).collect();
+        assert_eq!(slots, vec![0, 101, 10000]);
+        let p = with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &t, String::new).unwrap());
+        assert_eq!(p.parts.len(), 3);
+        assert!(p.parts.iter().all(|(_, f)| &f[..] == b"*1\r\n$6\r\nDBSIZE\r\n"));
+        let empty = topo(&[&[]]);
+        assert!(with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &empty, String::new)).is_err());
+    }
+
+    #[test]
+    fn info_parts_and_proxy_only() {
+        let t = topo(&[&[(0, 8000)], &[(8001, 16383)]]);
+        let plan = |words: &[&str]| {
+            with_args(words, |a, f| build(FanOut::Info, a, f, &t, || "# Proxy\r\nx:1\r\n".into()).unwrap())
+        };
+        let p = plan(&["INFO"]);
+        assert_eq!(p.parts.len(), 2);
+        assert!(matches!(&p.merge, Merge::Info { keyspace: true, proxy: Some(_) }));
+        let p = plan(&["INFO", "server"]);
+        assert_eq!(p.parts.len(), 1);
+        assert!(matches!(&p.merge, Merge::Info { keyspace: false, proxy: None }));
+        let p = plan(&["info", "KEYSPACE", "proxy"]);
+        assert_eq!(p.parts.len(), 2);
+        assert!(matches!(&p.merge, Merge::Info { keyspace: true, proxy: Some(_) }));
+        assert!(with_args(&["INFO", "proxy"], |a, _| info_is_proxy_only(a)));
+        assert!(!with_args(&["INFO"], |a, _| info_is_proxy_only(a)));
+        assert!(!with_args(&["INFO", "proxy", "server"], |a, _| info_is_proxy_only(a)));
+    }
+
+    #[test]
+    fn info_sums_keyspace_and_appends_proxy() {
+        let bulk = |text: &str| b(&format!("${}\r\n{text}\r\n", text.len()));
+        let n1 = bulk("# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\n");
+        let n2 = bulk("# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000\r\n");
+        let out = info(&[n1, n2], true, Some("# Proxy\r\nslotway_version:0\r\n")).unwrap();
+        let text = std::str::from_utf8(bulk_text(&out).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=15,expires=8,avg_ttl=2500\r\n\r\n# Proxy\r\nslotway_version:0\r\n"
+        );
+        // Empty keyspace everywhere: just the header.
+        let e = bulk("# Keyspace\r\n");
+        let out = info(&[e.clone(), e], true, None).unwrap();
+        assert_eq!(bulk_text(&out).unwrap(), b"# Keyspace\r\n");
+    }
+
+    #[test]
+    fn scan_cursor_walks_shards_in_slot_order() {
+        let t = topo(&[&[(0, 5460)], &[(5461, 10922)], &[(10923, 16383)]]);
+        let step =
+            |cursor: &str| with_args(&["SCAN", cursor, "MATCH", "k*", "COUNT", "10"], |a, _| scan(a, &t).unwrap());
+        let (slot, frame, merge) = step("0");
+        assert_eq!(slot.get(), 0);
+        assert_eq!(
+            &frame[..],
+            b"*6\r\n$4\r\nSCAN\r\n$1\r\n0\r\n$5\r\nMATCH\r\n$2\r\nk*\r\n$5\r\nCOUNT\r\n$2\r\n10\r\n"
+        );
+        let Merge::Scan { slot: s, next } = merge else { panic!() };
+        assert_eq!((s, next), (0, Some(5461)));
+        // Node cursor 7 on the first shard → 7 << 14 | 0; then the node finishes → next shard's first slot.
+        assert_eq!(
+            &scan_reply(&b("*2\r\n$1\r\n7\r\n*1\r\n$1\r\na\r\n"), 0, Some(5461)).unwrap()[..],
+            b"*2\r\n$6\r\n114688\r\n*1\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            &scan_reply(&b("*2\r\n$1\r\n0\r\n*0\r\n"), 0, Some(5461)).unwrap()[..],
+            b"*2\r\n$4\r\n5461\r\n*0\r\n"
+        );
+        let (slot, frame, _) = step("114688");
+        assert_eq!(slot.get(), 0);
+        assert!(frame.starts_with(b"*6\r\n$4\r\nSCAN\r\n$1\r\n7\r\n"));
+        let (slot, frame, merge) = step("5461");
+        assert_eq!(slot.get(), 5461);
+        assert!(frame.starts_with(b"*6\r\n$4\r\nSCAN\r\n$1\r\n0\r\n"));
+        assert!(matches!(merge, Merge::Scan { slot: 5461, next: Some(10923) }));
+        let (_, _, merge) = step(&(3u64 << 14 | 10923).to_string());
+        assert!(matches!(merge, Merge::Scan { slot: 10923, next: None }));
+        // The last shard done: cursor 0.
+        assert_eq!(&scan_reply(&b("*2\r\n$1\r\n0\r\n*0\r\n"), 10923, None).unwrap()[..], b"*2\r\n$1\r\n0\r\n*0\r\n");
+        // Errors.
+        assert_eq!(with_args(&["SCAN", "x"], |a, _| scan(a, &t).unwrap_err()), "ERR invalid cursor");
+        assert_eq!(with_args(&["SCAN", "-1"], |a, _| scan(a, &t).unwrap_err()), "ERR invalid cursor");
+        let huge = format!("*2\r\n$20\r\n{}\r\n*0\r\n", u64::MAX);
+        assert!(scan_reply(&b(&huge), 0, None).unwrap_err().starts_with(b"-ERR slotway"));
+    }
+
+    #[test]
+    fn merges() {
+        let r = concat(&[b("*2\r\n$1\r\na\r\n$1\r\nb\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nc\r\n")]).unwrap();
+        assert_eq!(&r[..], b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        assert_eq!(concat(&[b("*0\r\n"), b(":1\r\n")]), Err(1));
+
+        let nil = b("$-1\r\n");
+        assert_eq!(random_key(&[nil.clone(), b("$1\r\nk\r\n"), nil.clone()], 2), b("$1\r\nk\r\n"));
+        assert_eq!(random_key(&[nil.clone(), nil.clone()], 1), nil);
+
+        assert_eq!(any_ok(&[b("-NOTBUSY x\r\n"), b("+OK\r\n")]), b("+OK\r\n"));
+        assert_eq!(any_ok(&[b("-NOTBUSY x\r\n"), b("-NOTBUSY y\r\n")]), b("-NOTBUSY x\r\n"));
+
+        let sha = b("$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n");
+        assert_eq!(same_reply(&[sha.clone(), sha.clone()]), sha);
+        assert!(same_reply(&[sha, b("$1\r\nx\r\n")]).starts_with(b"-ERR slotway: the primaries answered differently"));
+
+        let r = all_ones(&[b("*3\r\n:1\r\n:1\r\n:0\r\n"), b("*3\r\n:1\r\n:0\r\n:0\r\n")]).unwrap();
+        assert_eq!(&r[..], b"*3\r\n:1\r\n:0\r\n:0\r\n");
+        assert_eq!(all_ones(&[b("*1\r\n:1\r\n"), b("*2\r\n:1\r\n:1\r\n")]), Err(1));
+    }
+}
