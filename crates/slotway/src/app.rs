@@ -92,6 +92,19 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     )
     .await?;
     let table = Arc::new(load_command_table(&topology).await);
+    let users = if config.users.is_empty() {
+        None
+    } else {
+        let mut compiled = Vec::new();
+        for u in &config.users {
+            compiled.push(
+                crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table)
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        tracing::info!(users = compiled.len(), "clients must authenticate");
+        Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
+    };
 
     let client_tls = match &config.listen.tls {
         Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
@@ -117,6 +130,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
         scripts: ScriptCache::new(config.scripts),
+        users,
     });
     let mut senders = Vec::new();
     for start in starts {

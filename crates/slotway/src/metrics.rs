@@ -30,6 +30,12 @@ metrics! {
     commands_local,
     /// Malformed client input that closed the connection.
     protocol_errors,
+    /// AUTH attempts with a wrong user or password.
+    auth_failures,
+    /// AUTH attempts refused unchecked because their address failed too often.
+    auth_rate_limited,
+    /// Requests refused by a user's ACL rules (NOPERM) or before authentication (NOAUTH).
+    acl_denied,
     /// Client TLS handshakes that failed or timed out.
     tls_handshake_failures,
     /// MOVED replies followed.

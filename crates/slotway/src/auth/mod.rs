@@ -202,5 +202,60 @@ impl User {
     }
 }
 
+/// Every configured user, plus the per-address record of failed AUTH attempts.
+pub struct Users {
+    by_name: std::collections::HashMap<String, std::sync::Arc<User>>,
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    max_failures_per_minute: u32,
+}
+
+/// The outcome of an AUTH attempt.
+pub enum AuthResult {
+    Ok(std::sync::Arc<User>),
+    /// Wrong user or password (Redis's WRONGPASS).
+    Denied,
+    /// Too many recent failures from this address: not even checked.
+    RateLimited,
+}
+
+impl Users {
+    pub fn new(users: Vec<User>, max_failures_per_minute: u32) -> Users {
+        let by_name = users.into_iter().map(|u| (u.name.clone(), std::sync::Arc::new(u))).collect();
+        Users { by_name, failures: Default::default(), max_failures_per_minute }
+    }
+
+    /// The user a new connection starts as: `default` when it exists and needs no password (as in Redis),
+    /// otherwise nobody (the client must AUTH).
+    pub fn initial(&self) -> Option<std::sync::Arc<User>> {
+        self.by_name.get("default").filter(|u| u.enabled && u.nopass).cloned()
+    }
+
+    /// Checks `user` (None = `default`) and `password` for a client at `from`.
+    pub fn authenticate(&self, user: Option<&[u8]>, password: &[u8], from: std::net::IpAddr) -> AuthResult {
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        {
+            let failures = self.failures.lock().expect("auth failures lock");
+            if let Some(&(count, since)) = failures.get(&from) {
+                if count >= self.max_failures_per_minute && now.duration_since(since) < minute {
+                    return AuthResult::RateLimited;
+                }
+            }
+        }
+        let name = user.map(String::from_utf8_lossy).unwrap_or(std::borrow::Cow::Borrowed("default"));
+        match self.by_name.get(name.as_ref()) {
+            Some(u) if u.accepts(password) => AuthResult::Ok(u.clone()),
+            _ => {
+                let mut failures = self.failures.lock().expect("auth failures lock");
+                // Forget stale entries so the map can't grow without bound across many addresses.
+                failures.retain(|_, (_, since)| now.duration_since(*since) < minute);
+                let entry = failures.entry(from).or_insert((0, now));
+                entry.0 += 1;
+                AuthResult::Denied
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

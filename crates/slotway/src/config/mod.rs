@@ -122,8 +122,21 @@ impl Default for ScriptsConfig {
     }
 }
 
+/// One of slotway's own users, as configured (rules are compiled against the command table at start).
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// SHA-256 digests of accepted passwords; never the passwords themselves.
+    pub password_hashes: Vec<[u8; 32]>,
+    pub rules: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// slotway's own users; empty = no authentication (like a Redis without requirepass).
+    pub users: Vec<UserConfig>,
+    /// Failed AUTH attempts allowed per source address per minute before further attempts are refused unchecked.
+    pub auth_max_failures_per_minute: u32,
     /// Worker threads; each serves its share of clients with its own connections to every node.
     pub workers: usize,
     pub listen: ListenConfig,
@@ -293,11 +306,43 @@ impl Config {
             errors.push("client.max_pending must be at least 1".to_string());
         }
 
+        let mut users = Vec::new();
+        for u in &raw.users {
+            let mut hashes = Vec::new();
+            for h in &u.passwords_sha256 {
+                match crate::auth::parse_sha256_hex(h) {
+                    Some(d) => hashes.push(d),
+                    None => errors.push(format!("user {}: passwords_sha256 entries must be 64 hex digits", u.name)),
+                }
+            }
+            if let Some(path) = &u.password_file {
+                match std::fs::read_to_string(path) {
+                    Ok(t) => hashes.push(crate::auth::sha256(t.trim_end_matches(['\r', '\n']).as_bytes())),
+                    Err(e) => errors.push(format!("user {}: password_file {}: {e}", u.name, path.display())),
+                }
+            }
+            if let Some(var) = &u.password_env {
+                match env(var) {
+                    Some(p) => hashes.push(crate::auth::sha256(p.as_bytes())),
+                    None => errors.push(format!("user {}: environment variable {var} is not set", u.name)),
+                }
+            }
+            if u.name.is_empty() || u.name.contains(char::is_whitespace) {
+                errors.push(format!("user name '{}' must be non-empty without spaces", u.name));
+            }
+            if users.iter().any(|x: &UserConfig| x.name == u.name) {
+                errors.push(format!("user {} is defined twice", u.name));
+            }
+            users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone() });
+        }
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
         let ms = Duration::from_millis;
         Ok(Config {
+            users,
+            auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
             workers,
             listen: ListenConfig {
                 addr: listen_addr,

@@ -19,6 +19,11 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     #[serde(default)]
     pub client: RawClient,
+    /// `[[users]]`: slotway's own users; when any is configured, clients must authenticate.
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub auth: RawAuth,
     #[serde(default)]
     pub scripts: RawScripts,
 }
@@ -88,4 +93,26 @@ impl RawConfig {
     pub fn parse(text: &str) -> Result<RawConfig, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    /// SHA-256 hex digests of accepted passwords (`#` prefix optional), as Redis ACL `#<hash>`.
+    #[serde(default)]
+    pub passwords_sha256: Vec<String>,
+    /// A file holding one plaintext password (trailing newline ignored); hashed at load.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding a plaintext password; hashed at load.
+    pub password_env: Option<String>,
+    /// Redis ACL rules (subset), e.g. `on +@read -@dangerous ~app1:* %R~shared:*`.
+    #[serde(default)]
+    pub rules: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub max_failures_per_minute: Option<u32>,
 }

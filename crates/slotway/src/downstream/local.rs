@@ -14,6 +14,8 @@ pub struct ClientState {
     pub addr: SocketAddr,
     pub name: Option<Bytes>,
     pub protocol: Protocol,
+    /// The user this client is authenticated as (None: not authenticated; only matters when users are configured).
+    pub user: Option<std::sync::Arc<crate::auth::User>>,
 }
 
 pub struct Outcome {
@@ -78,13 +80,20 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
         }
         LocalCommand::ReadOnly | LocalCommand::ReadWrite => ok(),
         LocalCommand::Reset => {
+            // As in Redis, RESET also logs the client out (back to the default user, if it needs no password).
+            client.user = shared.users.as_ref().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
             encode::simple(&mut b, "RESET");
             reply(b)
         }
+        LocalCommand::Auth if shared.users.is_some() => match args.len() {
+            2 => authenticate(None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
+            3 => authenticate(Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok()),
+            _ => err("ERR syntax error"),
+        },
         LocalCommand::Auth => {
-            // slotway has no users of its own yet: behave like a Redis whose default user has no password.
+            // No users configured: behave like a Redis whose default user has no password.
             if args.len() == 2 {
                 err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
             } else if args.len() == 3 {
@@ -97,7 +106,7 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
                 err("ERR syntax error")
             }
         }
-        LocalCommand::Hello => hello(args, client),
+        LocalCommand::Hello => hello(args, client, shared),
         LocalCommand::Info => info(args, shared),
         LocalCommand::Client => client_command(args, client),
     }
@@ -106,7 +115,7 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: switches the client to RESP2 or RESP3 and describes the
 /// server, as Redis does. RESP3 clients get RESP3 replies: slotway forwards their requests over node connections
 /// that speak RESP3 too.
-fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
+fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     let mut protocol = client.protocol;
     let mut i = 1;
     if args.len() > 1 {
@@ -122,8 +131,12 @@ fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
     while i < args.len() {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-            // slotway has no users of its own yet: like a Redis whose default user has no password.
-            if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
+            if shared.users.is_some() {
+                if let Err(e) = authenticate(Some(args.get(i + 1)), args.get(i + 2), client, shared) {
+                    return e;
+                }
+            } else if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
+                // No users configured: like a Redis whose default user has no password.
                 return err("WRONGPASS invalid username-password pair or user is disabled.");
             }
             i += 3;
@@ -159,6 +172,34 @@ fn hello(args: Args<'_>, client: &mut ClientState) -> Outcome {
     encode::bulk(&mut b, b"modules");
     encode::array_header(&mut b, 0);
     reply(b)
+}
+
+/// AUTH against slotway's users: on success the client is that user; failures are counted, logged without the
+/// password, and rate-limited per source address.
+fn authenticate(
+    user: Option<&[u8]>,
+    password: &[u8],
+    client: &mut ClientState,
+    shared: &Shared,
+) -> Result<(), Outcome> {
+    let users = shared.users.as_ref().expect("only called with users configured");
+    let shown = user.map(|u| crate::dispatch::printable(u, 64)).unwrap_or_else(|| "default".to_string());
+    match users.authenticate(user, password, client.addr.ip()) {
+        crate::auth::AuthResult::Ok(u) => {
+            client.user = Some(u);
+            Ok(())
+        }
+        crate::auth::AuthResult::Denied => {
+            crate::metrics::Metrics::incr(&shared.metrics.auth_failures);
+            tracing::warn!(client = %client.addr, user = %shown, "AUTH failed");
+            Err(err("WRONGPASS invalid username-password pair or user is disabled."))
+        }
+        crate::auth::AuthResult::RateLimited => {
+            crate::metrics::Metrics::incr(&shared.metrics.auth_rate_limited);
+            tracing::warn!(client = %client.addr, user = %shown, "AUTH refused: too many failures from this address");
+            Err(err("ERR too many failed authentication attempts from this address; try again later"))
+        }
+    }
 }
 
 /// Redis refuses client names with spaces, newlines or other special characters.

@@ -28,6 +28,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     /// Script bodies seen, for NOSCRIPT recovery.
     pub scripts: ScriptCache,
+    /// slotway's own users; None = no authentication required.
+    pub users: Option<Arc<crate::auth::Users>>,
 }
 
 /// An accepted client on its way to a worker.
@@ -101,7 +103,8 @@ pub async fn work(
     while let Some(Accepted { stream, addr, tls }) = incoming.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let client = ClientState { id, addr, name: None, protocol: Protocol::Resp2 };
+        let user = shared.users.as_ref().and_then(|u| u.initial());
+        let client = ClientState { id, addr, name: None, protocol: Protocol::Resp2, user };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -193,6 +193,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
         let args = Args { frame: &frame, ranges };
+        if self.shared.users.is_some() {
+            if let Some(denied) = self.access_denied(args) {
+                Metrics::incr(&self.shared.metrics.acl_denied);
+                self.push_error(&denied);
+                return;
+            }
+        }
         match dispatch::plan(&self.shared.table, args) {
             Plan::Forward { slot, readonly } => {
                 let parts = smallvec::smallvec![Part::new(frame, slot)];
@@ -249,6 +256,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.push_error(&msg);
             }
         }
+    }
+
+    /// With users configured: NOAUTH before authentication (except the commands Redis allows then), NOPERM for
+    /// commands or keys the user's rules don't allow. None = go ahead.
+    fn access_denied(&self, args: Args<'_>) -> Option<String> {
+        let info = self.shared.table.resolve(args)?;
+        let container = info.name.split('|').next().unwrap_or(&info.name);
+        if matches!(container, "auth" | "hello" | "quit" | "reset") {
+            return None;
+        }
+        let Some(user) = &self.client.user else {
+            return Some("NOAUTH Authentication required.".to_string());
+        };
+        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+        // Malformed requests are left to the planner, which words the error as Redis does.
+        let _ = crate::command::key_indexes(info, args, &mut keys);
+        user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
     }
 
     fn push_final(&mut self, reply: Bytes) {

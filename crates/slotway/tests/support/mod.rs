@@ -976,7 +976,8 @@ impl Proxy {
                 panic!("slotway exited during startup ({st}); args {full:?}\n--- log ---\n{}", proxy.log());
             }
             match raw_ping(&proxy.addr, Duration::from_secs(2)) {
-                Ok(r) if r == "+PONG" => return proxy,
+                // With slotway's own users configured, an unauthenticated PING gets NOAUTH: ready all the same.
+                Ok(r) if r == "+PONG" || r.starts_with("-NOAUTH") => return proxy,
                 Ok(r) => last_err = format!("PING answered {r:?}"),
                 Err(e) => last_err = e.to_string(),
             }
