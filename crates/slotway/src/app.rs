@@ -125,12 +125,13 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         topology: topology.clone(),
         table,
         metrics: metrics.clone(),
-        limits: resp::Limits::default(),
+        limits: resp::Limits { max_bulk_len: config.listen.max_bulk_bytes, ..resp::Limits::default() },
         client_tls: client_tls.clone(),
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
         scripts: ScriptCache::new(config.scripts),
         users,
+        per_address: Default::default(),
     });
     let mut senders = Vec::new();
     for start in starts {

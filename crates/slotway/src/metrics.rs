@@ -36,6 +36,16 @@ metrics! {
     auth_rate_limited,
     /// Requests refused by a user's ACL rules (NOPERM) or before authentication (NOAUTH).
     acl_denied,
+    /// Clients refused because `client.max_clients` was reached.
+    rejected_max_clients,
+    /// Clients refused because their address had `client.max_clients_per_address` connections.
+    rejected_max_per_address,
+    /// Clients disconnected after `client.idle_timeout_ms` without a request.
+    idle_disconnects,
+    /// Clients disconnected because they accepted no output for `client.output_stall_timeout_ms`.
+    output_stall_disconnects,
+    /// Requests larger than `client.max_request_bytes` (connection closed).
+    oversized_requests,
     /// Client TLS handshakes that failed or timed out.
     tls_handshake_failures,
     /// MOVED replies followed.

@@ -105,6 +105,19 @@ pub struct ListenConfig {
     pub tls: Option<DownstreamTls>,
     /// Requests a client may have outstanding before slotway stops reading from it (backpressure).
     pub max_pending_per_client: usize,
+    /// Clients connected at once; the next gets `-ERR max number of clients reached` and is closed.
+    pub max_clients: usize,
+    /// Clients connected at once from one IP address (0 = no limit).
+    pub max_clients_per_address: usize,
+    /// A client idle this long (nothing pending) is disconnected; None = never (Redis's `timeout 0`).
+    pub idle_timeout: Option<Duration>,
+    /// Largest single request (all of its bytes); larger gets a protocol error and the connection is closed.
+    pub max_request_bytes: usize,
+    /// Largest bulk string in a request (Redis's `proto-max-bulk-len`).
+    pub max_bulk_bytes: usize,
+    /// A client that accepts none of slotway's output for this long is disconnected (a slow reader must not hold
+    /// its replies and its pipeline slot forever); None = wait forever.
+    pub output_stall_timeout: Option<Duration>,
 }
 
 /// The script bodies slotway remembers (by SHA1) to reload them on a node that answers EVALSHA with NOSCRIPT.
@@ -349,6 +362,14 @@ impl Config {
                 tls_addr,
                 tls: downstream_tls,
                 max_pending_per_client: max_pending,
+                max_clients: raw.client.max_clients.unwrap_or(10_000),
+                max_clients_per_address: raw.client.max_clients_per_address.unwrap_or(0),
+                idle_timeout: raw.client.idle_timeout_ms.filter(|&v| v > 0).map(Duration::from_millis),
+                max_request_bytes: raw.client.max_request_bytes.unwrap_or(1024 * 1024 * 1024),
+                max_bulk_bytes: raw.client.max_bulk_bytes.unwrap_or(512 * 1024 * 1024),
+                output_stall_timeout: Some(raw.client.output_stall_timeout_ms.unwrap_or(60_000))
+                    .filter(|&v| v > 0)
+                    .map(Duration::from_millis),
             },
             upstream: UpstreamConfig {
                 seeds,

@@ -80,6 +80,12 @@ pub struct RawDownstreamTls {
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub max_pending: Option<usize>,
+    pub max_clients: Option<usize>,
+    pub max_clients_per_address: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_request_bytes: Option<usize>,
+    pub max_bulk_bytes: Option<usize>,
+    pub output_stall_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,52 @@ pub struct Shared {
     pub scripts: ScriptCache,
     /// slotway's own users; None = no authentication required.
     pub users: Option<Arc<crate::auth::Users>>,
+    /// Open connections per client address (only kept when `max_clients_per_address` is set).
+    pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A client's place among the connected ones: counted while it lives, released when dropped.
+pub struct ClientSlot {
+    shared: Arc<Shared>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.shared.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
+        if self.shared.config.listen.max_clients_per_address > 0 {
+            let mut per = self.shared.per_address.lock().expect("per-address lock");
+            if let Some(n) = per.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Counts a new client in, or None when `max_clients` or `max_clients_per_address` is reached.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let limits = &self.config.listen;
+        let current = self.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
+        if current >= limits.max_clients as u64 {
+            self.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        if limits.max_clients_per_address > 0 {
+            let mut per = self.per_address.lock().expect("per-address lock");
+            let n = per.entry(ip).or_insert(0);
+            if *n >= limits.max_clients_per_address {
+                drop(per);
+                self.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            *n += 1;
+        }
+        Some(ClientSlot { shared: self.clone(), ip })
+    }
 }
 
 /// An accepted client on its way to a worker.
@@ -101,6 +147,23 @@ pub async fn work(
     shutdown: watch::Receiver<bool>,
 ) {
     while let Some(Accepted { stream, addr, tls }) = incoming.recv().await {
+        let Some(slot) = shared.admit(addr.ip()) else {
+            // Refused with Redis's wording (plain listeners only: a TLS client couldn't read it), then closed.
+            let msg = if shared.metrics.connections_current.load(Ordering::Relaxed)
+                >= shared.config.listen.max_clients as u64
+            {
+                Metrics::incr(&shared.metrics.rejected_max_clients);
+                "-ERR max number of clients reached\r\n".as_bytes()
+            } else {
+                Metrics::incr(&shared.metrics.rejected_max_per_address);
+                "-ERR max number of clients from this address reached\r\n".as_bytes()
+            };
+            if !tls {
+                // The socket is non-blocking and empty: a short write goes straight into its send buffer.
+                let _ = std::io::Write::write(&mut &stream, msg);
+            }
+            continue;
+        };
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let user = shared.users.as_ref().and_then(|u| u.initial());
@@ -108,8 +171,8 @@ pub async fn work(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             Metrics::incr(&shared.metrics.connections_accepted);
-            shared.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
             let metrics = shared.metrics.clone();
             match (tls, shared.client_tls.clone()) {
                 (true, Some(client_tls)) => {
@@ -130,7 +193,6 @@ pub async fn work(
                 }
                 _ => session::Session::new(stream, shared, client, worker).run(shutdown).await,
             }
-            metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }

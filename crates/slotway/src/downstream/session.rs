@@ -124,13 +124,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, or shutdown completes.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let max_pending = self.shared.config.listen.max_pending_per_client;
+        let limits = &self.shared.config.listen;
+        let (max_pending, idle_timeout, stall_timeout) =
+            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout);
         loop {
             if self.closing && self.pending.is_empty() {
                 break;
             }
             let can_read = !self.closing && self.pending.len() < max_pending;
             let retry_at = self.next_retry();
+            // Idle: nothing pending and nothing arriving. Only armed when configured, and only while idle.
+            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| Instant::now() + t);
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
@@ -142,13 +146,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(d) = self.replies_rx.recv() => self.on_delivery(d),
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
+                _ = sleep_until(idle_at), if idle_at.is_some() => {
+                    Metrics::incr(&self.shared.metrics.idle_disconnects);
+                    break;
+                }
             }
             while let Ok(d) = self.replies_rx.try_recv() {
                 self.on_delivery(d);
             }
             self.collect_ready();
             if !self.out.is_empty() {
-                if self.stream.write_all(&self.out).await.is_err() || self.stream.flush().await.is_err() {
+                let write = async {
+                    self.stream.write_all(&self.out).await?;
+                    self.stream.flush().await
+                };
+                let written = match stall_timeout {
+                    Some(t) => match tokio::time::timeout(t, write).await {
+                        Ok(r) => r.is_ok(),
+                        Err(_) => {
+                            // The client stopped reading: drop it rather than hold its replies forever.
+                            Metrics::incr(&self.shared.metrics.output_stall_disconnects);
+                            tracing::debug!(client = %self.client.addr, "client stopped reading; disconnecting");
+                            false
+                        }
+                    },
+                    None => write.await.is_ok(),
+                };
+                if !written {
                     break;
                 }
                 self.out.clear();
@@ -161,6 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn process_input(&mut self) {
         while !self.closing {
             match self.decoder.decode(&self.inbuf) {
+                Ok(Some(Request::Array { len, .. })) if len > self.shared.config.listen.max_request_bytes => {
+                    self.reject_oversized();
+                }
                 Ok(Some(Request::Array { len, args })) => {
                     let frame = self.inbuf.split_to(len).freeze();
                     if !args.is_empty() {
@@ -177,7 +204,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.handle(frame.freeze(), &ranges);
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if self.inbuf.len() > self.shared.config.listen.max_request_bytes {
+                        self.reject_oversized();
+                    }
+                    break;
+                }
                 Err(e) => {
                     Metrics::incr(&self.shared.metrics.protocol_errors);
                     tracing::debug!(client = %self.client.addr, error = %e, "protocol error; closing the connection");
@@ -187,6 +219,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+    }
+
+    /// A request over `max_request_bytes`: a protocol error, as Redis does for an oversized query buffer, and close.
+    fn reject_oversized(&mut self) {
+        Metrics::incr(&self.shared.metrics.oversized_requests);
+        self.push_error("ERR Protocol error: request too large");
+        self.closing = true;
+        self.inbuf.clear();
     }
 
     /// Routes one request: answers it here, or queues it for a node.
