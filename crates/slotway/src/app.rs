@@ -89,6 +89,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         config.upstream.seeds.clone(),
         config.upstream.refresh_interval,
         config.upstream.refresh_min_interval,
+        (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes),
     )
     .await?;
     let table = Arc::new(load_command_table(&topology).await);

@@ -58,6 +58,9 @@ struct Cli {
     /// Shared pipelined connections per node and worker thread [default: 1].
     #[arg(long, value_name = "N")]
     connections_per_node: Option<usize>,
+    /// Where read-only commands go: primary, prefer-replica, replica or round-robin [default: primary].
+    #[arg(long, value_name = "POLICY")]
+    read_from: Option<String>,
     /// Worker threads serving clients [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         upstream_tls_insecure: cli.upstream_tls_insecure,
         connections_per_node: cli.connections_per_node,
         workers: cli.workers,
+        read_from: cli.read_from,
         log_level: cli.log_level,
     };
     let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {

@@ -5,6 +5,7 @@
 use crate::cluster::{
     parse_cluster_shards_with, parse_cluster_slots, Health, NodeAddr, PortPreference, ShardInfo, Slot, SlotMap,
 };
+use crate::config::ReadFrom;
 use crate::metrics::Metrics;
 use crate::upstream::{NodePool, UpstreamError, Upstreams};
 use arc_swap::ArcSwap;
@@ -22,6 +23,9 @@ pub struct Topology {
     /// `primaries[shard]` is the pool of that shard's primary; None while the shard has no reachable primary
     /// (failed, or not announced), so its slots are treated as not served.
     pub primaries: Vec<Option<Arc<NodePool>>>,
+    /// `replicas[shard]`: READONLY pools of the shard's replicas that are online and not lagging; filled only when
+    /// the read policy can use replicas.
+    pub replicas: Vec<Vec<Arc<NodePool>>>,
     /// Increases by one per change; for logs and tests.
     pub version: u64,
 }
@@ -30,6 +34,25 @@ impl Topology {
     /// The pool of the primary serving `slot`, if any shard serves it.
     pub fn primary_for(&self, slot: Slot) -> Option<&Arc<NodePool>> {
         self.map.shard_of(slot).and_then(|s| self.primaries[s as usize].as_ref())
+    }
+
+    /// Where a read-only request for `slot` goes under `policy` (`pick` spreads clients over replicas).
+    /// Err(NoReplica) when the policy demands a replica and the shard has none.
+    pub fn reader_for(&self, slot: Slot, policy: ReadFrom, pick: usize) -> Result<Option<&Arc<NodePool>>, NoReplica> {
+        let Some(shard) = self.map.shard_of(slot) else { return Ok(None) };
+        let primary = self.primaries[shard as usize].as_ref();
+        let replicas = self.replicas.get(shard as usize).map_or(&[][..], |r| &r[..]);
+        Ok(match policy {
+            ReadFrom::Primary => primary,
+            ReadFrom::PreferReplica if replicas.is_empty() => primary,
+            ReadFrom::PreferReplica => Some(&replicas[pick % replicas.len()]),
+            ReadFrom::Replica if replicas.is_empty() => return Err(NoReplica),
+            ReadFrom::Replica => Some(&replicas[pick % replicas.len()]),
+            ReadFrom::RoundRobin => match pick % (replicas.len() + 1) {
+                0 => primary,
+                i => Some(&replicas[i - 1]),
+            },
+        })
     }
 
     /// Some primary that serves slots, chosen by `pick`, for keyless commands.
@@ -44,6 +67,10 @@ impl Topology {
         serving().nth(pick % count)
     }
 }
+
+/// The read policy demands a replica and the slot's shard has no healthy one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoReplica;
 
 /// Why a refresh was asked for (counted and logged).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -66,6 +93,8 @@ pub struct TopologyManager {
     metrics: Arc<Metrics>,
     min_interval: Duration,
     interval: Duration,
+    /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes.
+    replica_reads: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +108,14 @@ impl TopologyManager {
         seeds: Vec<NodeAddr>,
         interval: Duration,
         min_interval: Duration,
+        replica_reads: Option<i64>,
     ) -> Result<Arc<TopologyManager>, DiscoveryError> {
         let mut errors = Vec::new();
         for seed in &seeds {
             match fetch_shards(&upstreams.pool(seed), upstreams.uses_tls()).await {
                 Ok(shards) => {
                     let metrics = upstreams.metrics().clone();
-                    let topology = build(&upstreams, shards, 1);
+                    let topology = build(&upstreams, shards, 1, replica_reads);
                     log_topology(&topology);
                     return Ok(Arc::new(TopologyManager {
                         current: ArcSwap::from_pointee(topology),
@@ -96,6 +126,7 @@ impl TopologyManager {
                         metrics,
                         min_interval,
                         interval,
+                        replica_reads,
                     }));
                 }
                 Err(e) => errors.push(format!("{seed}: {e}")),
@@ -173,9 +204,16 @@ impl TopologyManager {
                 Ok(shards) => {
                     Metrics::incr(&self.metrics.topology_refreshes);
                     if same_layout(&shards, &current.map.shards) {
+                        // Same layout; with replica reads the lag of each replica may have changed.
+                        if self.replica_reads.is_some() {
+                            let next = build(&self.upstreams, shards, current.version, self.replica_reads);
+                            if next.replicas.iter().map(Vec::len).ne(current.replicas.iter().map(Vec::len)) {
+                                self.current.store(Arc::new(next));
+                            }
+                        }
                         return;
                     }
-                    let next = build(&self.upstreams, shards, current.version + 1);
+                    let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
                     tracing::info!(version = next.version, reason, source = %addr, "topology changed");
                     log_topology(&next);
                     self.current.store(Arc::new(next));
@@ -208,14 +246,30 @@ fn same_layout(a: &[ShardInfo], b: &[ShardInfo]) -> bool {
         })
 }
 
-fn build(upstreams: &Upstreams, shards: Vec<ShardInfo>, version: u64) -> Topology {
+fn build(upstreams: &Upstreams, shards: Vec<ShardInfo>, version: u64, replica_reads: Option<i64>) -> Topology {
+    let replicas = shards
+        .iter()
+        .map(|s| match replica_reads {
+            None => Vec::new(),
+            Some(max_lag) => s
+                .replicas
+                .iter()
+                .filter(|r| r.health == Health::Online && r.addr.port != 0)
+                .filter(|r| match (s.primary.replication_offset, r.replication_offset) {
+                    (Some(p), Some(o)) => p - o <= max_lag,
+                    _ => true,
+                })
+                .map(|r| upstreams.replica_pool(&r.addr))
+                .collect(),
+        })
+        .collect();
     let primaries = shards
         .iter()
         .map(|s| {
             (s.primary.health != Health::Failed && s.primary.addr.port != 0).then(|| upstreams.pool(&s.primary.addr))
         })
         .collect();
-    Topology { map: SlotMap::new(shards), primaries, version }
+    Topology { map: SlotMap::new(shards), primaries, replicas, version }
 }
 
 fn log_topology(t: &Topology) {

@@ -105,6 +105,11 @@ pub struct ListenConfig {
     pub tls: Option<DownstreamTls>,
     /// Requests a client may have outstanding before slotway stops reading from it (backpressure).
     pub max_pending_per_client: usize,
+    /// Where read-only commands go.
+    pub read_from: ReadFrom,
+    /// A replica whose replication offset trails its primary's by more than this many bytes (as of the last
+    /// topology refresh) is not read from.
+    pub max_replica_lag_bytes: i64,
     /// Clients connected at once; the next gets `-ERR max number of clients reached` and is closed.
     pub max_clients: usize,
     /// Clients connected at once from one IP address (0 = no limit).
@@ -132,6 +137,32 @@ pub struct ScriptsConfig {
 impl Default for ScriptsConfig {
     fn default() -> Self {
         ScriptsConfig { cache_entries: 1024, cache_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// Where read-only commands go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    /// Always the slot's primary (no stale reads).
+    #[default]
+    Primary,
+    /// A healthy replica of the slot's shard when there is one, else the primary.
+    PreferReplica,
+    /// Only replicas; `-ERR` when the shard has none healthy.
+    Replica,
+    /// The primary and the healthy replicas in turn.
+    RoundRobin,
+}
+
+impl ReadFrom {
+    pub fn parse(s: &str) -> Option<ReadFrom> {
+        match s {
+            "primary" | "master" => Some(ReadFrom::Primary),
+            "prefer-replica" => Some(ReadFrom::PreferReplica),
+            "replica" => Some(ReadFrom::Replica),
+            "round-robin" => Some(ReadFrom::RoundRobin),
+            _ => None,
+        }
     }
 }
 
@@ -179,6 +210,7 @@ pub struct Overrides {
     pub upstream_tls_insecure: bool,
     pub connections_per_node: Option<usize>,
     pub workers: Option<usize>,
+    pub read_from: Option<String>,
     pub log_level: Option<String>,
 }
 
@@ -319,6 +351,13 @@ impl Config {
             errors.push("client.max_pending must be at least 1".to_string());
         }
 
+        let read_from_text = o.read_from.clone().or(raw.client.read_from.clone()).unwrap_or_else(|| "primary".into());
+        let read_from = ReadFrom::parse(&read_from_text).unwrap_or_else(|| {
+            errors.push(format!(
+                "read_from must be primary, prefer-replica, replica or round-robin, not '{read_from_text}'"
+            ));
+            ReadFrom::Primary
+        });
         let mut users = Vec::new();
         for u in &raw.users {
             let mut hashes = Vec::new();
@@ -362,6 +401,8 @@ impl Config {
                 tls_addr,
                 tls: downstream_tls,
                 max_pending_per_client: max_pending,
+                read_from,
+                max_replica_lag_bytes: raw.client.max_replica_lag_bytes.unwrap_or(1024 * 1024),
                 max_clients: raw.client.max_clients.unwrap_or(10_000),
                 max_clients_per_address: raw.client.max_clients_per_address.unwrap_or(0),
                 idle_timeout: raw.client.idle_timeout_ms.filter(|&v| v > 0).map(Duration::from_millis),

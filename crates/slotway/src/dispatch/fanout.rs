@@ -404,7 +404,7 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let primaries = vec![None; shards.len()];
-        Topology { map: SlotMap::new(shards), primaries, version: 1 }
+        Topology { map: SlotMap::new(shards), primaries, replicas: Vec::new(), version: 1 }
     }
 
     fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>, &Bytes) -> R) -> R {

@@ -8,6 +8,7 @@ use super::Shared;
 use crate::cluster::Slot;
 use crate::command::Args;
 use crate::command::FanOut;
+use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
@@ -48,6 +49,8 @@ struct Part {
     slot: Option<Slot>,
     /// The node it was last sent to; a redirect with an empty host means this node's host.
     sent_to: Option<Arc<NodePool>>,
+    /// A read that the `read_from` policy may send to a replica.
+    replica_ok: bool,
     redirects: u32,
     retries: u32,
     /// Waiting to be resent at this time (after TRYAGAIN, CLUSTERDOWN or an unreachable node).
@@ -67,6 +70,7 @@ impl Part {
             frame,
             slot,
             sent_to: None,
+            replica_ok: false,
             redirects: 0,
             retries: 0,
             retry_at: None,
@@ -93,6 +97,10 @@ pub(super) struct Session<S> {
     retries_waiting: usize,
     /// Set after QUIT, a protocol error or shutdown: read nothing more, finish what is pending, close.
     closing: bool,
+    /// Where read-only commands go (config `read_from`).
+    read_from: ReadFrom,
+    /// Reads routed so far, to spread them over replicas.
+    reads: usize,
     /// The worker thread this session runs on: it only uses connections driven by that thread.
     worker: usize,
     /// Which of the worker's connections to a node this client uses (the same one always, so its requests to one
@@ -102,6 +110,7 @@ pub(super) struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState, worker: usize) -> Self {
+        let read_from = shared.config.listen.read_from;
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         Session {
@@ -116,6 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             replies_tx,
             replies_rx,
             retries_waiting: 0,
+            read_from,
+            reads: 0,
             closing: false,
             worker,
             pick,
@@ -242,7 +253,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         match dispatch::plan(&self.shared.table, args) {
             Plan::Forward { slot, readonly } => {
-                let parts = smallvec::smallvec![Part::new(frame, slot)];
+                let mut part = Part::new(frame, slot);
+                part.replica_ok = readonly && slot.is_some() && self.read_from != ReadFrom::Primary;
+                let parts = smallvec::smallvec![part];
                 self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
             }
             Plan::Eval { slot, readonly } => {
@@ -352,8 +365,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Sends one part of pending request `seq` to the node the current topology says serves it.
     fn send_routed(&mut self, seq: u64, part: usize) {
         let topo = self.shared.topology.load();
-        let slot = self.part_mut(seq, part).slot;
-        match dispatch::target(&topo, slot, self.pick) {
+        let (slot, replica_ok) = {
+            let p = self.part_mut(seq, part);
+            (p.slot, p.replica_ok)
+        };
+        let target = match slot {
+            Some(slot) if replica_ok => {
+                self.reads = self.reads.wrapping_add(1);
+                match topo.reader_for(slot, self.read_from, self.pick.wrapping_add(self.reads)) {
+                    Ok(pool) => pool,
+                    Err(crate::topology::NoReplica) => {
+                        let msg =
+                            format!("ERR slotway: no healthy replica serves slot {} (read_from = replica)", slot.get());
+                        self.finish_part(seq, part, error_reply(&msg));
+                        return;
+                    }
+                }
+            }
+            _ => dispatch::target(&topo, slot, self.pick),
+        };
+        match target {
             Some(pool) => {
                 let pool = pool.clone();
                 self.send_to(seq, part, pool, false);

@@ -32,9 +32,10 @@ impl ConnHandle {
         addr: NodeAddr,
         ctx: Arc<ConnectContext>,
         protocol: Protocol,
+        readonly: bool,
     ) -> ConnHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        worker.spawn(drive(addr, ctx, protocol, rx));
+        worker.spawn(drive(addr, ctx, protocol, readonly, rx));
         ConnHandle { tx }
     }
 
@@ -75,7 +76,13 @@ impl Backoff {
 
 /// The connection's life: wait for work, connect, serve until the connection fails, repeat.
 /// Ends when the pool (the only sender) is dropped.
-async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, protocol: Protocol, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn drive(
+    addr: NodeAddr,
+    ctx: Arc<ConnectContext>,
+    protocol: Protocol,
+    readonly: bool,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
     let mut backoff = Backoff { failures: 0, until: None, last_error: Arc::from("") };
     while let Some(first) = rx.recv().await {
         if backoff.blocked() {
@@ -84,7 +91,7 @@ async fn drive(addr: NodeAddr, ctx: Arc<ConnectContext>, protocol: Protocol, mut
             fail_all(first, &mut rx, &addr, &reason);
             continue;
         }
-        match connect(&addr, &ctx, protocol).await {
+        match connect(&addr, &ctx, protocol, readonly).await {
             Err(e) => {
                 ctx.metrics.upstream_connect_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %addr, error = %e, "upstream connection failed");

@@ -51,8 +51,9 @@ pub async fn connect(
     addr: &NodeAddr,
     ctx: &ConnectContext,
     protocol: Protocol,
+    readonly: bool,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
-    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx, protocol)).await {
+    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx, protocol, readonly)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout(ctx.connect_timeout)),
     }
@@ -62,6 +63,7 @@ async fn connect_inner(
     addr: &NodeAddr,
     ctx: &ConnectContext,
     protocol: Protocol,
+    readonly: bool,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
     let tcp = TcpStream::connect((&*addr.host, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
@@ -112,6 +114,15 @@ async fn connect_inner(
         let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
         if reply.first() == Some(&b'-') {
             return Err(ConnectError::Auth(error_text(&reply)));
+        }
+    }
+    if readonly {
+        // Replica reads: without READONLY a replica redirects every read to its primary.
+        let mut cmd = BytesMut::new();
+        resp::encode::command(&mut cmd, &[b"READONLY"]);
+        let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
+        if reply.first() == Some(&b'-') {
+            return Err(ConnectError::Protocol(format!("READONLY refused: {}", error_text(&reply))));
         }
     }
     let mut ping = BytesMut::new();

@@ -86,13 +86,19 @@ pub struct NodePool {
 }
 
 impl NodePool {
-    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, workers: &[Handle], per_worker: usize) -> NodePool {
+    fn new(
+        addr: NodeAddr,
+        ctx: &Arc<ConnectContext>,
+        workers: &[Handle],
+        per_worker: usize,
+        readonly: bool,
+    ) -> NodePool {
         let per_worker = per_worker.max(1);
         let conns = workers
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
-            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p))
+            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
             .collect();
         NodePool { addr, per_worker, conns }
     }
@@ -123,7 +129,9 @@ pub struct Upstreams {
     /// Runtimes of the worker threads; each node gets `per_node` connections on each.
     workers: Vec<Handle>,
     per_node: usize,
-    pools: Mutex<HashMap<NodeAddr, Arc<NodePool>>>,
+    /// Keyed by address and whether the connections send READONLY (replica reads use their own pools, so a
+    /// node reached for writes never has a READONLY connection that could serve a stale read after a demotion).
+    pools: Mutex<HashMap<(NodeAddr, bool), Arc<NodePool>>>,
 }
 
 impl Upstreams {
@@ -143,15 +151,24 @@ impl Upstreams {
 
     /// The pool for `addr`, created (with its connection tasks) on first use.
     pub fn pool(&self, addr: &NodeAddr) -> Arc<NodePool> {
+        self.pool_with(addr, false)
+    }
+
+    /// The pool for reads from the replica at `addr`: its connections send READONLY after authenticating.
+    pub fn replica_pool(&self, addr: &NodeAddr) -> Arc<NodePool> {
+        self.pool_with(addr, true)
+    }
+
+    fn pool_with(&self, addr: &NodeAddr, readonly: bool) -> Arc<NodePool> {
         let mut pools = self.pools.lock().expect("upstream registry poisoned");
         pools
-            .entry(addr.clone())
-            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.per_node)))
+            .entry((addr.clone(), readonly))
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.per_node, readonly)))
             .clone()
     }
 
     /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.
     pub fn retain(&self, keep: impl Fn(&NodeAddr) -> bool) {
-        self.pools.lock().expect("upstream registry poisoned").retain(|addr, _| keep(addr));
+        self.pools.lock().expect("upstream registry poisoned").retain(|(addr, _), _| keep(addr));
     }
 }
