@@ -46,6 +46,9 @@ struct Cli {
     /// Shared pipelined connections per node and worker thread [default: 1].
     #[arg(long, value_name = "N")]
     connections_per_node: Option<usize>,
+    /// Dedicated connections (transactions, blocking commands) per node and worker thread [default: 64].
+    #[arg(long, value_name = "N")]
+    max_dedicated_per_node: Option<usize>,
     /// Worker threads serving clients [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         upstream_tls_server_name: cli.upstream_tls_server_name,
         upstream_tls_insecure: cli.upstream_tls_insecure,
         connections_per_node: cli.connections_per_node,
+        max_dedicated_per_node: cli.max_dedicated_per_node,
         workers: cli.workers,
         log_level: cli.log_level,
     };

@@ -6,6 +6,7 @@
 
 mod conn;
 pub mod connect;
+pub mod dedicated;
 
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
@@ -16,6 +17,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use connect::{ConnectContext, ConnectError};
+pub use dedicated::{Dedicated, DedicatedError};
 
 /// A node's answer to one request, or why there is none.
 pub type UpstreamResult = Result<Bytes, UpstreamError>;
@@ -73,25 +75,52 @@ pub struct Request {
     pub reply_to: ReplyTo,
 }
 
-/// The shared connections to one node: `per_worker` of them on each worker thread, so a session only ever uses
-/// connections driven by its own thread (no cross-thread wake-ups on the data path).
-#[derive(Debug)]
+/// The connections to one node: `per_worker` shared ones on each worker thread, so a session only ever uses
+/// connections driven by its own thread (no cross-thread wake-ups on the data path), and each worker's lot of
+/// [`Dedicated`] connections.
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
     /// `conns[worker * per_worker + i]`.
     conns: Box<[conn::ConnHandle]>,
+    ctx: Arc<ConnectContext>,
+    /// Dedicated connections allowed per worker.
+    max_dedicated: usize,
+    /// `lots[worker]`.
+    lots: Box<[Mutex<dedicated::Lot>]>,
+}
+
+impl std::fmt::Debug for NodePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodePool").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// Connection counts of an [`Upstreams`] registry.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Shared pipelined connections per node on each worker.
+    pub per_node: usize,
+    /// Dedicated connections per node on each worker.
+    pub max_dedicated: usize,
 }
 
 impl NodePool {
-    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, workers: &[Handle], per_worker: usize) -> NodePool {
-        let per_worker = per_worker.max(1);
+    fn new(addr: NodeAddr, ctx: &Arc<ConnectContext>, workers: &[Handle], limits: PoolLimits) -> NodePool {
+        let per_worker = limits.per_node.max(1);
         let conns = workers
             .iter()
             .flat_map(|w| (0..per_worker).map(move |_| w))
             .map(|w| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone()))
             .collect();
-        NodePool { addr, per_worker, conns }
+        NodePool {
+            addr,
+            per_worker,
+            conns,
+            ctx: ctx.clone(),
+            max_dedicated: limits.max_dedicated.max(1),
+            lots: dedicated::lots(workers.len()),
+        }
     }
 
     /// Queues a request on one of `worker`'s connections, chosen by `pick`. A client always uses the same worker
@@ -115,16 +144,16 @@ impl NodePool {
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
     ctx: Arc<ConnectContext>,
-    /// Runtimes of the worker threads; each node gets `per_node` connections on each.
+    /// Runtimes of the worker threads; each node gets `limits.per_node` connections on each.
     workers: Vec<Handle>,
-    per_node: usize,
+    limits: PoolLimits,
     pools: Mutex<HashMap<NodeAddr, Arc<NodePool>>>,
 }
 
 impl Upstreams {
-    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, per_node: usize) -> Upstreams {
+    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
         assert!(!workers.is_empty(), "at least one worker runtime");
-        Upstreams { ctx: Arc::new(ctx), workers, per_node, pools: Mutex::new(HashMap::new()) }
+        Upstreams { ctx: Arc::new(ctx), workers, limits, pools: Mutex::new(HashMap::new()) }
     }
 
     /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
@@ -141,7 +170,7 @@ impl Upstreams {
         let mut pools = self.pools.lock().expect("upstream registry poisoned");
         pools
             .entry(addr.clone())
-            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.per_node)))
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.limits)))
             .clone()
     }
 
