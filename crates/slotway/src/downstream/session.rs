@@ -3,15 +3,20 @@
 //! Each request gets a [`Pending`] entry in a FIFO. Entries are filled in any order (replies from different nodes
 //! race) and written strictly in order. The FIFO is capped (`max_pending_per_client`): when it is full slotway
 //! stops reading from the client, so a client that pipelines without reading costs bounded memory.
+//!
+//! Most requests go on the shared connections ([`Kind::Normal`]). Blocking commands and transactions use
+//! dedicated connections (see `txn` and [`crate::upstream::dedicated`]). A request is never sent on one kind of
+//! connection while earlier requests of this client are outstanding on another (they could overtake each other on
+//! the node): it waits in `held`, and nothing more is read from the client until it can go.
 use super::local::{self, ClientState};
 use super::Shared;
 use crate::cluster::Slot;
-use crate::command::Args;
+use crate::command::{Args, LocalCommand};
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
-use crate::upstream::{Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
+use crate::upstream::{Dedicated, Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
 use smallvec::SmallVec;
@@ -22,7 +27,35 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+mod txn;
+
 const READ_CHUNK: usize = 16 * 1024;
+
+/// What a pending request is: which connection it uses and what its replies mean.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    /// On the shared connections, with redirects and retries.
+    Normal,
+    /// A blocking command or WAIT, on the session's blocking connection; redirects and retries as `Normal` (a
+    /// redirected command did not run, so following it is safe).
+    Blocking,
+    /// A transaction command on the transaction's dedicated connection (see `txn`).
+    Txn(txn::Step),
+}
+
+/// Which connections the session's outstanding requests use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Lane {
+    Shared,
+    Blocking,
+    Txn,
+}
+
+/// A request that must wait until every earlier one is answered.
+struct Held {
+    frame: Bytes,
+    ranges: SmallVec<[Range<usize>; 8]>,
+}
 
 /// One request between arrival and the moment its reply is written.
 struct Pending {
@@ -36,6 +69,7 @@ struct Pending {
     remaining: usize,
     /// How the parts' replies become the client's reply (None: the single part's reply as is).
     merge: Option<Box<Merge>>,
+    kind: Kind,
 }
 
 /// One request to one node, with its own redirect and retry state.
@@ -82,6 +116,19 @@ pub(super) struct Session<S> {
     /// Which of the worker's connections to a node this client uses (the same one always, so its requests to one
     /// node keep their order).
     pick: usize,
+    /// The connections the outstanding requests were sent on.
+    lane: Lane,
+    /// Set after a request nothing may follow until it is answered (a blocking command, the WATCH that chooses the
+    /// transaction's node, EXEC/DISCARD/UNWATCH).
+    fence: bool,
+    /// A request waiting for `lane` and `fence` to allow it; nothing more is read from the client meanwhile.
+    held: Option<Held>,
+    /// MULTI/WATCH state and the transaction's dedicated connection.
+    txn: Option<Box<txn::Txn>>,
+    /// The dedicated connection of the blocking command in flight.
+    blocking: Option<Dedicated>,
+    /// Slot of the client's last keyed write: WAIT goes to its node.
+    last_write: Option<Slot>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -103,6 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             closing: false,
             worker,
             pick,
+            lane: Lane::Shared,
+            fence: false,
+            held: None,
+            txn: None,
+            blocking: None,
+            last_write: None,
         }
     }
 
@@ -113,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.closing && self.pending.is_empty() {
                 break;
             }
-            let can_read = !self.closing && self.pending.len() < max_pending;
+            let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
@@ -130,6 +183,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             while let Ok(d) = self.replies_rx.try_recv() {
                 self.on_delivery(d);
             }
+            if self.held.is_some() {
+                self.release_held();
+            }
             self.collect_ready();
             if !self.out.is_empty() {
                 if self.stream.write_all(&self.out).await.is_err() || self.stream.flush().await.is_err() {
@@ -143,7 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Decodes every whole request in the input buffer and dispatches it.
     fn process_input(&mut self) {
-        while !self.closing {
+        while !self.closing && self.held.is_none() {
             match self.decoder.decode(&self.inbuf) {
                 Ok(Some(Request::Array { len, args })) => {
                     let frame = self.inbuf.split_to(len).freeze();
@@ -176,16 +232,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes one request: answers it here, or queues it for a node.
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
+        self.route(frame, ranges);
+    }
+
+    fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args { frame: &frame, ranges };
-        match dispatch::plan(&self.shared.table, args) {
+        let plan = dispatch::plan(&self.shared.table, args);
+        if let Plan::Local(LocalCommand::Reset) = plan {
+            if self.txn.is_some() || self.blocking.is_some() {
+                // RESET ends the transaction: once what was sent for it is answered, its connection is closed.
+                if !self.all_answered() {
+                    return self.hold(frame, ranges);
+                }
+                self.txn = None;
+            }
+        }
+        if self.txn.as_ref().is_some_and(|t| t.multi) {
+            return self.queue_in_multi(frame, ranges, plan);
+        }
+        match plan {
             Plan::Forward { slot, readonly } => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
+                if !readonly && slot.is_some() {
+                    self.last_write = slot;
+                }
                 let parts = smallvec::smallvec![Part::new(frame, slot)];
-                self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
+                self.push_forwarded(Pending {
+                    reply: None,
+                    readonly,
+                    parts,
+                    remaining: 1,
+                    merge: None,
+                    kind: Kind::Normal,
+                });
             }
             Plan::Split { kind, readonly } => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
                 let split = split::split(kind, args);
                 let parts: SmallVec<[Part; 1]> =
                     split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
+                if !readonly {
+                    self.last_write = parts.last().and_then(|p| p.slot);
+                }
                 let remaining = parts.len();
                 self.push_forwarded(Pending {
                     reply: None,
@@ -193,20 +285,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     parts,
                     remaining,
                     merge: Some(Box::new(split.merge)),
+                    kind: Kind::Normal,
                 });
             }
-            Plan::Local(cmd) => {
-                Metrics::incr(&self.shared.metrics.commands_local);
-                let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
-                self.push_final(outcome.reply);
-                if outcome.close {
-                    self.closing = true;
-                }
-            }
+            Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly),
+            // WAIT is read-only in effect: resending it after a lost connection is harmless.
+            Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true),
+            Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
+            Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);
             }
+        }
+    }
+
+    fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
+        Metrics::incr(&self.shared.metrics.commands_local);
+        let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
+        self.push_final(outcome.reply);
+        if outcome.close {
+            self.closing = true;
+        }
+    }
+
+    /// A blocking command: sent alone (every earlier request answered) on a dedicated connection, and nothing
+    /// after it is sent until it is answered — as on a Redis connection, where a blocked client runs nothing else.
+    fn start_blocking(&mut self, frame: Bytes, ranges: &[Range<usize>], slot: Option<Slot>, readonly: bool) {
+        if !self.all_answered() {
+            return self.hold(frame, ranges);
+        }
+        self.lane = Lane::Blocking;
+        self.fence = true;
+        Metrics::incr(&self.shared.metrics.blocking_commands);
+        let parts = smallvec::smallvec![Part::new(frame, slot)];
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind: Kind::Blocking });
+    }
+
+    /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
+    /// fence is up, or every earlier request is answered (then the session switches to `lane`).
+    fn ready_for(&mut self, lane: Lane) -> bool {
+        if self.lane == lane && !self.fence {
+            return true;
+        }
+        if !self.all_answered() {
+            return false;
+        }
+        self.lane = lane;
+        self.fence = false;
+        true
+    }
+
+    /// Every pending request has its reply (some may still wait to be written).
+    fn all_answered(&self) -> bool {
+        self.pending.iter().all(|p| p.reply.is_some())
+    }
+
+    /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
+    fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        debug_assert!(self.held.is_none());
+        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect() });
+    }
+
+    /// Routes the held request if it may go now, then what else the client sent.
+    fn release_held(&mut self) {
+        while let Some(h) = self.held.take() {
+            self.route(h.frame, &h.ranges);
+            if self.held.is_some() {
+                return;
+            }
+            self.process_input();
         }
     }
 
@@ -217,6 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             parts: SmallVec::new(),
             remaining: 0,
             merge: None,
+            kind: Kind::Normal,
         });
     }
 
@@ -257,9 +406,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn send_to(&mut self, seq: u64, part: usize, pool: Arc<NodePool>, asking: bool) {
         let (worker, pick) = (self.worker, self.pick);
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
-        let p = self.part_mut(seq, part);
-        pool.send(worker, pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
-        p.sent_to = Some(pool);
+        let idx = (seq - self.base) as usize;
+        let kind = self.pending[idx].kind;
+        let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
+        match kind {
+            Kind::Normal => pool.send(worker, pick, req),
+            Kind::Blocking => {
+                if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
+                    // Redirected elsewhere: the command didn't run, so the old connection is clean.
+                    old.release();
+                }
+                if self.blocking.is_none() {
+                    match pool.take_dedicated(worker) {
+                        Ok(c) => self.blocking = Some(c),
+                        Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
+                    }
+                }
+                self.blocking.as_ref().expect("just set").send(req);
+            }
+            Kind::Txn(_) => {
+                if let Err(msg) = self.send_watch(&pool, req) {
+                    return self.finish_part(seq, part, error_reply(&msg));
+                }
+            }
+        }
+        self.pending[idx].parts[part].sent_to = Some(pool);
     }
 
     /// Records a part's final reply; when it was the last one outstanding, the request's reply is complete.
@@ -270,6 +441,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         p.remaining -= 1;
         match &p.merge {
+            None if p.kind == Kind::Txn(txn::Step::Watch { first: true }) && reply.first() == Some(&b'-') => {
+                // The WATCH that was to choose the transaction's node failed: nothing is watched.
+                p.reply = Some(reply);
+                self.txn = None;
+            }
             None => p.reply = Some(reply),
             Some(merge) => {
                 p.parts[part].reply = Some(reply);
@@ -285,12 +461,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn on_delivery(&mut self, d: Delivery) {
         let (seq, part) = (d.seq, d.part as usize);
         let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get(i as usize)) else { return };
-        let Some(x) = p.parts.get(part) else { return };
+        if part >= p.parts.len() {
+            return;
+        }
+        match p.kind {
+            Kind::Normal => {}
+            Kind::Blocking => {
+                if d.result.is_err() {
+                    // The connection failed: a retry takes a new one.
+                    self.blocking = None;
+                }
+                self.on_forwarded_delivery(seq, part, d.result);
+                if self.pending[(seq - self.base) as usize].reply.is_some() {
+                    if let Some(c) = self.blocking.take() {
+                        c.release();
+                    }
+                }
+                return;
+            }
+            Kind::Txn(step) => return self.on_txn_delivery(seq, part, step, d.result),
+        }
+        self.on_forwarded_delivery(seq, part, d.result);
+    }
+
+    /// A reply for a request with redirect and retry handling (shared connections, blocking commands).
+    fn on_forwarded_delivery(&mut self, seq: u64, part: usize, result: crate::upstream::UpstreamResult) {
+        let p = &self.pending[(seq - self.base) as usize];
+        let x = &p.parts[part];
         let readonly = p.readonly;
         let redirects = x.redirects;
         let sender_host = x.sent_to.as_ref().map(|n| n.addr.host.clone());
         let metrics = self.shared.metrics.clone();
-        match d.result {
+        match result {
             Ok(frame) => match classify_reply(&frame, sender_host.as_deref().unwrap_or("")) {
                 ReplyClass::Final => self.finish_part(seq, part, frame),
                 _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
