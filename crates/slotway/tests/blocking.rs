@@ -193,12 +193,21 @@ async fn blocking_commands_timeouts_order_and_connection_lifecycle() {
     assert_eq!(raw.read_reply(), arr(vec![bulk(&l), bulk("late")]));
     assert_eq!(raw.read_reply(), bulk("after"));
 
-    // WAIT goes to the node of the client's last write (one replica per primary here).
+    // WAIT goes to the node of the client's last write (one replica per primary here) and counts the replicas
+    // that have that write.
     assert_eq!(raw.call(&["SET", &k, "replicated"]), ok());
-    match raw.call(&["WAIT", "1", "2000"]) {
-        Reply::Int(n) => assert!((0..=1).contains(&n), "WAIT answered {n}"),
-        r => panic!("WAIT: {r:?}"),
-    }
+    assert_eq!(raw.call(&["WAIT", "1", "5000"]), int(1));
+    let replica = cluster.replicas_of(cluster.node_for_key(&k))[0];
+    cluster.pause_node(replica);
+    assert_eq!(raw.call(&["SET", &k, "not yet replicated"]), ok());
+    let t = Instant::now();
+    let got = raw.call(&["WAIT", "1", "700"]);
+    let took = t.elapsed();
+    cluster.resume_node(replica);
+    assert_eq!(got, int(0), "the paused replica can't have acknowledged the write");
+    assert!(took >= Duration::from_millis(650), "WAIT's timeout is honoured: {took:?}");
+    assert_eq!(raw.call(&["WAIT", "1", "5000"]), int(1), "the resumed replica catches up");
+    assert_eq!(raw.call(&["GET", &k]), bulk("not yet replicated"));
 
     // A client killed while blocked: its dedicated connection is closed, the node forgets the blocked client,
     // and a later push is not lost to it.

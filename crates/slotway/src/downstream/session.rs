@@ -36,9 +36,11 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Kind {
     /// On the shared connections, with redirects and retries.
     Normal,
-    /// A blocking command or WAIT, on the session's blocking connection; redirects and retries as `Normal` (a
+    /// A blocking command, on the session's blocking connection; redirects and retries as `Normal` (a
     /// redirected command did not run, so following it is safe).
     Blocking,
+    /// WAIT / WAITAOF: as `Blocking`, sent to the node of the client's last write (see `send_to`).
+    Wait,
     /// A transaction command on the transaction's dedicated connection (see `txn`).
     Txn(txn::Step),
 }
@@ -288,9 +290,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     kind: Kind::Normal,
                 });
             }
-            Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly),
+            Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly, Kind::Blocking),
             // WAIT is read-only in effect: resending it after a lost connection is harmless.
-            Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true),
+            Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
             Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::Reject(msg) => {
@@ -311,7 +313,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// A blocking command: sent alone (every earlier request answered) on a dedicated connection, and nothing
     /// after it is sent until it is answered — as on a Redis connection, where a blocked client runs nothing else.
-    fn start_blocking(&mut self, frame: Bytes, ranges: &[Range<usize>], slot: Option<Slot>, readonly: bool) {
+    fn start_blocking(
+        &mut self,
+        frame: Bytes,
+        ranges: &[Range<usize>],
+        slot: Option<Slot>,
+        readonly: bool,
+        kind: Kind,
+    ) {
         if !self.all_answered() {
             return self.hold(frame, ranges);
         }
@@ -319,7 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.fence = true;
         Metrics::incr(&self.shared.metrics.blocking_commands);
         let parts = smallvec::smallvec![Part::new(frame, slot)];
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind: Kind::Blocking });
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
     }
 
     /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
@@ -411,7 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
             Kind::Normal => pool.send(worker, pick, req),
-            Kind::Blocking => {
+            Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
@@ -422,7 +431,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
                 }
-                self.blocking.as_ref().expect("just set").send(req);
+                let conn = self.blocking.as_ref().expect("just set");
+                if let (Kind::Wait, Some(slot)) = (kind, self.pending[idx].parts[part].slot) {
+                    write_offset_marker(conn, slot);
+                }
+                conn.send(req);
             }
             Kind::Txn(_) => {
                 if let Err(msg) = self.send_watch(&pool, req) {
@@ -466,7 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         match p.kind {
             Kind::Normal => {}
-            Kind::Blocking => {
+            Kind::Blocking | Kind::Wait => {
                 if d.result.is_err() {
                     // The connection failed: a retry takes a new one.
                     self.blocking = None;
@@ -591,6 +604,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.out.extend_from_slice(&p.reply.expect("checked"));
             self.base += 1;
         }
+    }
+}
+
+/// WAIT and WAITAOF count the replicas that have every write made *on the connection they are sent on*, but the
+/// client's writes went over the shared connections. An empty write on the WAIT's own connection, right before
+/// it and after the client's writes were answered, moves that connection's replication offset past them: a
+/// transaction that sets and deletes a key of slotway's own (`__slotway_wait__{tag}`, in the slot of the
+/// client's last write so this node owns it). No other client can ever see the key; replicas and the AOF get
+/// the SET and DEL.
+fn write_offset_marker(conn: &Dedicated, slot: Slot) {
+    let key = format!("__slotway_wait__{{{}}}", slot.tag());
+    let cmds: [&[&[u8]]; 4] = [&[b"MULTI"], &[b"SET", key.as_bytes(), b"1"], &[b"DEL", key.as_bytes()], &[b"EXEC"]];
+    for cmd in cmds {
+        let mut frame = BytesMut::new();
+        resp::encode::command(&mut frame, cmd);
+        conn.send(UpstreamRequest { frame: frame.freeze(), asking: false, reply_to: ReplyTo::Discard });
     }
 }
 
