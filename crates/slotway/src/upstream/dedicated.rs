@@ -7,7 +7,8 @@
 //! an idle connection or opens a new one (same TCP/TLS/AUTH handshake as every upstream connection), and fails at
 //! once when the lot is full. A [`Dedicated`] that is dropped closes its connection — the node forgets whatever
 //! state the session left on it (a half-open MULTI, a blocked BLPOP). Only a session that knows the connection is
-//! clean (no reply outstanding, no MULTI, no watched keys) calls [`Dedicated::release`] to keep it for reuse.
+//! clean (no reply outstanding, no MULTI, no watched keys) calls [`Dedicated::release`] to keep it for reuse; an
+//! idle connection closes itself after a minute unused.
 //!
 //! A connection is one task that writes requests and reads replies, matched FIFO as on the shared connections;
 //! replies go to each request's [`ReplyTo`], i.e. into the session's ordered reply queue. It never reconnects:
@@ -20,14 +21,20 @@ use crate::metrics::Metrics;
 use bytes::BytesMut;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// An idle connection is closed when it is found unused for this long (checked whenever its lot is used).
+/// An idle connection closes itself after this long unused.
 const IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// A connection's state, shared by its owner (or its lot) and its task, so that an idle connection closing
+/// itself and a session taking it can't both win.
+const IN_USE: u8 = 0;
+const IDLE: u8 = 1;
+const CLOSED: u8 = 2;
 /// Frames at least this large are written on their own instead of being copied into the batch.
 const DIRECT_WRITE_MIN: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
@@ -53,7 +60,7 @@ pub(super) struct Lot {
 #[derive(Debug)]
 struct Idle {
     tx: mpsc::UnboundedSender<Request>,
-    since: Instant,
+    state: Arc<AtomicU8>,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -61,6 +68,7 @@ struct Idle {
 pub struct Dedicated {
     /// None only after `release` moved the connection back to the lot.
     tx: Option<mpsc::UnboundedSender<Request>>,
+    state: Arc<AtomicU8>,
     pool: Arc<NodePool>,
     worker: usize,
 }
@@ -73,22 +81,26 @@ impl NodePool {
         let metrics = &self.ctx.metrics;
         let worker = worker % self.lots.len();
         let mut lot = self.lots[worker].lock().expect("dedicated lot poisoned");
-        reap(&mut lot, metrics);
-        let tx = match lot.idle.pop() {
-            Some(idle) => idle.tx,
-            None => {
-                if lot.open >= self.max_dedicated {
-                    Metrics::incr(&metrics.dedicated_exhausted);
-                    return Err(DedicatedError::Exhausted { addr: self.addr.clone(), limit: self.max_dedicated });
-                }
-                lot.open += 1;
-                metrics.dedicated_open.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(self.addr.clone(), self.ctx.clone(), rx));
-                tx
+        while let Some(idle) = lot.idle.pop() {
+            if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                && !idle.tx.is_closed()
+            {
+                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), worker });
             }
-        };
-        Ok(Dedicated { tx: Some(tx), pool: self.clone(), worker })
+            // It closed itself (unused too long) or the node closed it.
+            lot.open -= 1;
+            metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        if lot.open >= self.max_dedicated {
+            Metrics::incr(&metrics.dedicated_exhausted);
+            return Err(DedicatedError::Exhausted { addr: self.addr.clone(), limit: self.max_dedicated });
+        }
+        lot.open += 1;
+        metrics.dedicated_open.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AtomicU8::new(IN_USE));
+        tokio::spawn(run(self.addr.clone(), self.ctx.clone(), rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker })
     }
 
     /// Open dedicated connections (in use or idle) to this node on `worker`.
@@ -97,11 +109,10 @@ impl NodePool {
     }
 }
 
-/// Closes idle connections that died (the node closed them) or idled too long.
+/// Forgets idle connections that closed (unused too long, or closed by the node).
 fn reap(lot: &mut Lot, metrics: &Metrics) {
-    let now = Instant::now();
     let before = lot.idle.len();
-    lot.idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < IDLE_MAX);
+    lot.idle.retain(|c| !c.tx.is_closed() && c.state.load(Ordering::Acquire) != CLOSED);
     let closed = before - lot.idle.len();
     lot.open -= closed;
     metrics.dedicated_open.fetch_sub(closed as u64, Ordering::Relaxed);
@@ -142,7 +153,8 @@ impl Dedicated {
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
-            lot.idle.push(Idle { tx, since: Instant::now() });
+            self.state.store(IDLE, Ordering::Release);
+            lot.idle.push(Idle { tx, state: self.state.clone() });
         }
         reap(&mut lot, metrics);
     }
@@ -166,7 +178,7 @@ fn not_sent(addr: &NodeAddr, reason: &str) -> UpstreamError {
 
 /// The connection's task: connect, then write requests and read replies until the owner drops its handle (the
 /// socket is closed at once, even with replies outstanding) or the connection fails.
-async fn run(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>, state: Arc<AtomicU8>) {
     let (rd, wr) = match connect(&addr, &ctx).await {
         Ok(c) => c,
         Err(e) => {
@@ -183,7 +195,7 @@ async fn run(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedRe
     Metrics::incr(&ctx.metrics.dedicated_connects);
     tracing::debug!(node = %addr, "dedicated upstream connected");
     let mut queue: VecDeque<ReplyTo> = VecDeque::new();
-    let reason = serve(rd, wr, &mut rx, &mut queue).await;
+    let reason = serve(rd, wr, &mut rx, &mut queue, &state).await;
     let Some(reason) = reason else { return };
     tracing::debug!(node = %addr, reason = %reason, outstanding = queue.len(), "dedicated upstream connection failed");
     rx.close();
@@ -202,15 +214,25 @@ async fn serve(
     mut wr: BoxWrite,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     queue: &mut VecDeque<ReplyTo>,
+    state: &AtomicU8,
 ) -> Option<String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut scanner = ReplyScanner::new(Limits::default());
+    let idle_timer = tokio::time::sleep(IDLE_MAX);
+    tokio::pin!(idle_timer);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
+            () = &mut idle_timer => {
+                // Unused for IDLE_MAX: close, unless a session holds it (e.g. a client blocked for long).
+                if state.compare_exchange(IDLE, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return None;
+                }
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + IDLE_MAX);
+            }
             req = rx.recv() => {
                 // The owner dropped its handle: it is gone (e.g. the client disconnected while blocked), so
                 // nothing still queued may run.
@@ -218,6 +240,7 @@ async fn serve(
                 if rx.sender_strong_count() == 0 {
                     return None;
                 }
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + IDLE_MAX);
                 let mut next = Some(req);
                 while let Some(req) = next.take().or_else(|| rx.try_recv().ok()) {
                     if req.asking {
@@ -259,6 +282,7 @@ async fn serve(
                                 // Out-of-band data answers no request. (Pub/sub will hand these to the session.)
                                 continue;
                             }
+                            idle_timer.as_mut().reset(tokio::time::Instant::now() + IDLE_MAX);
                             match queue.pop_front() {
                                 Some(target) => target.deliver(Ok(frame)),
                                 None => return Some("the node sent a reply nobody asked for".to_string()),
