@@ -5,7 +5,7 @@ use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
-use crate::upstream::{ConnectContext, Upstreams};
+use crate::upstream::{ConnectContext, PoolLimits, Upstreams};
 use anyhow::{Context, Result};
 use resp::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +83,11 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
     };
-    let upstreams = Arc::new(Upstreams::new(ctx, workers, config.upstream.connections_per_node));
+    let limits = PoolLimits {
+        per_node: config.upstream.connections_per_node,
+        max_dedicated: config.upstream.max_dedicated_per_node,
+    };
+    let upstreams = Arc::new(Upstreams::new(ctx, workers, limits));
     let topology = TopologyManager::discover(
         upstreams.clone(),
         config.upstream.seeds.clone(),

@@ -61,6 +61,9 @@ struct Cli {
     /// Where read-only commands go: primary, prefer-replica, replica or round-robin [default: primary].
     #[arg(long, value_name = "POLICY")]
     read_from: Option<String>,
+    /// Dedicated connections (transactions, blocking commands) per node and worker thread [default: 64].
+    #[arg(long, value_name = "N")]
+    max_dedicated_per_node: Option<usize>,
     /// Worker threads serving clients [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         upstream_tls_server_name: cli.upstream_tls_server_name,
         upstream_tls_insecure: cli.upstream_tls_insecure,
         connections_per_node: cli.connections_per_node,
+        max_dedicated_per_node: cli.max_dedicated_per_node,
         workers: cli.workers,
         read_from: cli.read_from,
         log_level: cli.log_level,

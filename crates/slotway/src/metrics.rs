@@ -83,6 +83,16 @@ metrics! {
     upstream_connects,
     /// Upstream connection attempts that failed.
     upstream_connect_failures,
+    /// Dedicated upstream connections (transactions, blocking commands) opened.
+    dedicated_connects,
+    /// Dedicated upstream connections open now, in use or idle.
+    dedicated_open,
+    /// Requests refused because a node's dedicated connections were all in use.
+    dedicated_exhausted,
+    /// Transactions (EXEC) forwarded to a node.
+    transactions,
+    /// Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) forwarded on dedicated connections.
+    blocking_commands,
 }
 
 impl Metrics {

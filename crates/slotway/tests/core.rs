@@ -1348,11 +1348,10 @@ fn error_replies_match_redis_wording() {
     // naming the command. BUG (found by this test): slotway answers `-unsupported command 'blpop': ...` with no
     // `ERR` code, so clients see an error code "unsupported" instead of ERR.
     for (args, name) in [
-        (vec!["BLPOP", "somelist", "0"], "blpop"),
-        (vec!["MULTI"], "multi"),
+        (vec!["MONITOR"], "monitor"),
         (vec!["SAVE"], "save"),
         (vec!["SUBSCRIBE", "chan"], "subscribe"),
-        (vec!["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], "xread"),
+        (vec!["MOVE", "k", "1"], "move"),
     ] {
         let got = raw.call(&c(&args));
         let ok_shape = match &got {

@@ -28,6 +28,28 @@ impl Slot {
     pub fn for_key(key: &[u8]) -> Slot {
         Slot(crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1))
     }
+
+    /// A short hash tag (decimal digits) whose slot is this one, for keys slotway itself must place in a slot.
+    pub fn tag(self) -> &'static str {
+        static TAGS: std::sync::OnceLock<Box<[Box<str>]>> = std::sync::OnceLock::new();
+        let tags = TAGS.get_or_init(|| {
+            let mut tags: Vec<Option<Box<str>>> = vec![None; SLOT_COUNT];
+            let mut missing = SLOT_COUNT;
+            // About 170,000 CRCs: every slot is covered by then (coupon collector), done once.
+            let mut n = 0u64;
+            while missing > 0 {
+                let s = n.to_string();
+                let slot = crc16(s.as_bytes()) as usize & (SLOT_COUNT - 1);
+                if tags[slot].is_none() {
+                    tags[slot] = Some(s.into_boxed_str());
+                    missing -= 1;
+                }
+                n += 1;
+            }
+            tags.into_iter().map(|t| t.expect("every slot covered")).collect()
+        });
+        &tags[self.0 as usize]
+    }
 }
 
 /// A node's address as the cluster (or the user) names it: an IP or a hostname, and a port.

@@ -605,3 +605,12 @@ fn redirects() {
     }
     assert_eq!(parse_redirect(b"MOVED 1 :6379", ""), None);
 }
+
+#[test]
+fn every_slot_has_a_tag() {
+    for n in 0..SLOT_COUNT as u16 {
+        let slot = Slot::new(n).unwrap();
+        let key = format!("x{{{}}}y", slot.tag());
+        assert_eq!(Slot::for_key(key.as_bytes()), slot);
+    }
+}

@@ -17,8 +17,7 @@ mod tests;
 use rules::Dynamic;
 pub use rules::{
     UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_CONFIG, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS,
-    UNSUPPORTED_MIGRATE, UNSUPPORTED_PUBSUB, UNSUPPORTED_SCRIPT_DEBUG, UNSUPPORTED_TRANSACTIONS,
-    UNSUPPORTED_UNKNOWN_KEYS,
+    UNSUPPORTED_MIGRATE, UNSUPPORTED_PUBSUB, UNSUPPORTED_SCRIPT_DEBUG, UNSUPPORTED_UNKNOWN_KEYS,
 };
 use spec::{BeginSearch, FindKeys, KeyRule, KeySpec, NumkeysWording};
 
@@ -79,6 +78,14 @@ pub enum Route {
     AllPrimaries(FanOut),
     /// SCAN: one cursor that walks every shard in turn (see `dispatch::fanout` for the cursor encoding).
     Scan,
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH: the session runs the transaction on a dedicated connection to the node
+    /// of its keys (WATCH's keys are found as for [`Route::Keys`]).
+    Transaction(TxnCommand),
+    /// A blocking command (BLPOP, BLMOVE, BZPOPMIN, XREAD ... BLOCK, ...): keys as for [`Route::Keys`], sent on a
+    /// dedicated connection so that it can't stall the shared ones.
+    Blocking,
+    /// WAIT / WAITAOF: keyless and blocking; sent on a dedicated connection to the node of the client's last write.
+    Wait,
     /// Not available through the standalone endpoint (yet); the text says why, e.g. "blocking commands are not supported yet".
     Unsupported(&'static str),
 }
@@ -114,6 +121,16 @@ impl FanOut {
     pub fn idempotent(self) -> bool {
         matches!(self, FanOut::ScriptLoad | FanOut::AllOnes | FanOut::Info | FanOut::SumIntegers | FanOut::ConcatArrays)
     }
+}
+
+/// The transaction commands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TxnCommand {
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
 }
 
 /// How the replies of a split multi-key command are merged.
@@ -422,10 +439,10 @@ fn builtin_table() -> &'static CommandTable {
 }
 
 /// How this request is routed: [`CommandInfo::route`], refined by the arguments where the route depends on them
-/// (XREAD / XREADGROUP are blocking, so [`Route::Unsupported`], only when BLOCK is given).
+/// (XREAD / XREADGROUP are [`Route::Blocking`] only when BLOCK is given).
 pub fn route_for(info: &CommandInfo, args: Args<'_>) -> Route {
     match info.dynamic {
-        Dynamic::XreadBlock if rules::xread_blocks(args) => Route::Unsupported(UNSUPPORTED_BLOCKING),
+        Dynamic::XreadBlock if rules::xread_blocks(args) => Route::Blocking,
         _ => info.route,
     }
 }

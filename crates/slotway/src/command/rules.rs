@@ -1,11 +1,10 @@
 //! The built-in routing rules, applied on top of what COMMAND says.
 use super::spec::KeyRule;
-use super::{Args, CommandFlags, FanOut, LocalCommand, Route, SplitKind};
+use super::{Args, CommandFlags, FanOut, LocalCommand, Route, SplitKind, TxnCommand};
 
-/// Reason given for MULTI, EXEC, DISCARD, WATCH and UNWATCH.
-pub const UNSUPPORTED_TRANSACTIONS: &str = "transactions are not supported yet";
-/// Reason given for blocking commands (flag `blocking`, WAIT, WAITAOF, XREAD/XREADGROUP with BLOCK).
-pub const UNSUPPORTED_BLOCKING: &str = "blocking commands are not supported yet";
+/// Reason given for keyless commands flagged `blocking` that no rule knows (a module's): without keys slotway
+/// can't tell which node should block.
+pub const UNSUPPORTED_BLOCKING: &str = "keyless blocking commands are not supported";
 /// Reason given for (un)subscribing commands and other pub/sub commands except PUBLISH and SPUBLISH.
 pub const UNSUPPORTED_PUBSUB: &str = "pub/sub is not supported yet";
 /// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, SLOWLOG, LATENCY, PUBSUB,
@@ -103,9 +102,15 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
                 _ => any, // GET, HELP: one node
             };
         }
-        "multi" | "exec" | "discard" | "watch" | "unwatch" => return unsupported(UNSUPPORTED_TRANSACTIONS),
-        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" | "wait"
-        | "waitaof" => return unsupported(UNSUPPORTED_BLOCKING),
+        "multi" => return (Route::Transaction(TxnCommand::Multi), Dynamic::None),
+        "exec" => return (Route::Transaction(TxnCommand::Exec), Dynamic::None),
+        "discard" => return (Route::Transaction(TxnCommand::Discard), Dynamic::None),
+        "watch" => return (Route::Transaction(TxnCommand::Watch), Dynamic::None),
+        "unwatch" => return (Route::Transaction(TxnCommand::Unwatch), Dynamic::None),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" => {
+            return (Route::Blocking, Dynamic::None)
+        }
+        "wait" | "waitaof" => return (Route::Wait, Dynamic::None),
         "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
             return unsupported(UNSUPPORTED_PUBSUB)
         }
@@ -120,7 +125,11 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         _ => {}
     }
     if flags.blocking {
-        return unsupported(UNSUPPORTED_BLOCKING);
+        return match keys {
+            KeyRule::Unknown => unsupported(UNSUPPORTED_UNKNOWN_KEYS),
+            k if k.has_keys() => (Route::Blocking, Dynamic::None),
+            _ => unsupported(UNSUPPORTED_BLOCKING),
+        };
     }
     if flags.pubsub {
         return unsupported(UNSUPPORTED_PUBSUB);

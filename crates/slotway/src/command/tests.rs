@@ -376,24 +376,6 @@ fn routes() {
         assert_eq!(route_of(t, line), Route::Keys, "{line}");
     }
     let unsupported = [
-        ("MULTI", UNSUPPORTED_TRANSACTIONS),
-        ("EXEC", UNSUPPORTED_TRANSACTIONS),
-        ("DISCARD", UNSUPPORTED_TRANSACTIONS),
-        ("WATCH k", UNSUPPORTED_TRANSACTIONS),
-        ("UNWATCH", UNSUPPORTED_TRANSACTIONS),
-        ("BLPOP k 0", UNSUPPORTED_BLOCKING),
-        ("BRPOP k 0", UNSUPPORTED_BLOCKING),
-        ("BLMOVE a b LEFT LEFT 0", UNSUPPORTED_BLOCKING),
-        ("BRPOPLPUSH a b 0", UNSUPPORTED_BLOCKING),
-        ("BLMPOP 0 1 k LEFT", UNSUPPORTED_BLOCKING),
-        ("BZPOPMIN k 0", UNSUPPORTED_BLOCKING),
-        ("BZPOPMAX k 0", UNSUPPORTED_BLOCKING),
-        ("BZMPOP 0 1 k MIN", UNSUPPORTED_BLOCKING),
-        ("WAIT 1 0", UNSUPPORTED_BLOCKING),
-        ("XREAD BLOCK 0 STREAMS s 0", UNSUPPORTED_BLOCKING),
-        ("xread count 1 block 100 streams s $", UNSUPPORTED_BLOCKING),
-        ("XREADGROUP GROUP g c BLOCK 0 STREAMS s >", UNSUPPORTED_BLOCKING),
-        ("XREADGROUP GROUP g c NOACK BLOCK 0 STREAMS s >", UNSUPPORTED_BLOCKING),
         ("SUBSCRIBE ch", UNSUPPORTED_PUBSUB),
         ("PSUBSCRIBE p*", UNSUPPORTED_PUBSUB),
         ("SSUBSCRIBE ch", UNSUPPORTED_PUBSUB),
@@ -491,6 +473,40 @@ fn keyless_commands_for_every_primary() {
 }
 
 #[test]
+fn transactions_and_blocking_commands() {
+    let t = table();
+    for (line, cmd) in [
+        ("MULTI", TxnCommand::Multi),
+        ("exec", TxnCommand::Exec),
+        ("DISCARD", TxnCommand::Discard),
+        ("WATCH k", TxnCommand::Watch),
+        ("UNWATCH", TxnCommand::Unwatch),
+    ] {
+        assert_eq!(route_of(t, line), Route::Transaction(cmd), "{line}");
+    }
+    assert_eq!(keys_of(t, "WATCH a b").unwrap(), [1, 2]);
+    for line in [
+        "BLPOP k 0",
+        "BRPOP k 0",
+        "BLMOVE a b LEFT LEFT 0",
+        "BRPOPLPUSH a b 0",
+        "BLMPOP 0 1 k LEFT",
+        "BZPOPMIN k 0",
+        "BZPOPMAX k 0",
+        "BZMPOP 0 1 k MIN",
+        "XREAD BLOCK 0 STREAMS s 0",
+        "xread count 1 block 100 streams s $",
+        "XREADGROUP GROUP g c BLOCK 0 STREAMS s >",
+        "XREADGROUP GROUP g c NOACK BLOCK 0 STREAMS s >",
+    ] {
+        assert_eq!(route_of(t, line), Route::Blocking, "{line}");
+    }
+    assert_eq!(keys_of(t, "BLMOVE a b LEFT LEFT 0").unwrap(), [1, 2]);
+    assert_eq!(keys_of(t, "XREAD BLOCK 0 STREAMS s1 s2 0 0").unwrap(), [4, 5]);
+    assert_eq!(route_of(t, "WAIT 1 0"), Route::Wait);
+}
+
+#[test]
 fn splittable_multi_key_commands() {
     let t = table();
     assert_eq!(route_of(t, "MGET a b"), Route::Split(SplitKind::MGet));
@@ -511,7 +527,12 @@ fn every_builtin_command_has_a_sensible_route() {
             _ => {}
         }
         // Every key-bearing command that isn't explicitly refused routes by keys.
-        if c.has_keys() && !matches!(c.route, Route::Unsupported(_) | Route::Split(_)) {
+        if c.has_keys()
+            && !matches!(
+                c.route,
+                Route::Unsupported(_) | Route::Split(_) | Route::Blocking | Route::Transaction(TxnCommand::Watch)
+            )
+        {
             assert_eq!(c.route, Route::Keys, "{}", c.name);
         }
     }
@@ -773,14 +794,14 @@ fn redis6_command_reply() {
     assert_eq!(keys_of(&t, "EVAL s 2 a b c").unwrap(), [3, 4]);
     assert_eq!(keys_of(&t, "ZUNIONSTORE d 2 a b").unwrap(), [1, 3, 4]);
     assert_eq!(keys_of(&t, "XREAD COUNT 1 STREAMS a b 0 0").unwrap(), [4, 5]);
-    assert_eq!(route_of(&t, "XREAD BLOCK 1 STREAMS a 0"), Route::Unsupported(UNSUPPORTED_BLOCKING));
+    assert_eq!(route_of(&t, "XREAD BLOCK 1 STREAMS a 0"), Route::Blocking);
     assert_eq!(keys_of(&t, "SORT k LIMIT 0 1 STORE d").unwrap(), [1, 6]);
     assert_eq!(keys_of(&t, "OBJECT ENCODING k").unwrap(), [2]);
     assert_eq!(keys_of(&t, "OBJECT HELP").unwrap(), Vec::<usize>::new());
     assert_eq!(keys_of(&t, "MEMORY USAGE k").unwrap(), [2]);
     assert_eq!(route_of(&t, "MEMORY USAGE k"), Route::Keys);
     assert_eq!(route_of(&t, "MEMORY STATS"), Route::Unsupported(UNSUPPORTED_KEYLESS));
-    assert_eq!(route_of(&t, "BLPOP a b 0"), Route::Unsupported(UNSUPPORTED_BLOCKING));
+    assert_eq!(route_of(&t, "BLPOP a b 0"), Route::Blocking);
     assert_eq!(keys_of(&t, "BLPOP a b 0").unwrap(), [1, 2]);
     assert_eq!(route_of(&t, "PING"), Route::Local(LocalCommand::Ping));
     assert_eq!(route_of(&t, "mymod.cmd x"), Route::Unsupported(UNSUPPORTED_UNKNOWN_KEYS));

@@ -63,6 +63,8 @@ pub struct UpstreamConfig {
     pub tls: Option<UpstreamTls>,
     /// Shared pipelined connections per node on each worker thread; the worker's clients are spread over them.
     pub connections_per_node: usize,
+    /// Dedicated connections (transactions, blocking commands) per node on each worker thread.
+    pub max_dedicated_per_node: usize,
     pub connect_timeout: Duration,
     /// How often the slot map is refreshed even without a trigger.
     pub refresh_interval: Duration,
@@ -209,6 +211,7 @@ pub struct Overrides {
     pub upstream_tls_server_name: Option<String>,
     pub upstream_tls_insecure: bool,
     pub connections_per_node: Option<usize>,
+    pub max_dedicated_per_node: Option<usize>,
     pub workers: Option<usize>,
     pub read_from: Option<String>,
     pub log_level: Option<String>,
@@ -346,6 +349,10 @@ impl Config {
         if connections_per_node == 0 || connections_per_node > 64 {
             errors.push(format!("upstream.connections_per_node must be 1..=64, got {connections_per_node}"));
         }
+        let max_dedicated_per_node = o.max_dedicated_per_node.or(up.max_dedicated_per_node).unwrap_or(64);
+        if max_dedicated_per_node == 0 || max_dedicated_per_node > 100_000 {
+            errors.push(format!("upstream.max_dedicated_per_node must be 1..=100000, got {max_dedicated_per_node}"));
+        }
         let max_pending = raw.client.max_pending.unwrap_or(1024);
         if max_pending == 0 {
             errors.push("client.max_pending must be at least 1".to_string());
@@ -418,6 +425,7 @@ impl Config {
                 password,
                 tls,
                 connections_per_node,
+                max_dedicated_per_node,
                 connect_timeout: ms(up.connect_timeout_ms.unwrap_or(5000)),
                 refresh_interval: ms(raw.cluster.refresh_interval_ms.unwrap_or(5000)),
                 refresh_min_interval: ms(raw.cluster.refresh_min_interval_ms.unwrap_or(100)),

@@ -51,6 +51,7 @@ pub struct RawUpstream {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub connections_per_node: Option<usize>,
+    pub max_dedicated_per_node: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     #[serde(default)]
     pub tls: RawTls,

@@ -15,6 +15,7 @@ fn defaults_apply_when_only_seeds_are_given() {
     assert!(c.listen.tls_addr.is_none());
     assert_eq!(c.upstream.seeds, vec![NodeAddr::new("127.0.0.1", 7001)]);
     assert_eq!(c.upstream.connections_per_node, 1);
+    assert_eq!(c.upstream.max_dedicated_per_node, 64);
     assert!(c.workers >= 1);
     assert!(c.upstream.tls.is_none());
     assert!(c.upstream.password.is_none());
@@ -39,6 +40,7 @@ fn flags_override_the_file() {
         [upstream]
         user = "file-user"
         connections_per_node = 4
+        max_dedicated_per_node = 8
         "#,
     )
     .unwrap();
@@ -51,6 +53,7 @@ fn flags_override_the_file() {
     assert_eq!(c.listen.addr.unwrap().to_string(), "0.0.0.0:6390");
     assert_eq!(c.upstream.user.as_deref(), Some("flag-user"));
     assert_eq!(c.upstream.connections_per_node, 4);
+    assert_eq!(c.upstream.max_dedicated_per_node, 8);
     assert_eq!(c.upstream.seeds.len(), 2);
 }
 

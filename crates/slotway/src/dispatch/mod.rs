@@ -1,7 +1,9 @@
 //! Deciding where a request goes ([`plan`]) and what a node's reply means for it ([`classify_reply`]).
 //! Both are plain functions over values; the session loop calls them and acts on the result.
 use crate::cluster::{parse_redirect, NodeAddr, Redirect, Slot};
-use crate::command::{key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, Route, SplitKind};
+use crate::command::{
+    key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, Route, SplitKind, TxnCommand,
+};
 use crate::topology::Topology;
 use smallvec::SmallVec;
 
@@ -22,6 +24,12 @@ pub enum Plan {
     AllPrimaries { kind: FanOut, readonly: bool },
     /// SCAN: one shard at a time, the cursor rewritten both ways (see [`fanout::scan`]).
     Scan,
+    /// A blocking command for the primary of `slot` (any primary when None), on a dedicated connection.
+    Blocking { slot: Option<Slot>, readonly: bool },
+    /// WAIT / WAITAOF: for the node of the client's last write, on a dedicated connection.
+    Wait,
+    /// MULTI / EXEC / DISCARD / WATCH / UNWATCH. `slot` is the slot of WATCH's keys.
+    Txn { cmd: TxnCommand, slot: Option<Slot> },
     /// Answered by slotway.
     Local(LocalCommand),
     /// Answered with this error (without the leading `-`).
@@ -36,9 +44,10 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
         return Plan::Reject(unknown_command(args));
     };
     let route = route_for(info, args);
+    let readonly = info.flags.readonly;
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
-        Route::AnyNode => Plan::Forward { slot: None, readonly: info.flags.readonly },
+        Route::AnyNode => Plan::Forward { slot: None, readonly },
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
@@ -46,32 +55,41 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
         Route::AllPrimaries(FanOut::Info) if fanout::info_is_proxy_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
         Route::Scan => Plan::Scan,
-        Route::Keys | Route::Split(_) => {
-            let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-            if let Err(e) = key_indexes(info, args, &mut keys) {
-                return Plan::Reject(e.to_string());
-            }
-            let readonly = info.flags.readonly;
-            let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
-            let forward = |slot| {
-                if info.carries_script() {
-                    Plan::Eval { slot, readonly }
-                } else {
-                    Plan::Forward { slot, readonly }
-                }
-            };
-            match slots.next() {
-                None => forward(None),
-                Some(first) => {
-                    if slots.all(|s| s == first) {
-                        forward(Some(first))
-                    } else if let Route::Split(kind) = route {
-                        Plan::Split { kind, readonly }
-                    } else {
-                        Plan::Reject(CROSSSLOT.to_string())
-                    }
-                }
-            }
+        Route::Keys => match one_slot(info, args) {
+            Ok(slot) if info.carries_script() => Plan::Eval { slot, readonly },
+            Ok(slot) => Plan::Forward { slot, readonly },
+            Err(e) => e.into_plan(),
+        },
+        Route::Split(kind) => match one_slot(info, args) {
+            Ok(slot) => Plan::Forward { slot, readonly },
+            Err(SlotError::CrossSlot) => Plan::Split { kind, readonly },
+            Err(e) => e.into_plan(),
+        },
+        Route::Blocking => match one_slot(info, args) {
+            Ok(slot) => Plan::Blocking { slot, readonly },
+            Err(e) => e.into_plan(),
+        },
+        Route::Wait => match one_slot(info, args) {
+            Ok(_) => Plan::Wait,
+            Err(e) => e.into_plan(),
+        },
+        Route::Transaction(cmd) => match one_slot(info, args) {
+            Ok(slot) => Plan::Txn { cmd, slot },
+            Err(e) => e.into_plan(),
+        },
+    }
+}
+
+enum SlotError {
+    CrossSlot,
+    Keys(String),
+}
+
+impl SlotError {
+    fn into_plan(self) -> Plan {
+        match self {
+            SlotError::CrossSlot => Plan::Reject(CROSSSLOT.to_string()),
+            SlotError::Keys(e) => Plan::Reject(e),
         }
     }
 }
@@ -83,6 +101,18 @@ fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
         argc == arity
     } else {
         argc >= -arity
+    }
+}
+
+/// The one slot of the request's keys (None when it has none), after the arity check.
+fn one_slot(info: &CommandInfo, args: Args<'_>) -> Result<Option<Slot>, SlotError> {
+    let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+    key_indexes(info, args, &mut keys).map_err(|e| SlotError::Keys(e.to_string()))?;
+    let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
+    match slots.next() {
+        None => Ok(None),
+        Some(first) if slots.all(|s| s == first) => Ok(Some(first)),
+        Some(_) => Err(SlotError::CrossSlot),
     }
 }
 

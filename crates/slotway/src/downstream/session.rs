@@ -3,17 +3,21 @@
 //! Each request gets a [`Pending`] entry in a FIFO. Entries are filled in any order (replies from different nodes
 //! race) and written strictly in order. The FIFO is capped (`max_pending_per_client`): when it is full slotway
 //! stops reading from the client, so a client that pipelines without reading costs bounded memory.
+//!
+//! Most requests go on the shared connections ([`Kind::Normal`]). Blocking commands and transactions use
+//! dedicated connections (see `txn` and [`crate::upstream::dedicated`]). A request is never sent on one kind of
+//! connection while earlier requests of this client are outstanding on another (they could overtake each other on
+//! the node): it waits in `held`, and nothing more is read from the client until it can go.
 use super::local::{self, ClientState};
 use super::Shared;
 use crate::cluster::Slot;
-use crate::command::Args;
-use crate::command::FanOut;
+use crate::command::{Args, FanOut, LocalCommand};
 use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
-use crate::upstream::{Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
+use crate::upstream::{Dedicated, Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
 use smallvec::SmallVec;
@@ -24,7 +28,37 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+mod txn;
+
 const READ_CHUNK: usize = 16 * 1024;
+
+/// What a pending request is: which connection it uses and what its replies mean.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    /// On the shared connections, with redirects and retries.
+    Normal,
+    /// A blocking command, on the session's blocking connection; redirects and retries as `Normal` (a
+    /// redirected command did not run, so following it is safe).
+    Blocking,
+    /// WAIT / WAITAOF: as `Blocking`, sent to the node of the client's last write (see `send_to`).
+    Wait,
+    /// A transaction command on the transaction's dedicated connection (see `txn`).
+    Txn(txn::Step),
+}
+
+/// Which connections the session's outstanding requests use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Lane {
+    Shared,
+    Blocking,
+    Txn,
+}
+
+/// A request that must wait until every earlier one is answered.
+struct Held {
+    frame: Bytes,
+    ranges: SmallVec<[Range<usize>; 8]>,
+}
 
 /// One request between arrival and the moment its reply is written.
 struct Pending {
@@ -38,6 +72,7 @@ struct Pending {
     remaining: usize,
     /// How the parts' replies become the client's reply (None: the single part's reply as is).
     merge: Option<Box<Merge>>,
+    kind: Kind,
 }
 
 /// One request to one node, with its own redirect and retry state.
@@ -106,6 +141,19 @@ pub(super) struct Session<S> {
     /// Which of the worker's connections to a node this client uses (the same one always, so its requests to one
     /// node keep their order).
     pick: usize,
+    /// The connections the outstanding requests were sent on.
+    lane: Lane,
+    /// Set after a request nothing may follow until it is answered (a blocking command, the WATCH that chooses the
+    /// transaction's node, EXEC/DISCARD/UNWATCH).
+    fence: bool,
+    /// A request waiting for `lane` and `fence` to allow it; nothing more is read from the client meanwhile.
+    held: Option<Held>,
+    /// MULTI/WATCH state and the transaction's dedicated connection.
+    txn: Option<Box<txn::Txn>>,
+    /// The dedicated connection of the blocking command in flight.
+    blocking: Option<Dedicated>,
+    /// Slot of the client's last keyed write: WAIT goes to its node.
+    last_write: Option<Slot>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -130,6 +178,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             closing: false,
             worker,
             pick,
+            lane: Lane::Shared,
+            fence: false,
+            held: None,
+            txn: None,
+            blocking: None,
+            last_write: None,
         }
     }
 
@@ -142,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.closing && self.pending.is_empty() {
                 break;
             }
-            let can_read = !self.closing && self.pending.len() < max_pending;
+            let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
             // Idle: nothing pending and nothing arriving. Only armed when configured, and only while idle.
             let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| Instant::now() + t);
@@ -164,6 +218,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             while let Ok(d) = self.replies_rx.try_recv() {
                 self.on_delivery(d);
+            }
+            if self.held.is_some() {
+                self.release_held();
             }
             self.collect_ready();
             if !self.out.is_empty() {
@@ -194,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Decodes every whole request in the input buffer and dispatches it.
     fn process_input(&mut self) {
-        while !self.closing {
+        while !self.closing && self.held.is_none() {
             match self.decoder.decode(&self.inbuf) {
                 Ok(Some(Request::Array { len, .. })) if len > self.shared.config.listen.max_request_bytes => {
                     self.reject_oversized();
@@ -243,33 +300,72 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes one request: answers it here, or queues it for a node.
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
+        self.route(frame, ranges);
+    }
+
+    fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args { frame: &frame, ranges };
-        if self.shared.users.is_some() {
-            if let Some(denied) = self.access_denied(args) {
+        // With users configured, a refused command is answered like any other error (inside MULTI that aborts
+        // the transaction at EXEC, as Redis does for errors while queueing).
+        let denied = if self.shared.users.is_some() { self.access_denied(args) } else { None };
+        let plan = match denied {
+            Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
-                self.push_error(&denied);
-                return;
+                Plan::Reject(msg)
+            }
+            None => dispatch::plan(&self.shared.table, args),
+        };
+        if let Plan::Local(LocalCommand::Reset) = plan {
+            if self.txn.is_some() || self.blocking.is_some() {
+                // RESET ends the transaction: once what was sent for it is answered, its connection is closed.
+                if !self.all_answered() {
+                    return self.hold(frame, ranges);
+                }
+                self.txn = None;
             }
         }
-        match dispatch::plan(&self.shared.table, args) {
-            Plan::Forward { slot, readonly } => {
+        if self.txn.as_ref().is_some_and(|t| t.multi) {
+            return self.queue_in_multi(frame, ranges, plan);
+        }
+        match plan {
+            Plan::Forward { slot, readonly } | Plan::Eval { slot, readonly } => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
+                if !readonly && slot.is_some() {
+                    self.last_write = slot;
+                }
+                if matches!(plan, Plan::Eval { .. }) {
+                    // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
+                    self.shared.scripts.learn(args.get(1));
+                }
                 let mut part = Part::new(frame, slot);
                 part.replica_ok = readonly && slot.is_some() && self.read_from != ReadFrom::Primary;
-                let parts = smallvec::smallvec![part];
-                self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
-            }
-            Plan::Eval { slot, readonly } => {
-                // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
-                self.shared.scripts.learn(args.get(1));
-                let parts = smallvec::smallvec![Part::new(frame, slot)];
-                self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None });
+                self.push_forwarded(Pending {
+                    reply: None,
+                    readonly,
+                    parts: smallvec::smallvec![part],
+                    remaining: 1,
+                    merge: None,
+                    kind: Kind::Normal,
+                });
             }
             Plan::Split { kind, readonly } => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
                 let split = split::split(kind, args);
-                let parts = split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
+                let parts: SmallVec<[Part; 1]> =
+                    split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
+                if !readonly {
+                    self.last_write = parts.last().and_then(|p| p.slot);
+                }
                 self.push_merged(parts, split.merge, readonly);
             }
             Plan::AllPrimaries { kind, readonly } => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
                 match kind {
                     FanOut::ScriptLoad => {
                         self.shared.scripts.learn(args.get(2));
@@ -288,6 +384,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             Plan::Scan => {
+                if !self.ready_for(Lane::Shared) {
+                    return self.hold(frame, ranges);
+                }
                 let topo = self.shared.topology.load();
                 match fanout::scan(args, &topo) {
                     Ok((slot, frame, merge)) => {
@@ -296,14 +395,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(msg) => self.push_error(&msg),
                 }
             }
-            Plan::Local(cmd) => {
-                Metrics::incr(&self.shared.metrics.commands_local);
-                let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
-                self.push_final(outcome.reply);
-                if outcome.close {
-                    self.closing = true;
-                }
-            }
+            Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly, Kind::Blocking),
+            // WAIT is read-only in effect: resending it after a lost connection is harmless.
+            Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
+            Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
+            Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);
@@ -328,6 +424,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
     }
 
+    fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
+        Metrics::incr(&self.shared.metrics.commands_local);
+        let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
+        self.push_final(outcome.reply);
+        if outcome.close {
+            self.closing = true;
+        }
+    }
+
+    /// A blocking command: sent alone (every earlier request answered) on a dedicated connection, and nothing
+    /// after it is sent until it is answered — as on a Redis connection, where a blocked client runs nothing else.
+    fn start_blocking(
+        &mut self,
+        frame: Bytes,
+        ranges: &[Range<usize>],
+        slot: Option<Slot>,
+        readonly: bool,
+        kind: Kind,
+    ) {
+        if !self.all_answered() {
+            return self.hold(frame, ranges);
+        }
+        self.lane = Lane::Blocking;
+        self.fence = true;
+        Metrics::incr(&self.shared.metrics.blocking_commands);
+        let parts = smallvec::smallvec![Part::new(frame, slot)];
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
+    }
+
+    /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
+    /// fence is up, or every earlier request is answered (then the session switches to `lane`).
+    fn ready_for(&mut self, lane: Lane) -> bool {
+        if self.lane == lane && !self.fence {
+            return true;
+        }
+        if !self.all_answered() {
+            return false;
+        }
+        self.lane = lane;
+        self.fence = false;
+        true
+    }
+
+    /// Every pending request has its reply (some may still wait to be written).
+    fn all_answered(&self) -> bool {
+        self.pending.iter().all(|p| p.reply.is_some())
+    }
+
+    /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
+    fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        debug_assert!(self.held.is_none());
+        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect() });
+    }
+
+    /// Routes the held request if it may go now, then what else the client sent.
+    fn release_held(&mut self) {
+        while let Some(h) = self.held.take() {
+            self.route(h.frame, &h.ranges);
+            if self.held.is_some() {
+                return;
+            }
+            self.process_input();
+        }
+    }
+
     fn push_final(&mut self, reply: Bytes) {
         self.pending.push_back(Pending {
             reply: Some(reply),
@@ -335,6 +496,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             parts: SmallVec::new(),
             remaining: 0,
             merge: None,
+            kind: Kind::Normal,
         });
     }
 
@@ -351,7 +513,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Queues a request whose parts' replies are merged into the client's reply, and sends the parts.
     fn push_merged(&mut self, parts: SmallVec<[Part; 1]>, merge: Merge, readonly: bool) {
         let remaining = parts.len();
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge: Some(Box::new(merge)) });
+        let merge = Some(Box::new(merge));
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge, kind: Kind::Normal });
     }
 
     fn push_error(&mut self, msg: &str) {
@@ -399,9 +562,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn send_to(&mut self, seq: u64, part: usize, pool: Arc<NodePool>, asking: bool) {
         let (worker, protocol, pick) = (self.worker, self.client.protocol, self.pick);
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
-        let p = self.part_mut(seq, part);
-        pool.send(worker, protocol, pick, UpstreamRequest { frame: p.frame.clone(), asking, reply_to });
-        p.sent_to = Some(pool);
+        let idx = (seq - self.base) as usize;
+        let kind = self.pending[idx].kind;
+        let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
+        match kind {
+            Kind::Normal => pool.send(worker, protocol, pick, req),
+            Kind::Blocking | Kind::Wait => {
+                if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
+                    // Redirected elsewhere: the command didn't run, so the old connection is clean.
+                    old.release();
+                }
+                if self.blocking.is_none() {
+                    match pool.take_dedicated(worker) {
+                        Ok(c) => self.blocking = Some(c),
+                        Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
+                    }
+                }
+                let conn = self.blocking.as_ref().expect("just set");
+                if let (Kind::Wait, Some(slot)) = (kind, self.pending[idx].parts[part].slot) {
+                    write_offset_marker(conn, slot);
+                }
+                conn.send(req);
+            }
+            Kind::Txn(_) => {
+                if let Err(msg) = self.send_watch(&pool, req) {
+                    return self.finish_part(seq, part, error_reply(&msg));
+                }
+            }
+        }
+        self.pending[idx].parts[part].sent_to = Some(pool);
     }
 
     /// Records a part's final reply; when it was the last one outstanding, the request's reply is complete.
@@ -412,6 +601,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         p.remaining -= 1;
         match &p.merge {
+            None if p.kind == Kind::Txn(txn::Step::Watch { first: true }) && reply.first() == Some(&b'-') => {
+                // The WATCH that was to choose the transaction's node failed: nothing is watched.
+                p.reply = Some(reply);
+                self.txn = None;
+            }
             None => p.reply = Some(reply),
             Some(merge) => {
                 p.parts[part].reply = Some(reply);
@@ -427,12 +621,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn on_delivery(&mut self, d: Delivery) {
         let (seq, part) = (d.seq, d.part as usize);
         let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get(i as usize)) else { return };
-        let Some(x) = p.parts.get(part) else { return };
+        if part >= p.parts.len() {
+            return;
+        }
+        match p.kind {
+            Kind::Normal => {}
+            Kind::Blocking | Kind::Wait => {
+                if d.result.is_err() {
+                    // The connection failed: a retry takes a new one.
+                    self.blocking = None;
+                }
+                self.on_forwarded_delivery(seq, part, d.result);
+                if self.pending[(seq - self.base) as usize].reply.is_some() {
+                    if let Some(c) = self.blocking.take() {
+                        c.release();
+                    }
+                }
+                return;
+            }
+            Kind::Txn(step) => return self.on_txn_delivery(seq, part, step, d.result),
+        }
+        self.on_forwarded_delivery(seq, part, d.result);
+    }
+
+    /// A reply for a request with redirect and retry handling (shared connections, blocking commands).
+    fn on_forwarded_delivery(&mut self, seq: u64, part: usize, result: crate::upstream::UpstreamResult) {
+        let p = &self.pending[(seq - self.base) as usize];
+        let x = &p.parts[part];
         let readonly = p.readonly;
         let redirects = x.redirects;
         let sender_host = x.sent_to.as_ref().map(|n| n.addr.host.clone());
         let metrics = self.shared.metrics.clone();
-        match d.result {
+        match result {
             Ok(frame) => match classify_reply(&frame, sender_host.as_deref().unwrap_or("")) {
                 ReplyClass::Final => self.finish_part(seq, part, frame),
                 _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
@@ -579,6 +799,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.out.extend_from_slice(&p.reply.expect("checked"));
             self.base += 1;
         }
+    }
+}
+
+/// WAIT and WAITAOF count the replicas that have every write made *on the connection they are sent on*, but the
+/// client's writes went over the shared connections. An empty write on the WAIT's own connection, right before
+/// it and after the client's writes were answered, moves that connection's replication offset past them: a
+/// transaction that sets and deletes a key of slotway's own (`__slotway_wait__{tag}`, in the slot of the
+/// client's last write so this node owns it). No other client can ever see the key; replicas and the AOF get
+/// the SET and DEL.
+fn write_offset_marker(conn: &Dedicated, slot: Slot) {
+    let key = format!("__slotway_wait__{{{}}}", slot.tag());
+    let cmds: [&[&[u8]]; 4] = [&[b"MULTI"], &[b"SET", key.as_bytes(), b"1"], &[b"DEL", key.as_bytes()], &[b"EXEC"]];
+    for cmd in cmds {
+        let mut frame = BytesMut::new();
+        resp::encode::command(&mut frame, cmd);
+        conn.send(UpstreamRequest { frame: frame.freeze(), asking: false, reply_to: ReplyTo::Discard });
     }
 }
 

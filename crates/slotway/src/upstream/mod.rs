@@ -6,6 +6,7 @@
 
 mod conn;
 pub mod connect;
+pub mod dedicated;
 
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
@@ -17,6 +18,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use connect::{ConnectContext, ConnectError};
+pub use dedicated::{Dedicated, DedicatedError};
 
 /// A node's answer to one request, or why there is none.
 pub type UpstreamResult = Result<Bytes, UpstreamError>;
@@ -74,15 +76,35 @@ pub struct Request {
     pub reply_to: ReplyTo,
 }
 
-/// The shared connections to one node: `per_worker` of them on each worker thread, so a session only ever uses
-/// connections driven by its own thread (no cross-thread wake-ups on the data path).
-#[derive(Debug)]
+/// The connections to one node: `per_worker` shared ones on each worker thread, so a session only ever uses
+/// connections driven by its own thread (no cross-thread wake-ups on the data path), and each worker's lot of
+/// [`Dedicated`] connections.
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
     /// `conns[(worker * 2 + protocol) * per_worker + i]`: RESP2 and RESP3 connections per worker. They connect on
     /// first use, so a protocol no client speaks costs an idle task and nothing more.
     conns: Box<[conn::ConnHandle]>,
+    ctx: Arc<ConnectContext>,
+    /// Dedicated connections allowed per worker.
+    max_dedicated: usize,
+    /// `lots[worker]`.
+    lots: Box<[Mutex<dedicated::Lot>]>,
+}
+
+impl std::fmt::Debug for NodePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodePool").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// Connection counts of an [`Upstreams`] registry.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Shared pipelined connections per node on each worker.
+    pub per_node: usize,
+    /// Dedicated connections per node on each worker.
+    pub max_dedicated: usize,
 }
 
 impl NodePool {
@@ -90,17 +112,24 @@ impl NodePool {
         addr: NodeAddr,
         ctx: &Arc<ConnectContext>,
         workers: &[Handle],
-        per_worker: usize,
+        limits: PoolLimits,
         readonly: bool,
     ) -> NodePool {
-        let per_worker = per_worker.max(1);
+        let per_worker = limits.per_node.max(1);
         let conns = workers
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
             .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
             .collect();
-        NodePool { addr, per_worker, conns }
+        NodePool {
+            addr,
+            per_worker,
+            conns,
+            ctx: ctx.clone(),
+            max_dedicated: limits.max_dedicated.max(1),
+            lots: dedicated::lots(workers.len()),
+        }
     }
 
     /// Queues a request on one of `worker`'s connections speaking `protocol`, chosen by `pick`. A client always
@@ -126,18 +155,18 @@ impl NodePool {
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
     ctx: Arc<ConnectContext>,
-    /// Runtimes of the worker threads; each node gets `per_node` connections on each.
+    /// Runtimes of the worker threads; each node gets `limits.per_node` connections on each.
     workers: Vec<Handle>,
-    per_node: usize,
+    limits: PoolLimits,
     /// Keyed by address and whether the connections send READONLY (replica reads use their own pools, so a
     /// node reached for writes never has a READONLY connection that could serve a stale read after a demotion).
     pools: Mutex<HashMap<(NodeAddr, bool), Arc<NodePool>>>,
 }
 
 impl Upstreams {
-    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, per_node: usize) -> Upstreams {
+    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
         assert!(!workers.is_empty(), "at least one worker runtime");
-        Upstreams { ctx: Arc::new(ctx), workers, per_node, pools: Mutex::new(HashMap::new()) }
+        Upstreams { ctx: Arc::new(ctx), workers, limits, pools: Mutex::new(HashMap::new()) }
     }
 
     /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
@@ -163,7 +192,7 @@ impl Upstreams {
         let mut pools = self.pools.lock().expect("upstream registry poisoned");
         pools
             .entry((addr.clone(), readonly))
-            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.per_node, readonly)))
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.limits, readonly)))
             .clone()
     }
 
