@@ -64,7 +64,7 @@ struct Cli {
     /// Dedicated connections (transactions, blocking commands) per node and worker thread [default: 64].
     #[arg(long, value_name = "N")]
     max_dedicated_per_node: Option<usize>,
-    /// Worker threads serving clients [default: the number of CPUs].
+    /// Worker threads serving clients [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like `slotway=debug` [default: info].
