@@ -62,6 +62,10 @@ pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
         },
         Route::Split(kind) => match one_slot(info, args) {
             Ok(slot) => Plan::Forward { slot, readonly },
+            // MSET with a key missing its value: Redis's own arity error, not a split that drops the lone key.
+            Err(SlotError::CrossSlot) if !(args.len() - 1).is_multiple_of(kind.step()) => {
+                Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
+            }
             Err(SlotError::CrossSlot) => Plan::Split { kind, readonly },
             Err(e) => e.into_plan(),
         },
@@ -119,7 +123,9 @@ fn one_slot(info: &CommandInfo, args: Args<'_>) -> Result<Option<Slot>, SlotErro
 /// Redis's wording (processCommand): `ERR unknown command 'foo', with args beginning with: 'a' 'b' `. The name is
 /// cut at 128 bytes; arguments are quoted while the list is under 128 bytes, the last one cut to fit.
 fn unknown_command(args: Args<'_>) -> String {
-    let mut s = format!("ERR unknown command '{}', with args beginning with: ", printable(args.get(0), 128));
+    // (No args at all: the session never routes an empty request, but the planner must not panic on one.)
+    let name = if args.is_empty() { &b""[..] } else { args.get(0) };
+    let mut s = format!("ERR unknown command '{}', with args beginning with: ", printable(name, 128));
     let mut listed = String::new();
     for i in 1..args.len() {
         if listed.len() >= 128 {
@@ -229,6 +235,40 @@ mod tests {
         );
         // A message that merely mentions MOVED is not a redirect.
         assert_eq!(classify_reply(b"-ERR MOVED 1 a:1\r\n", "h"), ReplyClass::Final);
+    }
+
+    fn words(words: &[&str]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+        let mut frame = Vec::new();
+        let mut ranges = Vec::new();
+        for w in words {
+            ranges.push(frame.len()..frame.len() + w.len());
+            frame.extend_from_slice(w.as_bytes());
+        }
+        (frame, ranges)
+    }
+
+    fn plan_of(w: &[&str]) -> Plan {
+        let (frame, ranges) = words(w);
+        plan(&CommandTable::builtin(), Args { frame: &frame, ranges: &ranges })
+    }
+
+    #[test]
+    fn mset_missing_a_value_is_an_arity_error_across_slots_too() {
+        // Found by the `routing` fuzz target: `MSET a 1 b` (a and b in different slots) was split into `MSET a 1`
+        // alone, and the client got +OK.
+        assert_ne!(Slot::for_key(b"a"), Slot::for_key(b"b"));
+        let arity = Plan::Reject("ERR wrong number of arguments for 'mset' command".into());
+        assert_eq!(plan_of(&["MSET", "a", "1", "b"]), arity);
+        assert_eq!(plan_of(&["MSET", "a", "1", "b", "2", "c"]), arity);
+        assert!(matches!(plan_of(&["MSET", "a", "1", "b", "2"]), Plan::Split { kind: SplitKind::MSet, .. }));
+        // In one slot the node answers (with the same error).
+        assert!(matches!(plan_of(&["MSET", "{a}1", "1", "{a}2"]), Plan::Forward { slot: Some(_), .. }));
+    }
+
+    #[test]
+    fn empty_request_is_rejected_without_panicking() {
+        // Found by the `routing` fuzz target (`*0\r\n` or a blank inline line reaching `plan`).
+        assert_eq!(plan_of(&[]), Plan::Reject("ERR unknown command '', with args beginning with: ".into()));
     }
 
     #[test]
