@@ -81,6 +81,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         password: config.upstream.password.clone(),
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
+        resolve: config.resolve.clone(),
     };
     let upstreams = Arc::new(Upstreams::new(ctx, workers, config.upstream.connections_per_node));
     let topology = TopologyManager::discover(

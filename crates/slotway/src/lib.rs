@@ -23,5 +23,6 @@ pub mod config;
 pub mod dispatch;
 pub mod downstream;
 pub mod metrics;
+pub mod nat;
 pub mod topology;
 pub mod upstream;
