@@ -6,4 +6,6 @@
 //! - [`rewrite`]: pure functions that rewrite each reply form.
 //! - [`listeners`]: the node → port assignment, one listener per node, following the topology.
 //! - [`session`]: one client connection = one dedicated connection to its node, bytes forwarded as they are.
+pub mod listeners;
 pub mod rewrite;
+pub mod session;
