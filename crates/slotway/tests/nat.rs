@@ -194,7 +194,7 @@ impl Nat {
             .response_timeout(Duration::from_secs(10))
             .retries(20);
         if let Some(pw) = self.password {
-            b = b.password(pw.to_string());
+            b = b.password(pw);
         }
         if let Some(ca) = &self.tls {
             b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(fs::read(ca).unwrap()) });
