@@ -75,10 +75,15 @@ struct Nat {
 
 impl Nat {
     fn start(cluster: &Cluster, tls: bool, password: bool) -> Nat {
+        Self::start_with(cluster, tls, password, "", &cluster.ports)
+    }
+
+    /// `extra` is prepended to the config file; `resolve` are the node ports whose hostnames slotway resolves.
+    fn start_with(cluster: &Cluster, tls: bool, password: bool, extra: &str, resolve: &[u16]) -> Nat {
         let dir = tempfile::tempdir().unwrap();
-        let resolve: String = cluster.ports.iter().map(|p| format!("{:?} = \"127.0.0.1\"\n", hostname(*p))).collect();
+        let resolve: String = resolve.iter().map(|p| format!("{:?} = \"127.0.0.1\"\n", hostname(*p))).collect();
         let config = dir.path().join("slotway.toml");
-        fs::write(&config, format!("[nat]\nleave_grace_ms = 2000\n[nat.resolve]\n{resolve}")).unwrap();
+        fs::write(&config, format!("{extra}\n[nat]\nleave_grace_ms = 2000\n[nat.resolve]\n{resolve}")).unwrap();
         let (lo, hi) = free_range(12);
         let mut args: Vec<String> = vec![
             "--config".into(),
@@ -110,6 +115,7 @@ impl Nat {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slotway"));
         cmd.args(&args)
             .env("SLOTWAY_UPSTREAM_PASSWORD", cluster.password_str())
+            .env("RUST_LOG", "info")
             .env_remove("SLOTWAY_NAT_PASSWORD")
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
@@ -679,4 +685,66 @@ async fn resharding_and_failover_through_nat() {
         let v: u32 = redis::cmd("GET").arg(format!("fo:{i}")).query_async(&mut con).await.unwrap();
         assert_eq!(v, i);
     }
+}
+
+/// A node that joins gets a listener (a reply naming it before slotway's refresh waits for one), and a node that
+/// leaves has its listener closed after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_join_get_a_listener_and_nodes_that_leave_lose_it() {
+    let mut cluster = start_cluster();
+    let seed_resolve = cluster.ports.len();
+    let new = free_cluster_port();
+    // slotway must be able to resolve the new node too: its hostname is in the map from the start.
+    let mut resolve = cluster.ports.clone();
+    resolve.push(new);
+    let mut nat = Nat::start_with(&cluster, false, false, "[cluster]\nrefresh_interval_ms = 3000\n", &resolve);
+    assert_eq!(nat.ports.len(), seed_resolve);
+
+    // Start the node from a copy of another node's config, announcing its hostname.
+    let old = cluster.ports[0];
+    let conf = fs::read_to_string(cluster.node_dir(old).join("redis.conf")).unwrap();
+    let conf = conf
+        .replace(&format!("nodes/{old}"), &format!("nodes/{new}"))
+        .replace(&format!("tls-port {old}"), &format!("tls-port {new}"))
+        + &format!("cluster-announce-hostname {}\ncluster-preferred-endpoint-type hostname\n", hostname(new));
+    fs::create_dir_all(cluster.node_dir(new)).unwrap();
+    fs::write(cluster.node_dir(new).join("redis.conf"), conf).unwrap();
+    let st = Command::new("redis-server").arg(cluster.node_dir(new).join("redis.conf")).status().unwrap();
+    assert!(st.success());
+    cluster.ports.push(new); // so that Drop stops it
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.try_cli(new, &["PING"]).map(|r| r != "PONG").unwrap_or(true) {
+        assert!(Instant::now() < deadline, "new node does not start");
+        sleep(Duration::from_millis(100));
+    }
+    let new_id = node_id(&cluster, new);
+    assert_eq!(cluster.cli(old, &["CLUSTER", "MEET", "127.0.0.1", &new.to_string()]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.ports[..seed_resolve].iter().all(|&p| {
+        cluster.try_cli(p, &["CLUSTER", "SLOTS"]).is_ok()
+            && cluster.cli(p, &["CLUSTER", "NODES"]).contains(&hostname(new))
+    }) {
+        assert!(Instant::now() < deadline, "the new node did not join:\n{}", cluster.status());
+        sleep(Duration::from_millis(100));
+    }
+    // Asked right away, slotway names the new node by its new listener (or waits for the refresh that adds it).
+    let nodes = nat.raw(old).call(&["CLUSTER", "NODES"]);
+    nat.read_ports();
+    nat.assert_public("CLUSTER NODES with a new node", &nodes);
+    let line = nodes.lines().find(|l| l.contains(&new_id)).unwrap_or_else(|| panic!("new node missing: {nodes}"));
+    let listener = nat.port_of(new);
+    assert!(line.contains(&format!("{ANNOUNCE}:{listener}@")), "{line}");
+    assert_eq!(nat.raw(new).call(&["PING"]), "+PONG\r\n");
+
+    // It leaves: shut down and forgotten.
+    let _ = cluster.try_cli(new, &["SHUTDOWN", "NOSAVE"]);
+    for &p in &cluster.ports[..seed_resolve] {
+        let _ = cluster.try_cli(p, &["CLUSTER", "FORGET", &new_id]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect((ANNOUNCE, listener)).is_ok() {
+        assert!(Instant::now() < deadline, "the listener of the node that left is still open:\n{}", nat.log());
+        sleep(Duration::from_millis(200));
+    }
+    assert!(nat.log().contains("listener closed"), "{}", nat.log());
 }
