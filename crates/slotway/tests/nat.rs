@@ -342,6 +342,12 @@ fn check_topology_replies(nat: &Nat, cluster: &Cluster) {
                     assert!(reply.contains(ANNOUNCE), "{cmd:?}: {reply}");
                 }
             }
+            // CLIENT LIST/INFO: `laddr` is the node's address (`addr` is slotway's own, on the private side).
+            for cmd in [&["CLIENT", "LIST"][..], &["CLIENT", "INFO"]] {
+                let reply = raw.call(cmd);
+                assert!(reply.contains(&format!("laddr={ANNOUNCE}:{}", nat.port_of(node))), "{cmd:?}: {reply}");
+                assert!(!reply.contains("laddr=127.0.0.1"), "{cmd:?}: {reply}");
+            }
             let nodes = raw.call(&["CLUSTER", "NODES"]);
             let ids: Vec<String> = nodes.lines().filter_map(|l| l.split(' ').next()).map(String::from).collect();
             for id in ids.iter().filter(|id| id.len() == 40) {
@@ -525,6 +531,15 @@ async fn cluster_clients_work_through_nat_and_see_only_announced_addresses() {
     sleep(Duration::from_millis(200));
     assert_eq!(nat.raw(primary).call(&["RPUSH", &list, "x"]), ":1\r\n");
     assert_eq!(blocked.read(), format!("*2\r\n${}\r\n{list}\r\n$1\r\nx\r\n", list.len()));
+
+    // QUIT is answered, then the connection closes.
+    let mut quit = nat.raw(primary);
+    quit.send(&["PING"]);
+    quit.send(&["QUIT"]);
+    assert_eq!(quit.read(), "+PONG\r\n");
+    assert_eq!(quit.read(), "+OK\r\n");
+    let mut rest = [0u8; 16];
+    assert_eq!(quit.s.read(&mut rest).unwrap_or(0), 0, "connection still open after QUIT");
 }
 
 /// TLS listeners and slotway's own password: NOAUTH before AUTH, wrong passwords refused, cluster clients with

@@ -51,6 +51,8 @@ pub enum Kind {
     ClusterReplicas,
     Role,
     Info,
+    /// CLIENT LIST / CLIENT INFO: `laddr=` is the node's own address.
+    ClientList,
 }
 
 /// The kind of reply a request gets, from its command name and first argument (case-insensitive).
@@ -58,6 +60,10 @@ pub fn kind_of(name: &[u8], sub: Option<&[u8]>) -> Option<Kind> {
     match name.len() {
         4 if name.eq_ignore_ascii_case(b"ROLE") => Some(Kind::Role),
         4 if name.eq_ignore_ascii_case(b"INFO") => Some(Kind::Info),
+        6 if name.eq_ignore_ascii_case(b"CLIENT") => {
+            let sub = sub?;
+            (sub.eq_ignore_ascii_case(b"LIST") || sub.eq_ignore_ascii_case(b"INFO")).then_some(Kind::ClientList)
+        }
         7 if name.eq_ignore_ascii_case(b"CLUSTER") => {
             let sub = sub?;
             if sub.eq_ignore_ascii_case(b"SLOTS") {
@@ -177,6 +183,7 @@ pub fn value(kind: Kind, v: &mut Value, ctx: &Ctx) -> usize {
         },
         Kind::Role => role(v, ctx),
         Kind::Info => text_in_place(v, |t| info_text(t, ctx)),
+        Kind::ClientList => text_in_place(v, |t| client_list_text(t, ctx)),
     }
 }
 
@@ -505,6 +512,39 @@ pub fn info_text(text: &str, ctx: &Ctx) -> (String, usize) {
         } else {
             out.push_str(line);
         }
+    }
+    (out, unknown)
+}
+
+/// CLIENT LIST / CLIENT INFO text: each line's `laddr=<ip>:<port>` (the node's own address) becomes the announced
+/// address; an unknown one becomes `laddr=?:0`.
+pub fn client_list_text(text: &str, ctx: &Ctx) -> (String, usize) {
+    let mut unknown = 0;
+    let mut out = String::with_capacity(text.len());
+    for (i, field) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        // A field may end a line (`… laddr=…\n`): only whole `laddr=` fields are addresses.
+        let Some(addr) = field.strip_prefix("laddr=").or_else(|| field.split_once("\nladdr=").map(|(_, a)| a)) else {
+            out.push_str(field);
+            continue;
+        };
+        let prefix = &field[..field.len() - addr.len()];
+        let (hostport, tail) = addr.split_at(addr.find(['\r', '\n']).unwrap_or(addr.len()));
+        let known = hostport
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .and_then(|(h, p)| ctx.lookup(None, h.trim_start_matches('[').trim_end_matches(']'), p));
+        out.push_str(prefix);
+        match known {
+            Some(p) => out.push_str(&format!("{}:{p}", ctx.announce_host)),
+            None => {
+                unknown += 1;
+                out.push_str("?:0");
+            }
+        }
+        out.push_str(tail);
     }
     (out, unknown)
 }

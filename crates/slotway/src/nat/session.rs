@@ -172,7 +172,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         map: shared.map.clone(),
     };
     let requests = async move {
-        requests.run().await;
+        // The client went away: as Redis does, drop what it still had pending (a blocked BLPOP, say).
+        if requests.run().await {
+            return;
+        }
+        // QUIT or a protocol error: the replies before it are still delivered, then the reply side closes.
         std::future::pending::<()>().await
     };
     tokio::select! {
@@ -205,16 +209,14 @@ const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
 const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Requests<'_, R, W> {
-    async fn run(mut self) {
+    /// Returns true when the client disconnected, false when the session is to close after pending replies.
+    async fn run(mut self) -> bool {
         loop {
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
             match self.client.read_buf(&mut self.inbuf).await {
-                Ok(0) | Err(_) => {
-                    let _ = self.tx.send(Entry::Close);
-                    return;
-                }
+                Ok(0) | Err(_) => return true,
                 Ok(_) => {}
             }
             let mut close = false;
@@ -249,18 +251,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Requests<'_, R, W> {
             }
             for e in self.batch.drain(..) {
                 if self.tx.send(e).is_err() {
-                    return;
+                    return true;
                 }
             }
             if !self.out.is_empty() {
                 if self.node.write_all(&self.out).await.is_err() || self.node.flush().await.is_err() {
-                    let _ = self.tx.send(Entry::Close);
-                    return;
+                    return true;
                 }
                 self.out.clear();
             }
             if close {
-                return;
+                return false;
             }
         }
     }
@@ -508,6 +509,8 @@ enum Action {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Replies<'_, R, W> {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut stopping = false;
+        // The request side ends after queuing a Close; replies before it are still delivered.
+        let mut requests_done = false;
         loop {
             self.take_entries();
             if self.emit_locals() {
@@ -524,9 +527,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Replies<'_, R, W> {
                 self.inbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
-                e = self.rx.recv() => match e {
+                e = self.rx.recv(), if !requests_done => match e {
                     Some(e) => self.enqueue(e),
-                    None => return,
+                    None => requests_done = true,
                 },
                 r = self.node.read_buf(&mut self.inbuf) => match r {
                     Ok(0) | Err(_) => {

@@ -14,7 +14,7 @@ impl Directory for Dir {
     }
 }
 
-const ALL: Dir = Dir { missing: Vec::new() };
+static ALL: Dir = Dir { missing: Vec::new() };
 
 fn ctx<'a>(dir: &'a Dir, tls: bool) -> Ctx<'a> {
     Ctx { dir, announce_host: "proxy.test", client_tls: tls, node_host: "127.0.0.1" }
@@ -49,6 +49,9 @@ fn kinds() {
     assert_eq!(kind_of(b"role", None), Some(Kind::Role));
     assert_eq!(kind_of(b"info", Some(b"replication")), Some(Kind::Info));
     assert_eq!(kind_of(b"GET", Some(b"k")), None);
+    assert_eq!(kind_of(b"client", Some(b"list")), Some(Kind::ClientList));
+    assert_eq!(kind_of(b"CLIENT", Some(b"INFO")), Some(Kind::ClientList));
+    assert_eq!(kind_of(b"CLIENT", Some(b"ID")), None);
 }
 
 #[test]
@@ -309,4 +312,22 @@ fn exec_replies() {
     assert!(!items[1].as_str().unwrap().contains("17101"));
     assert_eq!(items[2], Value::error("MOVED 1 proxy.test:7001"));
     assert_eq!(items[3], Value::bulk("127.0.0.1:17101"));
+}
+
+#[test]
+fn client_list_laddr() {
+    let c = ctx(&ALL, false);
+    let text = "id=3 addr=10.0.0.9:50412 laddr=127.0.0.1:17101 fd=8 name= age=0\n\
+                id=4 addr=10.0.0.9:50414 laddr=127.0.0.1:17199 fd=9 name= age=0\n";
+    let (out, unknown) = client_list_text(text, &c);
+    assert_eq!(unknown, 1);
+    assert_eq!(
+        out,
+        "id=3 addr=10.0.0.9:50412 laddr=proxy.test:7001 fd=8 name= age=0\n\
+         id=4 addr=10.0.0.9:50414 laddr=?:0 fd=9 name= age=0\n"
+    );
+    let frame = Value::bulk("id=3 addr=1.2.3.4:5 laddr=127.0.0.1:17102 fd=8\n").to_bytes(Protocol::Resp2);
+    let out = reply(Kind::ClientList, &frame, Protocol::Resp2, &c);
+    assert_no_private(&out.frame);
+    assert!(String::from_utf8_lossy(&out.frame).contains("laddr=proxy.test:7002"));
 }
