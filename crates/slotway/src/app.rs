@@ -69,6 +69,9 @@ pub fn run(config: Config) -> Result<()> {
     }
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build().context("control runtime")?;
     let result = control.block_on(serve(config, handles, starts));
+    // Dropping the control runtime drops its tasks (acceptors, node listeners), and with them the channels the
+    // workers wait on, so the workers can finish even after a startup failure.
+    drop(control);
     let _ = stop_tx.send(true);
     for t in threads {
         let _ = t.join();
@@ -203,9 +206,13 @@ async fn serve_nat(
         workers = config.workers,
         "slotway in cluster NAT mode"
     );
+    let mut listeners = nat::listeners::Listeners::new(nat, senders, map_tx);
+    let mut changes = topology.subscribe();
+    if let Err(errors) = listeners.start(&mut changes).await {
+        anyhow::bail!("cannot open the node listeners:\n  {}", errors.join("\n  "));
+    }
+    let manager = tokio::spawn(listeners.run(changes, shutdown_rx.clone()));
     tokio::spawn(topology.clone().run(shutdown_rx.clone()));
-    let listeners = nat::listeners::Listeners::new(nat, senders, map_tx);
-    let manager = tokio::spawn(listeners.run(topology.subscribe(), shutdown_rx.clone()));
 
     wait_for_signal(client_tls.as_deref()).await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");

@@ -547,6 +547,24 @@ async fn cluster_clients_work_through_nat_and_see_only_announced_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listeners_and_slotway_password() {
     let cluster = start_cluster();
+
+    // Startup fails clearly when the nodes can't all get a listener (a range of one port for six nodes).
+    let (lo, _) = free_range(1);
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_slotway"))
+        .args(["--mode", "nat", "--nat-announce-host", ANNOUNCE, "--nat-bind", ANNOUNCE])
+        .args(["--nat-ports", &lo.to_string(), "--upstream-tls-server-name", "localhost"])
+        .args(Proxy::seed_args(&cluster).into_iter().take(2))
+        .args(Proxy::tls_args(&cluster))
+        .env("SLOTWAY_UPSTREAM_PASSWORD", cluster.password_str())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot open the node listeners") && text.contains("no free port left"), "{text}");
+
     let nat = Nat::start(&cluster, true, true);
     let node = cluster.primaries()[0];
     let ca = nat.tls.clone().unwrap();

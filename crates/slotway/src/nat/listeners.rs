@@ -100,10 +100,20 @@ impl Listeners {
         }
     }
 
-    /// Follows the topology until `shutdown`; then closes every listener.
-    pub async fn run(mut self, mut topology: watch::Receiver<Arc<Topology>>, mut shutdown: watch::Receiver<bool>) {
+    /// Opens the listeners of the nodes in the current topology. Errors (a port that can't be bound, a range too
+    /// small) are startup failures, one line per node.
+    pub async fn start(&mut self, topology: &mut watch::Receiver<Arc<Topology>>) -> Result<(), Vec<String>> {
         let current = topology.borrow_and_update().clone();
-        self.apply(&current).await;
+        let errors = self.apply(&current).await;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Follows the topology until `shutdown` (after [`Listeners::start`]); then closes every listener.
+    pub async fn run(mut self, mut topology: watch::Receiver<Arc<Topology>>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(
             Duration::from_millis(500).min(self.config.leave_grace.max(Duration::from_millis(10))),
         );
@@ -112,7 +122,7 @@ impl Listeners {
                 r = topology.changed() => {
                     if r.is_err() { break; }
                     let t = topology.borrow_and_update().clone();
-                    self.apply(&t).await;
+                    let _ = self.apply(&t).await;
                 }
                 _ = tick.tick() => self.expire(),
                 _ = shutdown.changed() => break,
@@ -153,7 +163,9 @@ impl Listeners {
     }
 
     /// Brings the listeners in line with a topology: new nodes get one, nodes that left start their grace period.
-    async fn apply(&mut self, topology: &Topology) {
+    /// Returns what went wrong (also logged).
+    async fn apply(&mut self, topology: &Topology) -> Vec<String> {
+        let mut errors = Vec::new();
         let mut seen = Vec::new();
         for shard in &topology.map.shards {
             for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
@@ -173,6 +185,7 @@ impl Listeners {
                 }
                 let Some(port) = self.port_for(&key, node.id.as_ref(), &node.addr, node.ip.as_ref()) else {
                     tracing::error!(node = %node.addr, "no free port left in nat.ports for this node: it gets no listener");
+                    errors.push(format!("node {}: no free port left in nat.ports", node.addr));
                     continue;
                 };
                 let bind = SocketAddr::new(self.config.bind, port);
@@ -180,6 +193,7 @@ impl Listeners {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(node = %node.addr, %bind, error = %e, "cannot listen for this node (will retry at the next topology change)");
+                        errors.push(format!("node {}: cannot listen on {bind}: {e}", node.addr));
                         continue;
                     }
                 };
@@ -205,6 +219,7 @@ impl Listeners {
             }
         }
         self.publish(topology.version);
+        errors
     }
 
     /// Closes the listeners of nodes whose grace period is over.
