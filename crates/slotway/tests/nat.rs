@@ -610,6 +610,20 @@ async fn tls_listeners_and_slotway_password() {
     if let Some(out) = run_python(&nat, PYTHON).await {
         assert!(out.contains("python ok"), "{out}");
     }
+
+    // SIGTERM with clients connected: idle sessions close, slotway exits cleanly.
+    let mut nat = nat;
+    Command::new("kill").args(["-TERM", &nat.child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = nat.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "slotway did not exit after SIGTERM:\n{}", nat.log());
+        sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}\n{}", nat.log());
+    drop(con);
 }
 
 fn node_id(cluster: &Cluster, port: u16) -> String {
