@@ -138,12 +138,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let (client_rd, client_wr) = tokio::io::split(client);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let handover = Handover { queue: std::sync::Mutex::new(Vec::new()), wake: tokio::sync::Notify::new() };
     let requests = Requests {
         shared,
         client: client_rd,
         node: node_wr,
-        tx,
+        handover: &handover,
         decoder: RequestDecoder::new(shared.limits),
         inbuf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
@@ -159,7 +159,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         tls,
         client: client_wr,
         node: node_rd,
-        rx,
+        handover: &handover,
         fifo: VecDeque::new(),
         scanner: ReplyScanner::new(shared.limits),
         inbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -185,13 +185,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The FIFO's hand-over from the request side to the reply side (two halves of one task).
+struct Handover {
+    queue: std::sync::Mutex<Vec<Entry>>,
+    /// Rung when a reply slotway makes itself (or a Close) is queued; ordinary entries wait for the node's reply.
+    wake: tokio::sync::Notify,
+}
+
 // ------------------------------------------------------------------ client → node
 
 struct Requests<'a, R, W> {
     shared: &'a NatShared,
     client: R,
     node: W,
-    tx: mpsc::UnboundedSender<Entry>,
+    handover: &'a Handover,
     decoder: RequestDecoder,
     inbuf: BytesMut,
     /// Bytes for the node, written once per read.
@@ -249,9 +256,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Requests<'_, R, W> {
             if close {
                 self.batch.push(Entry::Close);
             }
-            for e in self.batch.drain(..) {
-                if self.tx.send(e).is_err() {
-                    return true;
+            if !self.batch.is_empty() {
+                // Entries go over before the bytes are written, so a reply never arrives before its entry. The
+                // reply side is woken only for replies it must make itself: the others come with a node reply.
+                let wake = self.batch.iter().any(|e| matches!(e, Entry::Local(_) | Entry::Close));
+                self.handover.queue.lock().expect("handover lock").append(&mut self.batch);
+                if wake {
+                    self.handover.wake.notify_one();
                 }
             }
             if !self.out.is_empty() {
@@ -484,7 +495,7 @@ struct Replies<'a, R, W> {
     tls: bool,
     client: W,
     node: R,
-    rx: mpsc::UnboundedReceiver<Entry>,
+    handover: &'a Handover,
     fifo: VecDeque<Entry>,
     scanner: ReplyScanner,
     inbuf: BytesMut,
@@ -509,8 +520,6 @@ enum Action {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Replies<'_, R, W> {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut stopping = false;
-        // The request side ends after queuing a Close; replies before it are still delivered.
-        let mut requests_done = false;
         loop {
             self.take_entries();
             if self.emit_locals() {
@@ -527,10 +536,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Replies<'_, R, W> {
                 self.inbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
-                e = self.rx.recv(), if !requests_done => match e {
-                    Some(e) => self.enqueue(e),
-                    None => requests_done = true,
-                },
+                _ = self.handover.wake.notified() => {}
                 r = self.node.read_buf(&mut self.inbuf) => match r {
                     Ok(0) | Err(_) => {
                         let _ = self.flush().await;
@@ -554,7 +560,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Replies<'_, R, W> {
     }
 
     fn take_entries(&mut self) {
-        while let Ok(e) = self.rx.try_recv() {
+        let handover = self.handover;
+        let mut queue = handover.queue.lock().expect("handover lock");
+        for e in queue.drain(..) {
             self.enqueue(e);
         }
     }
