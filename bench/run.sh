@@ -6,7 +6,11 @@
 #                [--workloads "set get"] [--pipelines "1 16"] [--clients N]
 #                [--pipeline-scale N] [--data-size BYTES] [--direct-only]
 #                [--ports "P1 ... P6"] [--proxy-port P] [--out DIR]
+#                [--mode standalone|nat]
 #
+# --mode nat          benchmark slotway's cluster NAT mode: redis-benchmark
+#                     --cluster through slotway's node listeners (ports
+#                     --proxy-port and up, announced as 127.0.0.1) vs directly
 # --rounds N          rounds of every (workload, pipeline) pair (default 3);
 #                     direct and slotway runs alternate, and the order flips
 #                     every round
@@ -47,6 +51,7 @@ DIRECT_ONLY=0
 PORTS="${BENCH_PORTS:-7201 7202 7203 7204 7205 7206}"
 PROXY_PORT="${BENCH_PROXY_PORT:-7299}"
 OUT=""
+MODE=standalone
 CLUSTER_DIR="$REPO_ROOT/target/bench-cluster"
 
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -68,12 +73,14 @@ while (($#)); do
     --ports) PORTS="$2"; shift 2 ;;
     --proxy-port) PROXY_PORT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --mode) MODE="$2"; shift 2 ;;
     --cluster-dir) CLUSTER_DIR="$2"; shift 2 ;;
     -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 case "$UPSTREAM_TLS" in on|off) ;; *) die "--upstream-tls on|off" ;; esac
+case "$MODE" in standalone|nat) ;; *) die "--mode standalone|nat" ;; esac
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
 [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
 OUT="${OUT:-$REPO_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
@@ -147,6 +154,10 @@ start_proxy() {
     fi
   fi
   local args=(--listen "127.0.0.1:$PROXY_PORT")
+  if [[ "$MODE" == nat ]]; then
+    args=(--mode nat --nat-announce-host 127.0.0.1 --nat-bind 127.0.0.1
+      --nat-ports "$PROXY_PORT-$((PROXY_PORT + ${#PORT_LIST[@]} + 5))")
+  fi
   local p
   for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
   [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
@@ -186,9 +197,12 @@ echo "round,mode,workload,pipeline,requests,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_
 run_one() {
   local round="$1" mode="$2" wl="$3" pipe="$4" n="$REQUESTS"
   ((pipe > 1)) && n=$((REQUESTS * PIPE_SCALE))
-  "workload_$wl" "$mode"
+  # Through NAT mode the client is a cluster client, as directly.
+  if [[ "$MODE" == nat ]]; then "workload_$wl" direct; else "workload_$wl" "$mode"; fi
   local target=()
-  if [[ "$mode" == direct ]]; then
+  if [[ "$mode" == slotway && "$MODE" == nat ]]; then
+    target=(--cluster -h 127.0.0.1 -p "$PROXY_PORT")
+  elif [[ "$mode" == direct ]]; then
     target=(--cluster -h 127.0.0.1 -p "${PORT_LIST[0]}")
     [[ "$UPSTREAM_TLS" == on ]] && target+=(--tls --cacert "$DEV_CLUSTER_CA")
     # redis-benchmark only takes the password on its command line.
@@ -241,7 +255,7 @@ report() {
   echo "## slotway benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
   echo "redis-benchmark -c $CLIENTS -r $KEYSPACE -d $DATA_SIZE, $ROUNDS round(s), median per cell;" \
-    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; client -> slotway: plain TCP;" \
+    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; slotway mode $MODE; client -> slotway: plain TCP;" \
     "machine: $(nproc) cores, everything on one host."
   echo
   echo "| test | pipeline | direct req/s | slotway req/s | ratio | p50 ms (direct / slotway) | p99 ms (direct / slotway) | slotway µs/req |"

@@ -329,6 +329,7 @@ fn topology() -> &'static Topology {
                 primary: NodeInfo {
                     id: None,
                     addr: NodeAddr::new("127.0.0.1", 7000 + i as u16),
+                    ip: None,
                     role: Role::Primary,
                     health: Health::Online,
                     replication_offset: None,

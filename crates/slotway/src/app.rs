@@ -3,6 +3,7 @@ use crate::command::CommandTable;
 use crate::config::{tls, Config};
 use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
+use crate::nat;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::{ConnectContext, PoolLimits, Upstreams};
@@ -16,10 +17,17 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// What a worker thread needs to start serving, sent once discovery has succeeded.
-struct WorkerStart {
-    shared: Arc<Shared>,
-    incoming: mpsc::UnboundedReceiver<downstream::Accepted>,
-    shutdown: watch::Receiver<bool>,
+enum WorkerStart {
+    Standalone {
+        shared: Arc<Shared>,
+        incoming: mpsc::UnboundedReceiver<downstream::Accepted>,
+        shutdown: watch::Receiver<bool>,
+    },
+    Nat {
+        shared: Arc<nat::session::NatShared>,
+        incoming: mpsc::UnboundedReceiver<nat::listeners::NatAccepted>,
+        shutdown: watch::Receiver<bool>,
+    },
 }
 
 /// Runs slotway until SIGINT/SIGTERM. Errors returned here are startup failures (exit code 1).
@@ -44,8 +52,14 @@ pub fn run(config: Config) -> Result<()> {
                 .name(format!("slotway-worker-{w}"))
                 .spawn(move || {
                     rt.block_on(async move {
-                        if let Ok(s) = start_rx.await {
-                            downstream::work(w, s.incoming, s.shared, s.shutdown).await;
+                        match start_rx.await {
+                            Ok(WorkerStart::Standalone { shared, incoming, shutdown }) => {
+                                downstream::work(w, incoming, shared, shutdown).await
+                            }
+                            Ok(WorkerStart::Nat { shared, incoming, shutdown }) => {
+                                nat::session::work(incoming, shared, shutdown).await
+                            }
+                            Err(_) => {}
                         }
                         // Sessions keep draining until the control thread says stop.
                         let _ = stop.wait_for(|&v| v).await;
@@ -56,6 +70,9 @@ pub fn run(config: Config) -> Result<()> {
     }
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build().context("control runtime")?;
     let result = control.block_on(serve(config, handles, starts));
+    // Dropping the control runtime drops its tasks (acceptors, node listeners), and with them the channels the
+    // workers wait on, so the workers can finish even after a startup failure.
+    drop(control);
     let _ = stop_tx.send(true);
     for t in threads {
         let _ = t.join();
@@ -76,18 +93,19 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         }
         None => None,
     };
-    let ctx = ConnectContext {
-        tls,
+    let ctx = || ConnectContext {
+        tls: tls.clone(),
         user: config.upstream.user.clone(),
         password: config.upstream.password.clone(),
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
+        resolve: config.resolve.clone(),
     };
     let limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
     };
-    let upstreams = Arc::new(Upstreams::new(ctx, workers, limits));
+    let upstreams = Arc::new(Upstreams::new(ctx(), workers, limits));
     let topology = TopologyManager::discover(
         upstreams.clone(),
         config.upstream.seeds.clone(),
@@ -96,6 +114,13 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes),
     )
     .await?;
+    let client_tls = match &config.listen.tls {
+        Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
+        None => None,
+    };
+    if let Some(nat) = &config.nat {
+        return serve_nat(config.clone(), nat.clone(), topology, Arc::new(ctx()), client_tls, metrics, starts).await;
+    }
     let table = Arc::new(load_command_table(&topology).await);
     let users = if config.users.is_empty() {
         None
@@ -111,10 +136,6 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
     };
 
-    let client_tls = match &config.listen.tls {
-        Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
-        None => None,
-    };
     let mut listeners = Vec::new();
     for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
         if let Some(addr) = addr {
@@ -142,7 +163,8 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     for start in starts {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
-        let _ = start.send(WorkerStart { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
+        let _ =
+            start.send(WorkerStart::Standalone { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
     }
     tokio::spawn(topology.clone().run(shutdown_rx.clone()));
     let acceptors: Vec<_> = listeners
@@ -157,11 +179,68 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     for a in acceptors {
         let _ = a.await;
     }
+    drain(&config, &metrics).await;
+    Ok(())
+}
+
+/// Waits (up to the shutdown grace) for open client connections to finish.
+async fn drain(config: &Config, metrics: &Metrics) {
     let deadline = Instant::now() + config.shutdown_grace;
     while metrics.connections_current.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tracing::info!(open = metrics.connections_current.load(Ordering::Relaxed), "stopped");
+}
+
+/// Cluster NAT mode: a listener per node (following the topology), sessions on the workers.
+async fn serve_nat(
+    config: Arc<Config>,
+    nat: crate::config::NatConfig,
+    topology: Arc<TopologyManager>,
+    connect: Arc<ConnectContext>,
+    client_tls: Option<Arc<ClientTls>>,
+    metrics: Arc<Metrics>,
+    starts: Vec<oneshot::Sender<WorkerStart>>,
+) -> Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (map_tx, map_rx) = watch::channel(Arc::new(nat::listeners::NatMap::default()));
+    let shared = Arc::new(nat::session::NatShared {
+        config: config.clone(),
+        nat: nat.clone(),
+        connect,
+        topology: topology.clone(),
+        map: map_rx,
+        client_tls: client_tls.clone(),
+        metrics: metrics.clone(),
+        limits: resp::Limits::default(),
+    });
+    let mut senders = Vec::new();
+    for start in starts {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let _ = start.send(WorkerStart::Nat { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
+    }
+    tracing::info!(
+        announce = %nat.announce_host,
+        bind = %nat.bind,
+        tls = client_tls.is_some(),
+        auth = nat.password.is_some(),
+        workers = config.workers,
+        "slotway in cluster NAT mode"
+    );
+    let mut listeners = nat::listeners::Listeners::new(nat, senders, map_tx);
+    let mut changes = topology.subscribe();
+    if let Err(errors) = listeners.start(&mut changes).await {
+        anyhow::bail!("cannot open the node listeners:\n  {}", errors.join("\n  "));
+    }
+    let manager = tokio::spawn(listeners.run(changes, shutdown_rx.clone()));
+    tokio::spawn(topology.clone().run(shutdown_rx.clone()));
+
+    wait_for_signal(client_tls.as_deref()).await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let _ = manager.await;
+    drain(&config, &metrics).await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! - [`topology`] — the live slot map behind an `ArcSwap`; the refresher task with merged triggers.
 //! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
 //! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure), local commands.
+//! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
 //! - [`app`] — wiring and shutdown.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod dispatch;
 pub mod downstream;
 pub mod metrics;
+pub mod nat;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

@@ -15,6 +15,19 @@ struct Cli {
     /// TOML config file; flags given here override its settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// `standalone`: one endpoint, slotway routes by slot [default]. `nat`: one listener per node for
+    /// cluster-aware clients, with every node address the cluster tells them rewritten (see --nat-*).
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// nat mode: the host clients reach slotway at; every node is announced as HOST:<its listener port>.
+    #[arg(long, value_name = "HOST")]
+    nat_announce_host: Option<String>,
+    /// nat mode: ports for the node listeners, handed out in order of discovery (e.g. 7000-7099).
+    #[arg(long, value_name = "FROM-TO")]
+    nat_ports: Option<String>,
+    /// nat mode: IP the node listeners bind [default: 0.0.0.0].
+    #[arg(long, value_name = "IP")]
+    nat_bind: Option<String>,
     /// Plain-TCP address clients connect to [default: 127.0.0.1:6380, unless only --listen-tls is given].
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<String>,
@@ -93,6 +106,10 @@ fn main() -> ExitCode {
         workers: cli.workers,
         read_from: cli.read_from,
         log_level: cli.log_level,
+        mode: cli.mode,
+        nat_announce_host: cli.nat_announce_host,
+        nat_ports: cli.nat_ports,
+        nat_bind: cli.nat_bind,
     };
     let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {
         Ok(c) => c,

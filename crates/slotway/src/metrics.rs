@@ -48,6 +48,10 @@ metrics! {
     oversized_requests,
     /// Client TLS handshakes that failed or timed out.
     tls_handshake_failures,
+    /// nat mode: replies whose node addresses were rewritten (topology replies, MOVED/ASK, ROLE, INFO).
+    nat_rewrites,
+    /// nat mode: node addresses left out of a reply because slotway didn't know the node even after a refresh.
+    nat_unknown_addresses,
     /// MOVED replies followed.
     redirects_moved,
     /// ASK replies followed.

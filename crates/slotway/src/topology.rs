@@ -95,6 +95,10 @@ pub struct TopologyManager {
     interval: Duration,
     /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes.
     replica_reads: Option<i64>,
+    /// Every new topology, for observers (nat mode's listeners); routing reads `current` instead.
+    changes: watch::Sender<Arc<Topology>>,
+    /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
+    refreshes: watch::Sender<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +119,12 @@ impl TopologyManager {
             match fetch_shards(&upstreams.pool(seed), upstreams.uses_tls()).await {
                 Ok(shards) => {
                     let metrics = upstreams.metrics().clone();
-                    let topology = build(&upstreams, shards, 1, replica_reads);
+                    let topology = Arc::new(build(&upstreams, shards, 1, replica_reads));
                     log_topology(&topology);
                     return Ok(Arc::new(TopologyManager {
-                        current: ArcSwap::from_pointee(topology),
+                        current: ArcSwap::new(topology.clone()),
+                        changes: watch::Sender::new(topology),
+                        refreshes: watch::Sender::new(0),
                         upstreams,
                         seeds,
                         trigger: Notify::new(),
@@ -138,6 +144,16 @@ impl TopologyManager {
     /// The current topology (a pointer load).
     pub fn load(&self) -> arc_swap::Guard<Arc<Topology>> {
         self.current.load()
+    }
+
+    /// A receiver that sees every new topology (the current one first).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Topology>> {
+        self.changes.subscribe()
+    }
+
+    /// A receiver of the number of refreshes finished so far.
+    pub fn refreshes(&self) -> watch::Receiver<u64> {
+        self.refreshes.subscribe()
     }
 
     pub fn upstreams(&self) -> &Arc<Upstreams> {
@@ -176,6 +192,7 @@ impl TopologyManager {
             last = Instant::now();
             let reason = self.pending_reason.swap(0, Ordering::Relaxed);
             self.refresh(reason).await;
+            self.refreshes.send_modify(|n| *n += 1);
         }
     }
 
@@ -216,7 +233,9 @@ impl TopologyManager {
                     let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
                     tracing::info!(version = next.version, reason, source = %addr, "topology changed");
                     log_topology(&next);
-                    self.current.store(Arc::new(next));
+                    let next = Arc::new(next);
+                    self.current.store(next.clone());
+                    self.changes.send_replace(next);
                     Metrics::incr(&self.metrics.topology_changes);
                     let live = self.current.load();
                     self.upstreams.retain(|a| {
@@ -235,7 +254,7 @@ impl TopologyManager {
 /// Equal for routing purposes: same shards, nodes, roles, health and slots (replication offsets ignored).
 fn same_layout(a: &[ShardInfo], b: &[ShardInfo]) -> bool {
     let node_eq = |x: &crate::cluster::NodeInfo, y: &crate::cluster::NodeInfo| {
-        x.addr == y.addr && x.id == y.id && x.role == y.role && x.health == y.health
+        x.addr == y.addr && x.id == y.id && x.ip == y.ip && x.role == y.role && x.health == y.health
     };
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {

@@ -115,6 +115,9 @@ pub struct NodeInfo {
     /// The node's 40-hex cluster id, when the reply gave one.
     pub id: Option<Arc<str>>,
     pub addr: NodeAddr,
+    /// The node's IP when the reply reported one besides `addr` (CLUSTER SHARDS `ip`, the `ip` metadata of
+    /// CLUSTER SLOTS); replication replies (ROLE, INFO) name nodes by IP.
+    pub ip: Option<Arc<str>>,
     pub role: Role,
     pub health: Health,
     /// Replication offset when known (CLUSTER SHARDS), for lag checks.

@@ -132,7 +132,14 @@ fn node_addr_display_round_trips() {
 // Slot map
 
 fn node(host: &str, port: u16, role: Role) -> NodeInfo {
-    NodeInfo { id: None, addr: NodeAddr::new(host, port), role, health: Health::Online, replication_offset: None }
+    NodeInfo {
+        id: None,
+        addr: NodeAddr::new(host, port),
+        ip: None,
+        role,
+        health: Health::Online,
+        replication_offset: None,
+    }
 }
 
 fn shard(port: u16, slots: &[(u16, u16)]) -> ShardInfo {

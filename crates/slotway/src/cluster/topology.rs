@@ -100,6 +100,7 @@ pub fn parse_cluster_shards_with(
             None => NodeInfo {
                 id: None,
                 addr: NodeAddr::new("", 0),
+                ip: None,
                 role: Role::Primary,
                 health: Health::Failed,
                 replication_offset: None,
@@ -148,7 +149,8 @@ fn shard_node(node: &Value, asked_host: &str, ports: PortPreference) -> Result<N
     .ok_or_else(|| format!("node {id:?} has no valid port"))? as u16;
     let role = role.ok_or_else(|| format!("node {id:?} has no role"))?;
     let host = choose_host(endpoint, ip, asked_host);
-    Ok(NodeInfo { id, addr: NodeAddr::new(host, port), role, health, replication_offset: offset })
+    let ip = ip.filter(|ip| !ip.is_empty() && *ip != "?").map(Arc::<str>::from);
+    Ok(NodeInfo { id, addr: NodeAddr::new(host, port), ip, role, health, replication_offset: offset })
 }
 
 /// See the module docs: a real endpoint; `""`/missing → `asked_host`; `?` → the IP, else `asked_host`.
@@ -231,6 +233,7 @@ fn slots_node(node: &Value, role: Role, asked_host: &str) -> Result<NodeInfo, St
     Ok(NodeInfo {
         id,
         addr: NodeAddr::new(choose_host(endpoint, ip, asked_host), port),
+        ip: ip.filter(|ip| !ip.is_empty() && *ip != "?").map(Arc::<str>::from),
         role,
         health: Health::Online,
         replication_offset: None,

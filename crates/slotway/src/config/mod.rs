@@ -17,6 +17,47 @@ use std::time::Duration;
 
 /// The environment variable that carries the upstream (cluster) password.
 pub const UPSTREAM_PASSWORD_ENV: &str = "SLOTWAY_UPSTREAM_PASSWORD";
+/// The environment variable that carries the password clients must give slotway's node listeners (nat mode).
+pub const NAT_PASSWORD_ENV: &str = "SLOTWAY_NAT_PASSWORD";
+
+/// How slotway presents the cluster to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// One endpoint for the whole cluster: slotway routes by slot.
+    #[default]
+    Standalone,
+    /// Cluster NAT: one listener per node; cluster-aware clients keep talking cluster, and every node address
+    /// the cluster tells them is rewritten to slotway's announced address for that node.
+    Nat,
+}
+
+/// A node named in `[nat.node_ports]`: by cluster node id (40 hex digits) or by `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NodeKey {
+    Id(String),
+    Addr(NodeAddr),
+}
+
+/// Cluster NAT mode settings (`[nat]`).
+#[derive(Debug, Clone)]
+pub struct NatConfig {
+    /// The host clients are told to connect to (a hostname or an IP): every node is announced as
+    /// `announce_host:<its port>`.
+    pub announce_host: String,
+    /// IP the node listeners bind.
+    pub bind: std::net::IpAddr,
+    /// Ports handed out to nodes in order of discovery (inclusive range); may be empty when `node_ports` covers
+    /// every node.
+    pub ports: Option<(u16, u16)>,
+    /// Fixed ports for particular nodes.
+    pub node_ports: Vec<(NodeKey, u16)>,
+    /// A node that left the cluster keeps its listener this long (clients still holding the old map reconnect).
+    pub leave_grace: Duration,
+    /// How long a reply that names a node slotway doesn't know yet waits for a topology refresh.
+    pub unknown_address_wait: Duration,
+    /// Password clients must give (AUTH / HELLO AUTH) before anything is forwarded; None = no AUTH.
+    pub password: Option<Secret>,
+}
 
 /// A secret string: shown as `<redacted>` in Debug output so it can't leak into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -183,6 +224,11 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Failed AUTH attempts allowed per source address per minute before further attempts are refused unchecked.
     pub auth_max_failures_per_minute: u32,
+    pub mode: Mode,
+    /// Set in nat mode.
+    pub nat: Option<NatConfig>,
+    /// Hostname → address used by slotway's own connections to the nodes (`[nat.resolve]`).
+    pub resolve: std::collections::HashMap<String, String>,
     /// Worker threads; each serves its share of clients with its own connections to every node.
     pub workers: usize,
     pub listen: ListenConfig,
@@ -215,6 +261,10 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub read_from: Option<String>,
     pub log_level: Option<String>,
+    pub mode: Option<String>,
+    pub nat_announce_host: Option<String>,
+    pub nat_ports: Option<String>,
+    pub nat_bind: Option<String>,
 }
 
 /// All problems found while building a [`Config`], one per line.
@@ -247,6 +297,28 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
 
+        let mode = match o.mode.as_deref().or(raw.mode.as_deref()).unwrap_or("standalone") {
+            "standalone" => Mode::Standalone,
+            "nat" => Mode::Nat,
+            other => {
+                errors.push(format!("mode must be 'standalone' or 'nat', got '{other}'"));
+                Mode::Standalone
+            }
+        };
+        let nat_mode = mode == Mode::Nat;
+        if !nat_mode && (o.nat_announce_host.is_some() || o.nat_ports.is_some() || o.nat_bind.is_some()) {
+            errors.push("--nat-announce-host, --nat-ports and --nat-bind need --mode nat".to_string());
+        }
+        if nat_mode
+            && (o.listen.is_some() || o.listen_tls.is_some() || raw.listen.is_some() || raw.listen_tls.is_some())
+        {
+            errors.push(
+                "listen / listen_tls are for standalone mode: in nat mode clients connect to the node listeners \
+                 (nat.ports), which serve TLS when listen_tls_options cert and key are given"
+                    .to_string(),
+            );
+        }
+
         let mut parse_addr = |what: &str, text: &str| match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -262,6 +334,7 @@ impl Config {
             (Some(t), _) if t.is_empty() => None,
             (Some(t), _) => parse_addr("listen", t),
             (None, Some(_)) => None,
+            (None, None) if nat_mode => None,
             (None, None) => parse_addr("listen", "127.0.0.1:6380"),
         };
         let raw_dtls = raw.listen_tls_options;
@@ -284,11 +357,12 @@ impl Config {
         if tls_text.is_some() && downstream_tls.is_none() && (cert.is_none() && key.is_none()) {
             errors.push("listen_tls needs a certificate: --listen-tls-cert and --listen-tls-key".to_string());
         }
-        if downstream_tls.is_some() && tls_text.is_none() {
+        if downstream_tls.is_some() && tls_text.is_none() && !nat_mode {
             errors
                 .push("a client TLS certificate is configured but no TLS listener: give --listen-tls ADDR".to_string());
         }
         if client_ca.is_some() && downstream_tls.is_none() {
+            // (also in nat mode: the node listeners need a certificate for mutual TLS)
             errors.push("listen_tls.client_ca needs a TLS listener with a certificate".to_string());
         }
         for p in [&cert, &key, &client_ca].into_iter().flatten() {
@@ -398,6 +472,9 @@ impl Config {
             }
             users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone() });
         }
+        let raw_nat = raw.nat;
+        let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
+        let nat = if nat_mode { nat_config(raw_nat, o, env, &mut errors) } else { None };
 
         if !errors.is_empty() {
             return Err(ConfigError(errors));
@@ -406,6 +483,9 @@ impl Config {
         Ok(Config {
             users,
             auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
+            mode,
+            nat,
+            resolve,
             workers,
             listen: ListenConfig {
                 addr: listen_addr,
@@ -448,6 +528,100 @@ impl Config {
             shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),
         })
     }
+}
+
+/// Validates `[nat]` (and its flags); problems go to `errors`.
+fn nat_config(
+    raw: raw::RawNat,
+    o: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<NatConfig> {
+    let announce_host = o.nat_announce_host.clone().or(raw.announce_host).unwrap_or_default();
+    if announce_host.is_empty() {
+        errors.push("nat mode needs the host clients connect to: --nat-announce-host HOST (nat.announce_host)".into());
+    } else if announce_host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'@' || b == b',') {
+        errors.push(format!("nat.announce_host '{announce_host}' is not a hostname or IP"));
+    }
+    let bind_text = o.nat_bind.clone().or(raw.bind).unwrap_or_else(|| "0.0.0.0".to_string());
+    let bind = match bind_text.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(ip) => ip,
+        Err(_) => {
+            errors.push(format!("nat.bind: '{bind_text}' is not an IP address"));
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        }
+    };
+    let ports = match o.nat_ports.clone().or(raw.ports) {
+        None => None,
+        Some(text) => match parse_port_range(&text) {
+            Some(r) => Some(r),
+            None => {
+                errors.push(format!("nat.ports: '{text}' is not a port range like 7000-7099"));
+                None
+            }
+        },
+    };
+    let mut node_ports = Vec::new();
+    for (key, port) in raw.node_ports {
+        if port == 0 {
+            errors.push(format!("nat.node_ports: '{key}' has port 0"));
+            continue;
+        }
+        let k = if key.len() == 40 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            NodeKey::Id(key.to_ascii_lowercase())
+        } else if let Some(a) = NodeAddr::parse(&key) {
+            NodeKey::Addr(a)
+        } else {
+            errors.push(format!("nat.node_ports: '{key}' is neither a node id (40 hex digits) nor host:port"));
+            continue;
+        };
+        if node_ports.iter().any(|(_, p)| *p == port) {
+            errors.push(format!("nat.node_ports: port {port} is given to two nodes"));
+        }
+        node_ports.push((k, port));
+    }
+    if ports.is_none() && node_ports.is_empty() {
+        errors.push("nat mode needs ports for the node listeners: --nat-ports 7000-7099 (nat.ports)".into());
+    }
+    let password = match env(NAT_PASSWORD_ENV) {
+        Some(p) => Some(Secret::new(p)),
+        None => match (&raw.password_file, &raw.password_env) {
+            (Some(path), _) => match std::fs::read_to_string(path) {
+                Ok(t) => Some(Secret::new(t.trim_end_matches(['\r', '\n']))),
+                Err(e) => {
+                    errors.push(format!("nat.password_file {}: {e}", path.display()));
+                    None
+                }
+            },
+            (None, Some(var)) => match env(var) {
+                Some(p) => Some(Secret::new(p)),
+                None => {
+                    errors.push(format!("nat.password_env: environment variable {var} is not set"));
+                    None
+                }
+            },
+            (None, None) => raw.password.map(Secret::new),
+        },
+    };
+    if password.as_ref().is_some_and(|p| p.expose().is_empty()) {
+        errors.push("the nat password is empty".into());
+    }
+    Some(NatConfig {
+        announce_host,
+        bind,
+        ports,
+        node_ports,
+        leave_grace: Duration::from_millis(raw.leave_grace_ms.unwrap_or(30_000)),
+        unknown_address_wait: Duration::from_millis(raw.unknown_address_wait_ms.unwrap_or(2000)),
+        password,
+    })
+}
+
+/// `7000-7099` or `7000`: an inclusive range of non-zero ports.
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.trim().split_once('-').unwrap_or((text.trim(), text.trim()));
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && a <= b).then_some((a, b))
 }
 
 /// `SLOTWAY_UPSTREAM_PASSWORD` wins; then `upstream.password_file`, `upstream.password_env`, `upstream.password`.

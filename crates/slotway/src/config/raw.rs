@@ -5,6 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `standalone` (default) or `nat`.
+    pub mode: Option<String>,
     pub listen: Option<String>,
     pub listen_tls: Option<String>,
     /// `[listen_tls_options]`: certificate settings of the TLS listener.
@@ -26,6 +28,29 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub scripts: RawScripts,
+    #[serde(default)]
+    pub nat: RawNat,
+}
+
+/// `[nat]`: cluster NAT mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNat {
+    pub announce_host: Option<String>,
+    /// `"7000-7099"` (or one port).
+    pub ports: Option<String>,
+    pub bind: Option<String>,
+    /// Node id or `host:port` → port.
+    #[serde(default)]
+    pub node_ports: std::collections::BTreeMap<String, u16>,
+    /// Hostname → IP (or another hostname), for slotway's own connections to the nodes.
+    #[serde(default)]
+    pub resolve: std::collections::BTreeMap<String, String>,
+    pub leave_grace_ms: Option<u64>,
+    pub unknown_address_wait_ms: Option<u64>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

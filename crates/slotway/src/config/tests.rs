@@ -155,3 +155,71 @@ fn tls_listener_alone_or_beside_the_plain_one() {
     let no_cert = Overrides { listen_tls_cert: None, listen_tls_key: None, ..tls_only };
     assert!(Config::from_raw(RawConfig::default(), &no_cert, &no_env).is_err());
 }
+
+fn nat_overrides() -> Overrides {
+    Overrides {
+        mode: Some("nat".into()),
+        nat_announce_host: Some("redis.example.com".into()),
+        nat_ports: Some("7000-7099".into()),
+        ..seeds_only()
+    }
+}
+
+#[test]
+fn nat_mode_from_flags() {
+    let c = Config::from_raw(RawConfig::default(), &nat_overrides(), &no_env).unwrap();
+    assert_eq!(c.mode, Mode::Nat);
+    assert!(c.listen.addr.is_none(), "no standalone listener in nat mode");
+    let nat = c.nat.unwrap();
+    assert_eq!(nat.announce_host, "redis.example.com");
+    assert_eq!(nat.ports, Some((7000, 7099)));
+    assert_eq!(nat.bind.to_string(), "0.0.0.0");
+    assert!(nat.password.is_none());
+}
+
+#[test]
+fn nat_mode_from_file() {
+    let raw = RawConfig::parse(
+        r#"
+        mode = "nat"
+        [cluster]
+        seeds = ["10.0.3.7:6379"]
+        [nat]
+        announce_host = "203.0.113.9"
+        ports = "7000"
+        bind = "127.0.0.1"
+        password = "from-file"
+        [nat.node_ports]
+        "0123456789abcdef0123456789abcdef01234567" = 7100
+        "10.0.3.8:6379" = 7101
+        [nat.resolve]
+        "node-1.internal" = "10.0.3.7"
+        "#,
+    )
+    .unwrap();
+    let env = |k: &str| (k == NAT_PASSWORD_ENV).then(|| "from-env".to_string());
+    let c = Config::from_raw(raw, &Overrides::default(), &env).unwrap();
+    let nat = c.nat.unwrap();
+    assert_eq!(nat.ports, Some((7000, 7000)));
+    assert_eq!(nat.bind.to_string(), "127.0.0.1");
+    assert_eq!(nat.password.unwrap().expose(), "from-env");
+    assert!(nat.node_ports.contains(&(NodeKey::Id("0123456789abcdef0123456789abcdef01234567".into()), 7100)));
+    assert!(nat.node_ports.contains(&(NodeKey::Addr(NodeAddr::new("10.0.3.8", 6379)), 7101)));
+    assert_eq!(c.resolve.get("node-1.internal").map(String::as_str), Some("10.0.3.7"));
+}
+
+#[test]
+fn nat_mode_errors() {
+    let bad = Overrides { nat_announce_host: None, nat_ports: Some("99-7".into()), ..nat_overrides() };
+    let e = Config::from_raw(RawConfig::default(), &bad, &no_env).unwrap_err().to_string();
+    assert!(e.contains("--nat-announce-host"), "{e}");
+    assert!(e.contains("not a port range"), "{e}");
+    let with_listen = Overrides { listen: Some("127.0.0.1:6380".into()), ..nat_overrides() };
+    let e = Config::from_raw(RawConfig::default(), &with_listen, &no_env).unwrap_err().to_string();
+    assert!(e.contains("standalone mode"), "{e}");
+    let flags_without_mode = Overrides { mode: None, ..nat_overrides() };
+    let e = Config::from_raw(RawConfig::default(), &flags_without_mode, &no_env).unwrap_err().to_string();
+    assert!(e.contains("need --mode nat"), "{e}");
+    let bad_mode = Overrides { mode: Some("proxy".into()), ..seeds_only() };
+    assert!(Config::from_raw(RawConfig::default(), &bad_mode, &no_env).is_err());
+}

@@ -395,6 +395,7 @@ mod tests {
                 primary: NodeInfo {
                     id: None,
                     addr: NodeAddr::new("127.0.0.1", 7000 + i as u16),
+                    ip: None,
                     role: Role::Primary,
                     health: Health::Online,
                     replication_offset: None,

@@ -20,6 +20,8 @@ pub struct ConnectContext {
     pub password: Option<Secret>,
     pub connect_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// Hostname → address to dial instead (`[nat.resolve]`); TLS still verifies the node's own name.
+    pub resolve: std::collections::HashMap<String, String>,
 }
 
 /// Why a connection could not be opened. The text is shown to operators (startup errors, logs) and is written
@@ -65,7 +67,8 @@ async fn connect_inner(
     protocol: Protocol,
     readonly: bool,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
-    let tcp = TcpStream::connect((&*addr.host, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
+    let dial = ctx.resolve.get(&*addr.host).map_or(&*addr.host, String::as_str);
+    let tcp = TcpStream::connect((dial, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let (mut rd, mut wr): (BoxRead, BoxWrite) = match &ctx.tls {
         None => {
