@@ -33,7 +33,20 @@ async fn read_load(cluster: &Cluster, policy: &str) -> (u64, u64) {
     for p in cluster.primaries() {
         cluster.cli(p, &["WAIT", "1", "2000"]);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // Wait (bounded) until a refresh has seen the replicas online: reads start landing on them.
+    if policy != "primary" {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            for k in keys.iter().take(30) {
+                let _: String = con.get(k).await.unwrap();
+            }
+            if cluster.replicas().iter().map(|&p| calls(cluster, p, "get")).sum::<u64>() > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "reads never reached a replica");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
     for p in cluster.live_ports() {
         cluster.cli(p, &["CONFIG", "RESETSTAT"]);
     }
