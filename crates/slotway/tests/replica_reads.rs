@@ -33,14 +33,14 @@ async fn read_load(cluster: &Cluster, policy: &str) -> (u64, u64) {
     for p in cluster.primaries() {
         cluster.cli(p, &["WAIT", "1", "2000"]);
     }
-    // Wait (bounded) until a refresh has seen the replicas online: reads start landing on them.
+    // Wait (bounded) until a refresh has seen every shard's replica online: reads land on each of them.
     if policy != "primary" {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            for k in keys.iter().take(30) {
+            for k in keys.iter().take(60) {
                 let _: String = con.get(k).await.unwrap();
             }
-            if cluster.replicas().iter().map(|&p| calls(cluster, p, "get")).sum::<u64>() > 0 {
+            if cluster.replicas().iter().all(|&p| calls(cluster, p, "get") > 0) {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "reads never reached a replica");
