@@ -273,9 +273,12 @@ fn build(upstreams: &Upstreams, shards: Vec<ShardInfo>, version: u64, replica_re
             Some(max_lag) => s
                 .replicas
                 .iter()
-                .filter(|r| r.health == Health::Online && r.addr.port != 0)
+                // `loading` in CLUSTER SHARDS comes from gossiped offsets and flaps between nodes' views; only a
+                // failed replica is excluded here. A replica that really is loading answers LOADING, and that
+                // read is retried on the primary.
+                .filter(|r| r.health != Health::Failed && r.addr.port != 0)
                 .filter(|r| match (s.primary.replication_offset, r.replication_offset) {
-                    (Some(p), Some(o)) => p - o <= max_lag,
+                    (Some(p), Some(o)) if p > 0 && o > 0 => p - o <= max_lag,
                     _ => true,
                 })
                 .map(|r| upstreams.replica_pool(&r.addr))

@@ -753,6 +753,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn retry_or_fail(&mut self, seq: u64, part: usize, error: impl FnOnce() -> String) {
+        // A read from a replica that failed is retried on the primary (unless only replicas may serve reads).
+        if self.read_from != ReadFrom::Replica {
+            self.part_mut(seq, part).replica_ok = false;
+        }
         let cfg = &self.shared.config.upstream;
         let (max, base, cap, deadline) =
             (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay, cfg.retry_deadline);
