@@ -245,41 +245,20 @@ fn slot_range(start: &Value, end: &Value) -> Option<(u16, u16)> {
     (0 <= start && start <= end && end < SLOT_COUNT as i64).then_some((start as u16, end as u16))
 }
 
-// Small accessors over `Value`, kept local so the parsers depend only on the enum's shape.
-
-/// The bytes of a simple, bulk or verbatim string.
-fn bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::Simple(b) | Value::Bulk(b) | Value::BigNumber(b) => Some(b),
-        Value::Verbatim { text, .. } => Some(text),
-        _ => None,
-    }
-}
+// Short names for `Value`'s accessors, as the parser reads them.
 
 fn text(v: &Value) -> Option<&str> {
-    std::str::from_utf8(bytes(v)?).ok()
+    v.as_str()
 }
 
-/// An integer, or a string holding a decimal integer.
 fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Integer(i) => Some(*i),
-        _ => text(v)?.parse().ok(),
-    }
+    v.as_int()
 }
 
 fn list(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::Array(a) | Value::Set(a) | Value::Push(a) => Some(a),
-        _ => None,
-    }
+    v.as_array()
 }
 
-/// A map's entries, or an even-length array read as key/value pairs.
 fn pairs(v: &Value) -> Option<Vec<(&Value, &Value)>> {
-    match v {
-        Value::Map(m) => Some(m.iter().map(|(k, v)| (k, v)).collect()),
-        Value::Array(a) if a.len() % 2 == 0 => Some(a.chunks_exact(2).map(|p| (&p[0], &p[1])).collect()),
-        _ => None,
-    }
+    v.to_pairs()
 }

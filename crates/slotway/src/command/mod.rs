@@ -567,40 +567,26 @@ fn parse_find_keys(v: &Value) -> Option<FindKeys> {
     }
 }
 
-// Small accessors over `Value`, kept local so the parser depends only on the enum's shape.
+// Short names for `Value`'s accessors, as the parser reads them.
 
 fn bytes_of(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::Simple(b) | Value::Bulk(b) | Value::BigNumber(b) => Some(b),
-        Value::Verbatim { text, .. } => Some(text),
-        _ => None,
-    }
+    v.as_bytes().map(|b| &b[..])
 }
 
 fn text(v: &Value) -> Option<&str> {
-    std::str::from_utf8(bytes_of(v)?).ok()
+    v.as_str()
 }
 
 fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Integer(i) => Some(*i),
-        _ => text(v)?.parse().ok(),
-    }
+    v.as_int()
 }
 
 fn list(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::Array(a) | Value::Set(a) | Value::Push(a) => Some(a),
-        _ => None,
-    }
+    v.as_array()
 }
 
 fn pairs(v: &Value) -> Option<Vec<(&Value, &Value)>> {
-    match v {
-        Value::Map(m) => Some(m.iter().map(|(k, v)| (k, v)).collect()),
-        Value::Array(a) if a.len() % 2 == 0 => Some(a.chunks_exact(2).map(|p| (&p[0], &p[1])).collect()),
-        _ => None,
-    }
+    v.to_pairs()
 }
 
 /// A short description of a value for error messages.
