@@ -62,7 +62,7 @@ for t in "${TARGETS[@]}"; do
   if cargo fuzz run --sanitizer "$SANITIZER" "$t" "$work" "fuzz/corpus/$t" -- \
       -max_total_time="$SECONDS_PER_TARGET" -max_len="$MAX_LEN" -rss_limit_mb="$RSS_LIMIT_MB" \
       -timeout="$TIMEOUT" -dict="$dict" -print_final_stats=1 >"$log" 2>&1; then
-    grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
   else
     failed+=("$t")
     # libFuzzer's report (the panic message and stack are in it), then the input(s) it saved.
