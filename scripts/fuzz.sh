@@ -4,7 +4,7 @@
 #   ./scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Default: 60 s per target, every target. Installs cargo-fuzz if missing (cargo install --locked). Works on a
-# stable toolchain: RUSTC_BOOTSTRAP=1 lets rustc take the nightly-only flags cargo-fuzz passes.
+# stable toolchain: RUSTC_BOOTSTRAP=1 lets rustc take cargo-fuzz's nightly-only flags (ASan's -Zsanitizer).
 # Each target starts from the committed seeds (fuzz/corpus/<target>/, read only) plus what earlier runs found
 # (fuzz/work/<target>/, not committed), with fuzz/dicts/ as dictionary.
 # Environment: FUZZ_SANITIZER=none|address (default none: slotway and resp forbid unsafe code, and ASan
@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECONDS_PER_TARGET=60
 if (($#)); then
   case "$1" in
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *[!0-9]*) ;;
     *) SECONDS_PER_TARGET=$1; shift ;;
   esac
@@ -62,7 +62,7 @@ for t in "${TARGETS[@]}"; do
   if cargo fuzz run --sanitizer "$SANITIZER" "$t" "$work" "fuzz/corpus/$t" -- \
       -max_total_time="$SECONDS_PER_TARGET" -max_len="$MAX_LEN" -rss_limit_mb="$RSS_LIMIT_MB" \
       -timeout="$TIMEOUT" -dict="$dict" -print_final_stats=1 >"$log" 2>&1; then
-    grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
   else
     failed+=("$t")
     # libFuzzer's report (the panic message and stack are in it), then the input(s) it saved.
