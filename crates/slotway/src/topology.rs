@@ -254,7 +254,8 @@ impl TopologyManager {
 /// Equal for routing purposes: same shards, nodes, roles, health and slots (replication offsets ignored).
 fn same_layout(a: &[ShardInfo], b: &[ShardInfo]) -> bool {
     let node_eq = |x: &crate::cluster::NodeInfo, y: &crate::cluster::NodeInfo| {
-        x.addr == y.addr && x.id == y.id && x.ip == y.ip && x.role == y.role && x.health == y.health
+        // (Not `ip`: nodes may see one node's IP differently, and routing never uses it.)
+        x.addr == y.addr && x.id == y.id && x.role == y.role && x.health == y.health
     };
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
