@@ -57,16 +57,16 @@ pub fn parse_cluster_shards_with(
     asked_host: &str,
     ports: PortPreference,
 ) -> Result<Vec<ShardInfo>, TopologyParseError> {
-    let shards = list(reply).ok_or_else(|| shards_err("not an array"))?;
+    let shards = reply.as_array().ok_or_else(|| shards_err("not an array"))?;
     let mut out = Vec::with_capacity(shards.len());
     for (n, shard) in shards.iter().enumerate() {
-        let fields = pairs(shard).ok_or_else(|| shards_err(format!("shard {n} is not a map")))?;
+        let fields = shard.to_pairs().ok_or_else(|| shards_err(format!("shard {n} is not a map")))?;
         let mut slots = Vec::new();
         let mut nodes = Vec::new();
         for (k, v) in fields {
-            match text(k) {
+            match k.as_str() {
                 Some("slots") => {
-                    let bounds = list(v).ok_or_else(|| shards_err(format!("shard {n}: slots is not an array")))?;
+                    let bounds = v.as_array().ok_or_else(|| shards_err(format!("shard {n}: slots is not an array")))?;
                     if bounds.len() % 2 != 0 {
                         return Err(shards_err(format!("shard {n}: odd number of slot bounds")));
                     }
@@ -78,7 +78,7 @@ pub fn parse_cluster_shards_with(
                     }
                 }
                 Some("nodes") => {
-                    let list = list(v).ok_or_else(|| shards_err(format!("shard {n}: nodes is not an array")))?;
+                    let list = v.as_array().ok_or_else(|| shards_err(format!("shard {n}: nodes is not an array")))?;
                     for node in list {
                         nodes.push(
                             shard_node(node, asked_host, ports).map_err(|e| shards_err(format!("shard {n}: {e}")))?,
@@ -113,31 +113,31 @@ pub fn parse_cluster_shards_with(
 }
 
 fn shard_node(node: &Value, asked_host: &str, ports: PortPreference) -> Result<NodeInfo, String> {
-    let fields = pairs(node).ok_or("a node is not a map")?;
+    let fields = node.to_pairs().ok_or("a node is not a map")?;
     let (mut id, mut port, mut tls_port, mut ip, mut endpoint) = (None, None, None, None, None);
     let (mut role, mut health, mut offset) = (None, Health::Online, None);
     for (k, v) in fields {
-        match text(k) {
-            Some("id") => id = text(v).filter(|s| !s.is_empty()).map(Arc::<str>::from),
-            Some("port") => port = int(v),
-            Some("tls-port") => tls_port = int(v),
-            Some("ip") => ip = text(v),
-            Some("endpoint") => endpoint = text(v),
+        match k.as_str() {
+            Some("id") => id = v.as_str().filter(|s| !s.is_empty()).map(Arc::<str>::from),
+            Some("port") => port = v.as_int(),
+            Some("tls-port") => tls_port = v.as_int(),
+            Some("ip") => ip = v.as_str(),
+            Some("endpoint") => endpoint = v.as_str(),
             Some("role") => {
-                role = Some(match text(v) {
+                role = Some(match v.as_str() {
                     Some("master" | "primary") => Role::Primary,
                     Some("replica" | "slave") => Role::Replica,
                     other => return Err(format!("unknown node role {other:?}")),
                 })
             }
             Some("health") => {
-                health = match text(v) {
+                health = match v.as_str() {
                     Some("online") => Health::Online,
                     Some("loading") => Health::Loading,
                     _ => Health::Failed,
                 }
             }
-            Some("replication-offset") => offset = int(v),
+            Some("replication-offset") => offset = v.as_int(),
             _ => {}
         }
     }
@@ -169,11 +169,11 @@ fn choose_host<'a>(endpoint: Option<&'a str>, ip: Option<&'a str>, asked_host: &
 /// [`Health::Online`]; Redis leaves failed replicas out) and no replication offsets. A null or empty host is
 /// `asked_host`; `?` is the `ip` metadata when present, else `asked_host`.
 pub fn parse_cluster_slots(reply: &Value, asked_host: &str) -> Result<Vec<ShardInfo>, TopologyParseError> {
-    let entries = list(reply).ok_or_else(|| slots_err("not an array"))?;
+    let entries = reply.as_array().ok_or_else(|| slots_err("not an array"))?;
     let mut shards: Vec<ShardInfo> = Vec::new();
     let mut by_primary: HashMap<String, usize> = HashMap::new();
     for (n, entry) in entries.iter().enumerate() {
-        let items = list(entry).ok_or_else(|| slots_err(format!("entry {n} is not an array")))?;
+        let items = entry.as_array().ok_or_else(|| slots_err(format!("entry {n} is not an array")))?;
         if items.len() < 3 {
             return Err(slots_err(format!("entry {n} has {} elements, expected at least 3", items.len())));
         }
@@ -214,22 +214,23 @@ fn node_key(node: &NodeInfo) -> String {
 }
 
 fn slots_node(node: &Value, role: Role, asked_host: &str) -> Result<NodeInfo, String> {
-    let items = list(node).ok_or("a node is not an array")?;
+    let items = node.as_array().ok_or("a node is not an array")?;
     if items.len() < 2 {
         return Err(format!("a node has {} elements, expected at least 2", items.len()));
     }
     let endpoint = match &items[0] {
         Value::Nil | Value::NilArray => None,
-        v => Some(text(v).ok_or_else(|| format!("bad node host {v:?}"))?),
+        v => Some(v.as_str().ok_or_else(|| format!("bad node host {v:?}"))?),
     };
-    let port = int(&items[1])
+    let port = items[1]
+        .as_int()
         .filter(|&p| (1..=u16::MAX as i64).contains(&p))
         .ok_or_else(|| format!("bad node port {:?}", items[1]))? as u16;
-    let id = items.get(2).and_then(text).filter(|s| !s.is_empty()).map(Arc::<str>::from);
+    let id = items.get(2).and_then(Value::as_str).filter(|s| !s.is_empty()).map(Arc::<str>::from);
     let ip = items
         .get(3)
-        .and_then(pairs)
-        .and_then(|meta| meta.into_iter().find(|(k, _)| text(k) == Some("ip")).and_then(|(_, v)| text(v)));
+        .and_then(Value::to_pairs)
+        .and_then(|meta| meta.into_iter().find(|(k, _)| k.as_str() == Some("ip")).and_then(|(_, v)| v.as_str()));
     Ok(NodeInfo {
         id,
         addr: NodeAddr::new(choose_host(endpoint, ip, asked_host), port),
@@ -241,24 +242,6 @@ fn slots_node(node: &Value, role: Role, asked_host: &str) -> Result<NodeInfo, St
 }
 
 fn slot_range(start: &Value, end: &Value) -> Option<(u16, u16)> {
-    let (start, end) = (int(start)?, int(end)?);
+    let (start, end) = (start.as_int()?, end.as_int()?);
     (0 <= start && start <= end && end < SLOT_COUNT as i64).then_some((start as u16, end as u16))
-}
-
-// Short names for `Value`'s accessors, as the parser reads them.
-
-fn text(v: &Value) -> Option<&str> {
-    v.as_str()
-}
-
-fn int(v: &Value) -> Option<i64> {
-    v.as_int()
-}
-
-fn list(v: &Value) -> Option<&[Value]> {
-    v.as_array()
-}
-
-fn pairs(v: &Value) -> Option<Vec<(&Value, &Value)>> {
-    v.to_pairs()
 }

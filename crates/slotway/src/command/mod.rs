@@ -245,7 +245,7 @@ impl CommandTable {
     ///
     /// Accepts RESP2 (flat arrays) and RESP3 (maps, sets). Malformed entries are an error.
     pub fn from_command_reply(reply: &Value) -> Result<CommandTable, String> {
-        let entries = list(reply).ok_or_else(|| format!("COMMAND reply is not an array: {}", brief(reply)))?;
+        let entries = reply.as_array().ok_or_else(|| format!("COMMAND reply is not an array: {}", brief(reply)))?;
         let mut table = CommandTable::default();
         for entry in entries {
             table.add_entry(entry, None)?;
@@ -322,20 +322,21 @@ impl CommandTable {
 
     /// Adds one COMMAND entry (and its subcommands). `container` is set for subcommand entries.
     fn add_entry(&mut self, entry: &Value, container: Option<&str>) -> Result<(), String> {
-        let items = list(entry).ok_or_else(|| format!("COMMAND entry is not an array: {}", brief(entry)))?;
+        let items = entry.as_array().ok_or_else(|| format!("COMMAND entry is not an array: {}", brief(entry)))?;
         if items.len() < 6 {
             return Err(format!("COMMAND entry has {} elements, expected at least 6: {}", items.len(), brief(entry)));
         }
-        let name = text(&items[0])
+        let name = items[0]
+            .as_str()
             .filter(|n| !n.is_empty() && n.len() <= MAX_NAME_LEN)
             .ok_or_else(|| format!("bad command name in COMMAND entry: {}", brief(&items[0])))?
             .to_ascii_lowercase();
         let bad = |what: &str| format!("bad {what} for command '{name}'");
-        let arity = int(&items[1]).and_then(|a| i32::try_from(a).ok()).ok_or_else(|| bad("arity"))?;
-        let flag_names = list(&items[2]).ok_or_else(|| bad("flags"))?;
+        let arity = items[1].as_int().and_then(|a| i32::try_from(a).ok()).ok_or_else(|| bad("arity"))?;
+        let flag_names = items[2].as_array().ok_or_else(|| bad("flags"))?;
         let mut flags = CommandFlags::default();
         for f in flag_names {
-            match text(f).map(str::to_ascii_lowercase).as_deref() {
+            match f.as_str().map(str::to_ascii_lowercase).as_deref() {
                 Some("write") => flags.write = true,
                 Some("readonly") => flags.readonly = true,
                 Some("blocking") => flags.blocking = true,
@@ -347,20 +348,21 @@ impl CommandTable {
             }
         }
         let legacy =
-            |i: usize| int(&items[i]).and_then(|v| i32::try_from(v).ok()).ok_or_else(|| bad("first/last/step"));
+            |i: usize| items[i].as_int().and_then(|v| i32::try_from(v).ok()).ok_or_else(|| bad("first/last/step"));
         let (first, last, step) = (legacy(3)?, legacy(4)?, legacy(5)?);
         let acl_categories = match items.get(6) {
-            Some(v) => list(v)
+            Some(v) => v
+                .as_array()
                 .ok_or_else(|| bad("ACL categories"))?
                 .iter()
-                .filter_map(text)
+                .filter_map(Value::as_str)
                 .map(|c| c.trim_start_matches('@').to_string())
                 .collect(),
             None => Vec::new(),
         };
         let specs = match items.get(8) {
             Some(v) => Some(
-                list(v)
+                v.as_array()
                     .ok_or_else(|| bad("key specs"))?
                     .iter()
                     .map(parse_key_spec)
@@ -371,7 +373,7 @@ impl CommandTable {
         };
         let redis6 = specs.is_none();
         let subcommands = match items.get(9) {
-            Some(v) => list(v).ok_or_else(|| bad("subcommands"))?,
+            Some(v) => v.as_array().ok_or_else(|| bad("subcommands"))?,
             None => &[],
         };
 
@@ -481,7 +483,7 @@ pub fn key_indexes(info: &CommandInfo, args: Args<'_>, out: &mut SmallVec<[usize
 /// One key spec from COMMAND (a map in RESP3, a flat array in RESP2). `None` when it isn't shaped like one;
 /// unknown search types become `Unknown`.
 fn parse_key_spec(v: &Value) -> Option<KeySpec> {
-    let fields = pairs(v)?;
+    let fields = v.to_pairs()?;
     let mut spec = KeySpec {
         begin: BeginSearch::Unknown,
         find: FindKeys::Unknown,
@@ -490,10 +492,10 @@ fn parse_key_spec(v: &Value) -> Option<KeySpec> {
         variable_flags: false,
     };
     for (k, v) in fields {
-        match text(k)? {
+        match k.as_str()? {
             "flags" => {
-                for f in list(v)? {
-                    let f = text(f).unwrap_or("");
+                for f in v.as_array()? {
+                    let f = f.as_str().unwrap_or("");
                     if f.eq_ignore_ascii_case("not_key") {
                         spec.not_key = true;
                     } else if f.eq_ignore_ascii_case("incomplete") {
@@ -515,10 +517,10 @@ fn parse_key_spec(v: &Value) -> Option<KeySpec> {
 fn typed_spec(v: &Value) -> Option<(&str, Vec<(&Value, &Value)>)> {
     let mut kind = None;
     let mut fields = Vec::new();
-    for (k, v) in pairs(v)? {
-        match text(k)? {
-            "type" => kind = text(v),
-            "spec" => fields = pairs(v).unwrap_or_default(),
+    for (k, v) in v.to_pairs()? {
+        match k.as_str()? {
+            "type" => kind = v.as_str(),
+            "spec" => fields = v.to_pairs().unwrap_or_default(),
             _ => {}
         }
     }
@@ -526,8 +528,8 @@ fn typed_spec(v: &Value) -> Option<(&str, Vec<(&Value, &Value)>)> {
 }
 
 fn field_int(fields: &[(&Value, &Value)], name: &str) -> Option<i32> {
-    let (_, v) = fields.iter().find(|(k, _)| text(k) == Some(name))?;
-    int(v).and_then(|i| i32::try_from(i).ok())
+    let (_, v) = fields.iter().find(|(k, _)| k.as_str() == Some(name))?;
+    v.as_int().and_then(|i| i32::try_from(i).ok())
 }
 
 fn parse_begin_search(v: &Value) -> Option<BeginSearch> {
@@ -535,8 +537,8 @@ fn parse_begin_search(v: &Value) -> Option<BeginSearch> {
     match kind {
         "index" => Some(BeginSearch::Index(field_int(&fields, "index")?)),
         "keyword" => {
-            let (_, keyword) = fields.iter().find(|(k, _)| text(k) == Some("keyword"))?;
-            let keyword = bytes_of(keyword)?;
+            let (_, keyword) = fields.iter().find(|(k, _)| k.as_str() == Some("keyword"))?;
+            let keyword = keyword.as_bytes().map(|b| &b[..])?;
             if keyword.is_empty() {
                 return None;
             }
@@ -565,28 +567,6 @@ fn parse_find_keys(v: &Value) -> Option<FindKeys> {
         }
         _ => None,
     }
-}
-
-// Short names for `Value`'s accessors, as the parser reads them.
-
-fn bytes_of(v: &Value) -> Option<&[u8]> {
-    v.as_bytes().map(|b| &b[..])
-}
-
-fn text(v: &Value) -> Option<&str> {
-    v.as_str()
-}
-
-fn int(v: &Value) -> Option<i64> {
-    v.as_int()
-}
-
-fn list(v: &Value) -> Option<&[Value]> {
-    v.as_array()
-}
-
-fn pairs(v: &Value) -> Option<Vec<(&Value, &Value)>> {
-    v.to_pairs()
 }
 
 /// A short description of a value for error messages.
