@@ -50,14 +50,45 @@ fn ping_latency(addr: &str) -> Duration {
     t.elapsed()
 }
 
+/// `n` connections, each shown to be admitted (it answers PING). Waits first for the start-up probe's connection to
+/// be released, so that it does not count against the limits being tested.
+fn served_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    std::thread::sleep(Duration::from_millis(300));
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"PING\r\n").unwrap();
+            let (got, _) = read_until(&mut s, b"\r\n", Duration::from_secs(2));
+            assert_eq!(String::from_utf8_lossy(&got), "+PONG\r\n", "connection {i} of {n}");
+            s
+        })
+        .collect()
+}
+
+/// Reads until `end` has arrived (or EOF, or `wait` passes).
+fn read_until(s: &mut TcpStream, end: &[u8], wait: Duration) -> (Vec<u8>, bool) {
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !got.ends_with(end) {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+            Err(_) => {}
+        }
+    }
+    (got, false)
+}
+
 #[test]
 fn client_limits() {
     let cluster = Cluster::start(ClusterOpts::default());
 
     // Max clients: the 21st connection gets Redis's error and is closed; others keep working.
     let (proxy, _d) = start_with(&cluster, "max_clients = 20\nidle_timeout_ms = 1500\nmax_request_bytes = 65536");
-    let mut held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&proxy.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut held = served_connections(&proxy.addr, 20);
     let mut extra = TcpStream::connect(&proxy.addr).unwrap();
     let (got, closed) = read_for(&mut extra, Duration::from_secs(2));
     assert_eq!(String::from_utf8_lossy(&got), "-ERR max number of clients reached\r\n");
@@ -91,8 +122,7 @@ fn client_limits() {
 
     // Per-address limit.
     let (proxy, _d2) = start_with(&cluster, "max_clients_per_address = 5");
-    let _five: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&proxy.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let _five = served_connections(&proxy.addr, 5);
     let mut sixth = TcpStream::connect(&proxy.addr).unwrap();
     let (got, _) = read_for(&mut sixth, Duration::from_secs(2));
     assert_eq!(String::from_utf8_lossy(&got), "-ERR max number of clients from this address reached\r\n");
