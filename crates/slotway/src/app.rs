@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::nat;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
-use crate::upstream::{ConnectContext, PoolLimits, Upstreams};
+use crate::upstream::{ConnectContext, HealthCheck, PoolLimits, Upstreams};
 use anyhow::{Context, Result};
 use resp::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,6 +100,11 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
         resolve: config.resolve.clone(),
+        health: config
+            .upstream
+            .health_check_interval
+            .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout }),
+        on_trouble: Default::default(),
     };
     let limits = PoolLimits {
         per_node: config.upstream.connections_per_node,

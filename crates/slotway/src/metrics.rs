@@ -75,6 +75,7 @@ metrics! {
     refresh_requests_unreachable,
     refresh_requests_clusterdown,
     refresh_requests_node_not_ready,
+    refresh_requests_health_check,
     /// EVALSHA answered NOSCRIPT by a node, script body loaded there from slotway's cache and EVALSHA resent.
     scripts_reloaded,
     /// Topology refreshes completed.
@@ -83,6 +84,12 @@ metrics! {
     topology_changes,
     /// Topology refreshes that failed on every node.
     topology_refresh_failures,
+    /// Refreshes whose every answer was older (lower config epoch) than the map in use, and were ignored.
+    topology_stale_views,
+    /// Idle upstream connections checked with a PING (`upstream.health_check_interval_ms`).
+    health_check_pings,
+    /// Upstream connections closed because the node sent nothing back within `upstream.health_check_timeout_ms`.
+    health_check_failures,
     /// Upstream connections opened.
     upstream_connects,
     /// Upstream connection attempts that failed.

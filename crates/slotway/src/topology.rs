@@ -1,20 +1,28 @@
 //! The live slot map: an immutable [`Topology`] value behind an `ArcSwap`, replaced whole by the refresher task.
 //!
 //! Routing reads it with one pointer load and never waits on a refresh. Refresh triggers (MOVED, unreachable
-//! nodes, the periodic timer) are merged: one refresh runs at a time, at most one per `refresh_min_interval`.
+//! nodes, failed health checks, the periodic timer) are merged: one refresh runs at a time, at most one per
+//! `refresh_min_interval`.
+//!
+//! A refresh asks up to [`REFRESH_FANOUT`] nodes at once and keeps the view with the highest config epoch
+//! ([`choose_view`]), so a node cut off from the majority, which still reports the slot owners from before a
+//! failover, can't roll the map back.
 use crate::cluster::{
-    parse_cluster_shards_with, parse_cluster_slots, Health, NodeAddr, PortPreference, ShardInfo, Slot, SlotMap,
+    parse_cluster_nodes_epochs, parse_cluster_shards_with, parse_cluster_slots, Health, NodeAddr, NodeInfo,
+    PortPreference, Role, ShardInfo, Slot, SlotMap, SLOT_COUNT,
 };
 use crate::config::ReadFrom;
 use crate::metrics::Metrics;
-use crate::upstream::{NodePool, UpstreamError, Upstreams};
+use crate::upstream::{NodePool, NodeTrouble, UpstreamError, Upstreams};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use resp::{Limits, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 
 /// One consistent view of the cluster: the slot map plus the pool of each shard's primary, so routing a slot
 /// to a connection needs no lookup by address.
@@ -81,6 +89,117 @@ pub enum RefreshReason {
     Unreachable = 3,
     ClusterDown = 4,
     NodeNotReady = 5,
+    /// An upstream connection failed its health check (no reply in time) or was closed by the node.
+    HealthCheck = 6,
+}
+
+impl RefreshReason {
+    /// The name used in logs for a reason stored as its `u8` (0: none recorded).
+    fn name(reason: u8) -> &'static str {
+        match reason {
+            1 => "periodic",
+            2 => "moved",
+            3 => "unreachable",
+            4 => "clusterdown",
+            5 => "node-not-ready",
+            6 => "health-check",
+            _ => "none",
+        }
+    }
+}
+
+/// Nodes asked at once by a refresh (the current primaries first).
+pub const REFRESH_FANOUT: usize = 3;
+/// How long a refresh waits for the other nodes of its group once one has answered: they are on the same network,
+/// so a node still silent by then is slow or stalled, and the refresh goes on without it.
+const ANSWER_GRACE: Duration = Duration::from_millis(200);
+/// One node's answer to a refresh must arrive within this (discovery allows `DISCOVERY_TIMEOUT`).
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One node's answer to a refresh: its view of the cluster and the config epoch that view is at.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub shards: Vec<ShardInfo>,
+    /// The highest config epoch among the primaries that serve slots in this view ([`view_epoch`]); None when
+    /// the node didn't tell (CLUSTER NODES refused or unparsable).
+    pub epoch: Option<u64>,
+}
+
+/// The config epoch of a view: the highest epoch among the primaries that serve slots in it.
+///
+/// Every change of a slot's owner (a failover, an import finished with SETSLOT NODE) gives the new owner an epoch
+/// above every epoch the cluster had, so a node that missed a change reports a lower maximum than one that saw it.
+/// Slot-less primaries don't count: a node added and emptied again mustn't make a view look newer. `epochs` comes
+/// from the same node's CLUSTER NODES; None when it names none of the slot owners.
+pub fn view_epoch(shards: &[ShardInfo], epochs: &HashMap<Arc<str>, u64>) -> Option<u64> {
+    shards
+        .iter()
+        .filter(|s| !s.slots.is_empty())
+        .filter_map(|s| s.primary.id.as_ref().and_then(|id| epochs.get(id)))
+        .copied()
+        .max()
+}
+
+/// What a refresh does with the answers it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewChoice {
+    /// Use answer `i`: the newest one (among equals, the first to arrive).
+    Take(usize),
+    /// Every answer is older than the map in use (a node that missed a failover, e.g. on the minority side of a
+    /// partition): keep the map. `best` is the newest of them.
+    Older { best: usize },
+}
+
+/// Chooses among `answers` (each answer's epoch, in the order the nodes answered; not empty) given the epoch of
+/// the map in use (`current`, None when unknown). A view whose epoch is unknown ranks below every known one and
+/// is never called older: with no epochs at all (CLUSTER SLOTS-only servers) the first answer wins.
+pub fn choose_view(current: Option<u64>, answers: &[Option<u64>]) -> ViewChoice {
+    let mut best = 0;
+    for (i, epoch) in answers.iter().enumerate().skip(1) {
+        // Strictly greater: among equal epochs the first answer stays.
+        if *epoch > answers[best] {
+            best = i;
+        }
+    }
+    match (current, answers.get(best).copied().flatten()) {
+        (Some(current), Some(epoch)) if epoch < current => ViewChoice::Older { best },
+        _ => ViewChoice::Take(best),
+    }
+}
+
+/// Older views are refused for this long (and at least `STALE_REFRESHES` refreshes) before slotway concludes that
+/// the epochs really went down (the cluster was rebuilt at the same addresses) and takes one.
+const STALE_GRACE: Duration = Duration::from_secs(30);
+const STALE_REFRESHES: u32 = 3;
+
+/// Counts the refreshes in a row that got only older views ([`ViewChoice::Older`]).
+#[derive(Debug, Default)]
+pub struct StaleGuard {
+    since: Option<Instant>,
+    refreshes: u32,
+}
+
+impl StaleGuard {
+    /// A refresh got only older views at `now`: true when that has lasted long enough to take one.
+    pub fn allow_older(&mut self, now: Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        self.refreshes += 1;
+        self.refreshes >= STALE_REFRESHES && now.duration_since(since) >= STALE_GRACE
+    }
+
+    /// A refresh got a view at least as new as the map's.
+    pub fn reset(&mut self) {
+        *self = StaleGuard::default();
+    }
+}
+
+/// What the refresher remembers between refreshes (only the refresher task touches it).
+#[derive(Debug, Default)]
+struct RefreshState {
+    /// Config epoch of the view the map in use was built from.
+    epoch: Option<u64>,
+    stale: StaleGuard,
 }
 
 pub struct TopologyManager {
@@ -99,6 +218,7 @@ pub struct TopologyManager {
     changes: watch::Sender<Arc<Topology>>,
     /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
     refreshes: watch::Sender<u64>,
+    state: Mutex<RefreshState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +226,8 @@ pub struct TopologyManager {
 pub struct DiscoveryError(pub Vec<String>);
 
 impl TopologyManager {
-    /// Initial discovery: asks each seed in order; the first that gives a slot map wins.
+    /// Initial discovery: asks the seeds, [`REFRESH_FANOUT`] at a time in the order given, until some answer; among
+    /// the answers of one group the newest view wins ([`choose_view`]).
     pub async fn discover(
         upstreams: Arc<Upstreams>,
         seeds: Vec<NodeAddr>,
@@ -115,30 +236,49 @@ impl TopologyManager {
         replica_reads: Option<i64>,
     ) -> Result<Arc<TopologyManager>, DiscoveryError> {
         let mut errors = Vec::new();
-        for seed in &seeds {
-            match fetch_shards(&upstreams.pool(seed), upstreams.uses_tls()).await {
-                Ok(shards) => {
-                    let metrics = upstreams.metrics().clone();
-                    let topology = Arc::new(build(&upstreams, shards, 1, replica_reads));
-                    log_topology(&topology);
-                    return Ok(Arc::new(TopologyManager {
-                        current: ArcSwap::new(topology.clone()),
-                        changes: watch::Sender::new(topology),
-                        refreshes: watch::Sender::new(0),
-                        upstreams,
-                        seeds,
-                        trigger: Notify::new(),
-                        pending_reason: AtomicU8::new(0),
-                        metrics,
-                        min_interval,
-                        interval,
-                        replica_reads,
-                    }));
-                }
-                Err(e) => errors.push(format!("{seed}: {e}")),
+        for group in seeds.chunks(REFRESH_FANOUT) {
+            let (mut answers, failed) = ask(&upstreams, group, DISCOVERY_TIMEOUT).await;
+            errors.extend(failed);
+            if answers.is_empty() {
+                continue;
             }
+            let epochs: Vec<Option<u64>> = answers.iter().map(|(_, v)| v.epoch).collect();
+            let (ViewChoice::Take(pick) | ViewChoice::Older { best: pick }) = choose_view(None, &epochs);
+            let (source, view) = answers.swap_remove(pick);
+            let metrics = upstreams.metrics().clone();
+            let topology = Arc::new(build(&upstreams, view.shards, 1, replica_reads));
+            tracing::info!(source = %source, epoch = ?view.epoch, "cluster discovered");
+            log_topology(&topology);
+            let manager = Arc::new(TopologyManager {
+                current: ArcSwap::new(topology.clone()),
+                changes: watch::Sender::new(topology),
+                refreshes: watch::Sender::new(0),
+                upstreams,
+                seeds,
+                trigger: Notify::new(),
+                pending_reason: AtomicU8::new(0),
+                metrics,
+                min_interval,
+                interval,
+                replica_reads,
+                state: Mutex::new(RefreshState { epoch: view.epoch, stale: StaleGuard::default() }),
+            });
+            // A connection that fails on its own (health check, node closed it) asks for a refresh. Weak: the
+            // manager owns the registry that holds the hook.
+            let weak = Arc::downgrade(&manager);
+            manager.upstreams.on_trouble(Box::new(move |_node, trouble| {
+                if let Some(m) = weak.upgrade() {
+                    m.request_refresh(match trouble {
+                        NodeTrouble::NoReply => RefreshReason::HealthCheck,
+                        NodeTrouble::Closed => RefreshReason::Unreachable,
+                    });
+                }
+            }));
+            return Ok(manager);
         }
-        Err(DiscoveryError(errors))
+        // One line per seed, in the order the operator gave them.
+        errors.sort_by_key(|(seed, _)| seeds.iter().position(|s| s == seed));
+        Err(DiscoveryError(errors.into_iter().map(|(seed, e)| format!("{seed}: {e}")).collect()))
     }
 
     /// The current topology (a pointer load).
@@ -169,6 +309,7 @@ impl TopologyManager {
             RefreshReason::Unreachable => Metrics::incr(&m.refresh_requests_unreachable),
             RefreshReason::ClusterDown => Metrics::incr(&m.refresh_requests_clusterdown),
             RefreshReason::NodeNotReady => Metrics::incr(&m.refresh_requests_node_not_ready),
+            RefreshReason::HealthCheck => Metrics::incr(&m.refresh_requests_health_check),
         }
         let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
         self.trigger.notify_one();
@@ -196,59 +337,237 @@ impl TopologyManager {
         }
     }
 
-    /// One refresh: asks the known primaries (then replicas, then the seeds) until one answers.
-    async fn refresh(&self, reason: u8) {
-        let current = self.current.load_full();
-        let mut candidates: Vec<NodeAddr> = Vec::new();
-        let mut push = |a: &NodeAddr| {
-            if !candidates.contains(a) {
-                candidates.push(a.clone());
+    /// Who a refresh asks, in order: the primaries (starting at a different one each time, so one slow node doesn't
+    /// answer every refresh), the replicas, nodes the cluster reports as failed, then the seeds.
+    fn candidates(&self, current: &Topology) -> Vec<NodeAddr> {
+        let mut out: Vec<NodeAddr> = Vec::new();
+        let mut push = |n: &NodeAddr| {
+            if n.port != 0 && !out.contains(n) {
+                out.push(n.clone());
             }
         };
-        // Start at a different primary each time so one slow node doesn't answer every refresh.
         let shards = &current.map.shards;
-        let start = if shards.is_empty() { 0 } else { current.version as usize % shards.len() };
+        let turn = *self.refreshes.borrow() as usize;
+        let healthy = |n: &NodeInfo| n.health != Health::Failed;
         for i in 0..shards.len() {
-            push(&shards[(start + i) % shards.len()].primary.addr);
-        }
-        for s in shards {
-            s.replicas.iter().for_each(|r| push(&r.addr));
-        }
-        self.seeds.iter().for_each(&mut push);
-
-        for addr in candidates {
-            match fetch_shards(&self.upstreams.pool(&addr), self.upstreams.uses_tls()).await {
-                Ok(shards) => {
-                    Metrics::incr(&self.metrics.topology_refreshes);
-                    if same_layout(&shards, &current.map.shards) {
-                        // Same layout; with replica reads the lag of each replica may have changed.
-                        if self.replica_reads.is_some() {
-                            let next = build(&self.upstreams, shards, current.version, self.replica_reads);
-                            if next.replicas.iter().map(Vec::len).ne(current.replicas.iter().map(Vec::len)) {
-                                self.current.store(Arc::new(next));
-                            }
-                        }
-                        return;
-                    }
-                    let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
-                    tracing::info!(version = next.version, reason, source = %addr, "topology changed");
-                    log_topology(&next);
-                    let next = Arc::new(next);
-                    self.current.store(next.clone());
-                    self.changes.send_replace(next);
-                    Metrics::incr(&self.metrics.topology_changes);
-                    let live = self.current.load();
-                    self.upstreams.retain(|a| {
-                        live.map.shards.iter().any(|s| s.primary.addr == *a || s.replicas.iter().any(|r| r.addr == *a))
-                    });
-                    return;
-                }
-                Err(e) => tracing::debug!(node = %addr, error = %e, "topology refresh: node did not answer"),
+            let s = &shards[(turn + i) % shards.len()];
+            if healthy(&s.primary) {
+                push(&s.primary.addr);
             }
         }
-        Metrics::incr(&self.metrics.topology_refresh_failures);
-        tracing::warn!("topology refresh failed: no node answered");
+        shards.iter().flat_map(|s| &s.replicas).filter(|r| healthy(r)).for_each(|r| push(&r.addr));
+        for s in shards {
+            std::iter::once(&s.primary).chain(&s.replicas).for_each(|n| push(&n.addr));
+        }
+        self.seeds.iter().for_each(&mut push);
+        out
     }
+
+    /// One refresh: asks the candidates [`REFRESH_FANOUT`] at a time until some answer, keeps the newest view, and
+    /// swaps it in when it changes the layout. A view older than the map in use is ignored (see [`StaleGuard`]).
+    async fn refresh(&self, reason: u8) {
+        let current = self.current.load_full();
+        let mut answers = Vec::new();
+        for group in self.candidates(&current).chunks(REFRESH_FANOUT) {
+            let (got, failed) = ask(&self.upstreams, group, REFRESH_TIMEOUT).await;
+            for (node, error) in failed {
+                tracing::debug!(node = %node, error = %error, "topology refresh: node did not answer");
+            }
+            if !got.is_empty() {
+                answers = got;
+                break;
+            }
+        }
+        if answers.is_empty() {
+            Metrics::incr(&self.metrics.topology_refresh_failures);
+            tracing::warn!("topology refresh failed: no node answered");
+            return;
+        }
+        Metrics::incr(&self.metrics.topology_refreshes);
+        let epochs: Vec<Option<u64>> = answers.iter().map(|(_, v)| v.epoch).collect();
+        let pick = {
+            let mut state = self.state.lock().expect("refresh state poisoned");
+            match choose_view(state.epoch, &epochs) {
+                ViewChoice::Take(i) => {
+                    state.stale.reset();
+                    i
+                }
+                ViewChoice::Older { best } if state.stale.allow_older(Instant::now()) => {
+                    tracing::warn!(
+                        current_epoch = ?state.epoch,
+                        epoch = ?epochs[best],
+                        source = %answers[best].0,
+                        "every node asked has reported an older cluster configuration for a while; taking it"
+                    );
+                    best
+                }
+                ViewChoice::Older { best } => {
+                    Metrics::incr(&self.metrics.topology_stale_views);
+                    tracing::info!(
+                        current_epoch = ?state.epoch,
+                        epoch = ?epochs[best],
+                        source = %answers[best].0,
+                        "ignoring an older view of the cluster (a node that missed a change?)"
+                    );
+                    return;
+                }
+            }
+        };
+        let (source, view) = answers.swap_remove(pick);
+        let epoch = view.epoch;
+        self.state.lock().expect("refresh state poisoned").epoch = epoch;
+        let shards = view.shards;
+        if same_layout(&shards, &current.map.shards) {
+            // Same layout; with replica reads the lag of each replica may have changed.
+            if self.replica_reads.is_some() {
+                let next = build(&self.upstreams, shards, current.version, self.replica_reads);
+                if next.replicas.iter().map(Vec::len).ne(current.replicas.iter().map(Vec::len)) {
+                    self.current.store(Arc::new(next));
+                }
+            }
+            return;
+        }
+        let changes = describe_changes(&current.map.shards, &shards);
+        let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
+        tracing::info!(
+            version = next.version,
+            reason = RefreshReason::name(reason),
+            source = %source,
+            epoch = ?epoch,
+            changes = %changes.join("; "),
+            "topology changed"
+        );
+        log_topology(&next);
+        let next = Arc::new(next);
+        self.current.store(next.clone());
+        self.changes.send_replace(next);
+        Metrics::incr(&self.metrics.topology_changes);
+        let live = self.current.load();
+        self.upstreams.retain(|a| {
+            live.map.shards.iter().any(|s| s.primary.addr == *a || s.replicas.iter().any(|r| r.addr == *a))
+        });
+    }
+}
+
+/// Asks every node of `group` at once for its view; returns the answers in the order they arrived and why the
+/// others gave none. Once one node has answered, the rest get [`ANSWER_GRACE`] more; none gets more than `timeout`.
+async fn ask(
+    upstreams: &Arc<Upstreams>,
+    group: &[NodeAddr],
+    timeout: Duration,
+) -> (Vec<(NodeAddr, View)>, Vec<(NodeAddr, String)>) {
+    let mut set = JoinSet::new();
+    for addr in group {
+        let (pool, tls, addr) = (upstreams.pool(addr), upstreams.uses_tls(), addr.clone());
+        set.spawn(async move {
+            let r = tokio::time::timeout(timeout, fetch_view(&pool, tls, timeout)).await;
+            (addr, r.unwrap_or_else(|_| Err(format!("no reply within {timeout:?}"))))
+        });
+    }
+    let (mut answers, mut errors) = (Vec::new(), Vec::new());
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            None => set.join_next().await,
+            Some(t) => match tokio::time::timeout_at(t, set.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        match next {
+            None => break,
+            Some(Ok((addr, Ok(view)))) => {
+                answers.push((addr, view));
+                grace_until.get_or_insert_with(|| tokio::time::Instant::now() + ANSWER_GRACE);
+            }
+            Some(Ok((addr, Err(e)))) => errors.push((addr, e)),
+            Some(Err(e)) => tracing::debug!(error = %e, "topology refresh task failed"),
+        }
+    }
+    // Whoever is still silent: the tasks are aborted when `set` is dropped.
+    for addr in group {
+        if !answers.iter().any(|(a, _)| a == addr) && !errors.iter().any(|(a, _)| a == addr) {
+            errors.push((addr.clone(), format!("no reply within {ANSWER_GRACE:?} of the first answer")));
+        }
+    }
+    (answers, errors)
+}
+
+/// What changed between two layouts, for the log: slot ranges that changed owner, nodes that came, went, or
+/// changed role or health. Long lists are cut (the full layout is logged next to it).
+pub fn describe_changes(old: &[ShardInfo], new: &[ShardInfo]) -> Vec<String> {
+    const MAX_ITEMS: usize = 12;
+    fn owners(shards: &[ShardInfo]) -> Vec<Option<&NodeAddr>> {
+        let mut owner: Vec<Option<&NodeAddr>> = vec![None; SLOT_COUNT];
+        for s in shards {
+            for &(a, b) in &s.slots {
+                let b = b.min(SLOT_COUNT as u16 - 1);
+                if a <= b {
+                    owner[a as usize..=b as usize].fill(Some(&s.primary.addr));
+                }
+            }
+        }
+        owner
+    }
+    let (before, after) = (owners(old), owners(new));
+    let name = |n: Option<&NodeAddr>| n.map_or_else(|| "nobody".to_string(), |a| a.to_string());
+    let mut out = Vec::new();
+    let mut slot = 0;
+    while slot < SLOT_COUNT {
+        if before[slot] == after[slot] {
+            slot += 1;
+            continue;
+        }
+        let start = slot;
+        while slot + 1 < SLOT_COUNT && before[slot + 1] == before[start] && after[slot + 1] == after[start] {
+            slot += 1;
+        }
+        let range = if start == slot { format!("slot {start}") } else { format!("slots {start}-{slot}") };
+        out.push(format!("{range}: {} -> {}", name(before[start]), name(after[start])));
+        slot += 1;
+    }
+    let nodes = |shards: &[ShardInfo]| -> Vec<(NodeAddr, Role, Health)> {
+        shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.primary).chain(&s.replicas))
+            .filter(|n| n.addr.port != 0)
+            .map(|n| (n.addr.clone(), n.role, n.health))
+            .collect()
+    };
+    let (was, is) = (nodes(old), nodes(new));
+    let role = |r: Role| if r == Role::Primary { "primary" } else { "replica" };
+    let health = |h: Health| match h {
+        Health::Online => "online",
+        Health::Loading => "loading",
+        Health::Failed => "failed",
+    };
+    for (addr, r, h) in &is {
+        match was.iter().find(|(a, _, _)| a == addr) {
+            None => out.push(format!("{addr} joined as {} ({})", role(*r), health(*h))),
+            Some((_, r0, h0)) => {
+                if r0 != r {
+                    out.push(format!("{addr}: {} -> {}", role(*r0), role(*r)));
+                }
+                if h0 != h {
+                    out.push(format!("{addr}: {} -> {}", health(*h0), health(*h)));
+                }
+            }
+        }
+    }
+    for (addr, r, _) in &was {
+        if !is.iter().any(|(a, _, _)| a == addr) {
+            out.push(format!("{addr} ({}) left", role(*r)));
+        }
+    }
+    if out.len() > MAX_ITEMS {
+        let more = out.len() - MAX_ITEMS;
+        out.truncate(MAX_ITEMS);
+        out.push(format!("and {more} more"));
+    }
+    if out.is_empty() {
+        out.push("node ids or shard membership".to_string());
+    }
+    out
 }
 
 /// Equal for routing purposes: same shards, nodes, roles, health and slots (replication offsets ignored).
@@ -325,12 +644,30 @@ pub async fn call_value(pool: &NodePool, args: &[&[u8]], timeout: Duration) -> R
     }
 }
 
-const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
+/// One node's view: CLUSTER SHARDS (or SLOTS) and, pipelined on the same connection, CLUSTER NODES for the
+/// config epochs. A node that answers SHARDS but not NODES still gives a view, of unknown epoch.
+async fn fetch_view(pool: &NodePool, tls: bool, timeout: Duration) -> Result<View, String> {
+    let (shards, nodes) =
+        tokio::join!(fetch_shards(pool, tls, timeout), call_value(pool, &[b"CLUSTER", b"NODES"], timeout));
+    let shards = shards?;
+    let epoch = match nodes.as_ref().map(parse_cluster_nodes_epochs) {
+        Ok(Ok(epochs)) => view_epoch(&shards, &epochs),
+        Ok(Err(e)) => {
+            tracing::debug!(node = %pool.addr, error = %e, "CLUSTER NODES: no config epochs");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(node = %pool.addr, error = %e, "CLUSTER NODES failed: no config epochs");
+            None
+        }
+    };
+    Ok(View { shards, epoch })
+}
 
 /// CLUSTER SHARDS (Redis 7), falling back to CLUSTER SLOTS when the node doesn't know SHARDS.
 /// `tls` decides which port to take when a node announces both a plain and a TLS port.
-async fn fetch_shards(pool: &NodePool, tls: bool) -> Result<Vec<ShardInfo>, String> {
-    let mut shards = fetch_shards_unordered(pool, tls).await?;
+async fn fetch_shards(pool: &NodePool, tls: bool, timeout: Duration) -> Result<Vec<ShardInfo>, String> {
+    let mut shards = fetch_shards_unordered(pool, tls, timeout).await?;
     // Every node lists shards (and replicas) in its own order: sort them so equal layouts compare equal.
     for s in &mut shards {
         s.slots.sort_unstable();
@@ -340,16 +677,16 @@ async fn fetch_shards(pool: &NodePool, tls: bool) -> Result<Vec<ShardInfo>, Stri
     Ok(shards)
 }
 
-async fn fetch_shards_unordered(pool: &NodePool, tls: bool) -> Result<Vec<ShardInfo>, String> {
+async fn fetch_shards_unordered(pool: &NodePool, tls: bool, timeout: Duration) -> Result<Vec<ShardInfo>, String> {
     let host = pool.addr.host.clone();
     let ports = if tls { PortPreference::Tls } else { PortPreference::Plain };
-    match call_value(pool, &[b"CLUSTER", b"SHARDS"], TOPOLOGY_TIMEOUT).await? {
+    match call_value(pool, &[b"CLUSTER", b"SHARDS"], timeout).await? {
         Value::Error(e) | Value::BlobError(e) => {
             let text = String::from_utf8_lossy(&e).into_owned();
             if !text.contains("unknown subcommand") && !text.contains("Unknown subcommand") {
                 return Err(text);
             }
-            match call_value(pool, &[b"CLUSTER", b"SLOTS"], TOPOLOGY_TIMEOUT).await? {
+            match call_value(pool, &[b"CLUSTER", b"SLOTS"], timeout).await? {
                 Value::Error(e) | Value::BlobError(e) => Err(String::from_utf8_lossy(&e).into_owned()),
                 v => parse_cluster_slots(&v, &host).map_err(|e| e.to_string()),
             }
@@ -357,3 +694,6 @@ async fn fetch_shards_unordered(pool: &NodePool, tls: bool) -> Result<Vec<ShardI
         v => parse_cluster_shards_with(&v, &host, ports).map_err(|e| e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! Pure cluster model: hash slots (CRC16 + hash tags), node addresses, the slot map built from
-//! CLUSTER SHARDS / CLUSTER SLOTS replies, and MOVED/ASK parsing. No I/O.
+//! CLUSTER SHARDS / CLUSTER SLOTS replies (config epochs from CLUSTER NODES), and MOVED/ASK parsing. No I/O.
 use std::fmt;
 use std::sync::Arc;
 
@@ -7,7 +7,9 @@ use std::sync::Arc;
 mod tests;
 mod topology;
 
-pub use topology::{parse_cluster_shards, parse_cluster_shards_with, parse_cluster_slots, PortPreference};
+pub use topology::{
+    parse_cluster_nodes_epochs, parse_cluster_shards, parse_cluster_shards_with, parse_cluster_slots, PortPreference,
+};
 
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: usize = 16384;

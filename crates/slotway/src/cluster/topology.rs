@@ -241,6 +241,28 @@ fn slots_node(node: &Value, role: Role, asked_host: &str) -> Result<NodeInfo, St
     })
 }
 
+/// Each node's config epoch from a CLUSTER NODES reply (a bulk or verbatim string, one node per line:
+/// `<id> <addr> <flags> <primary> <ping-sent> <pong-recv> <config-epoch> <link-state> <slots>...`).
+///
+/// Only the epochs are read: CLUSTER SHARDS gives everything else and says nothing about epochs. Lines that don't
+/// have an id and a decimal epoch where they belong are skipped, so a partly garbled reply still gives what it can.
+pub fn parse_cluster_nodes_epochs(reply: &Value) -> Result<HashMap<Arc<str>, u64>, TopologyParseError> {
+    let text = reply
+        .as_str()
+        .ok_or_else(|| TopologyParseError { command: "CLUSTER NODES", reason: "not a string".to_string() })?;
+    let mut epochs = HashMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        if fields.len() < 8 || fields[0].is_empty() {
+            continue;
+        }
+        if let Ok(epoch) = fields[6].parse::<u64>() {
+            epochs.insert(Arc::<str>::from(fields[0]), epoch);
+        }
+    }
+    Ok(epochs)
+}
+
 fn slot_range(start: &Value, end: &Value) -> Option<(u16, u16)> {
     let (start, end) = (start.as_int()?, end.as_int()?);
     (0 <= start && start <= end && end < SLOT_COUNT as i64).then_some((start as u16, end as u16))

@@ -107,6 +107,11 @@ pub struct UpstreamConfig {
     /// Dedicated connections (transactions, blocking commands) per node on each worker thread.
     pub max_dedicated_per_node: usize,
     pub connect_timeout: Duration,
+    /// A shared connection that has written nothing for this long sends a PING; None turns health checks off.
+    pub health_check_interval: Option<Duration>,
+    /// A shared connection with requests outstanding that receives nothing for this long is closed as broken
+    /// (its requests fail as lost) and a topology refresh is requested.
+    pub health_check_timeout: Duration,
     /// How often the slot map is refreshed even without a trigger.
     pub refresh_interval: Duration,
     /// Minimum time between two refreshes, however many triggers arrive.
@@ -431,6 +436,11 @@ impl Config {
         if max_dedicated_per_node == 0 || max_dedicated_per_node > 100_000 {
             errors.push(format!("upstream.max_dedicated_per_node must be 1..=100000, got {max_dedicated_per_node}"));
         }
+        let (health_interval_ms, health_timeout_ms) =
+            (up.health_check_interval_ms.unwrap_or(3000), up.health_check_timeout_ms.unwrap_or(5000));
+        if health_interval_ms > 0 && !(10..=3_600_000).contains(&health_timeout_ms) {
+            errors.push(format!("upstream.health_check_timeout_ms must be 10..=3600000, got {health_timeout_ms}"));
+        }
         let max_pending = raw.client.max_pending.unwrap_or(1024);
         if max_pending == 0 {
             errors.push("client.max_pending must be at least 1".to_string());
@@ -511,6 +521,8 @@ impl Config {
                 connections_per_node,
                 max_dedicated_per_node,
                 connect_timeout: ms(up.connect_timeout_ms.unwrap_or(5000)),
+                health_check_interval: Some(health_interval_ms).filter(|&v| v > 0).map(ms),
+                health_check_timeout: ms(health_timeout_ms),
                 refresh_interval: ms(raw.cluster.refresh_interval_ms.unwrap_or(5000)),
                 refresh_min_interval: ms(raw.cluster.refresh_min_interval_ms.unwrap_or(100)),
                 max_redirects: raw.cluster.max_redirects.unwrap_or(16),

@@ -78,6 +78,8 @@ pub struct RawUpstream {
     pub connections_per_node: Option<usize>,
     pub max_dedicated_per_node: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
+    pub health_check_interval_ms: Option<u64>,
+    pub health_check_timeout_ms: Option<u64>,
     #[serde(default)]
     pub tls: RawTls,
 }

@@ -223,3 +223,23 @@ fn nat_mode_errors() {
     let bad_mode = Overrides { mode: Some("proxy".into()), ..seeds_only() };
     assert!(Config::from_raw(RawConfig::default(), &bad_mode, &no_env).is_err());
 }
+
+#[test]
+fn health_checks_default_on_and_can_be_turned_off() {
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.upstream.health_check_interval, Some(Duration::from_millis(3000)));
+    assert_eq!(c.upstream.health_check_timeout, Duration::from_millis(5000));
+
+    let raw = RawConfig::parse("[upstream]\nhealth_check_interval_ms = 250\nhealth_check_timeout_ms = 400\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.upstream.health_check_interval, Some(Duration::from_millis(250)));
+    assert_eq!(c.upstream.health_check_timeout, Duration::from_millis(400));
+
+    let raw = RawConfig::parse("[upstream]\nhealth_check_interval_ms = 0\nhealth_check_timeout_ms = 0\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.upstream.health_check_interval, None);
+
+    let raw = RawConfig::parse("[upstream]\nhealth_check_timeout_ms = 0\n").unwrap();
+    let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.contains("health_check_timeout_ms")), "{e:?}");
+}

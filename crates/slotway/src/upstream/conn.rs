@@ -1,6 +1,10 @@
 //! One shared, pipelined connection to a node: a handle, a driver task that (re)connects and writes batches,
 //! and a reader task that hands replies back in FIFO order.
-use super::connect::{connect, BoxRead, BoxWrite, ConnectContext};
+//!
+//! Health checks (when configured): the writer sends a PING when it has written nothing for an interval, and the
+//! reader closes the connection when requests are outstanding and nothing at all has come back for the timeout
+//! (a stalled or vanished node), so those requests fail as lost instead of waiting forever.
+use super::connect::{connect, BoxRead, BoxWrite, ConnectContext, HealthCheck, NodeTrouble};
 use super::{ReplyTo, Request, UpstreamError};
 use crate::cluster::NodeAddr;
 use bytes::{Bytes, BytesMut};
@@ -18,6 +22,9 @@ const DIRECT_WRITE_MIN: usize = 64 * 1024;
 /// A batch stops growing at this many bytes, so one busy connection can't build an unbounded write buffer.
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// The reader looks at its progress this many times per health check timeout.
+const CHECKS_PER_TIMEOUT: u32 = 4;
+static PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
 /// Sending side of one connection. Cloning the node pool's handles is never needed: the pool owns them.
 #[derive(Debug)]
@@ -104,7 +111,7 @@ async fn drive(
                 backoff.until = None;
                 ctx.metrics.upstream_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(node = %addr, "upstream connected");
-                if !serve(&addr, rd, wr, first, &mut rx).await {
+                if !serve(&addr, &ctx, rd, wr, first, &mut rx).await {
                     return;
                 }
             }
@@ -123,6 +130,7 @@ fn fail_all(first: Request, rx: &mut mpsc::UnboundedReceiver<Request>, addr: &No
 /// (returns false: stop).
 async fn serve(
     addr: &NodeAddr,
+    ctx: &Arc<ConnectContext>,
     rd: BoxRead,
     mut wr: BoxWrite,
     first: Request,
@@ -130,20 +138,39 @@ async fn serve(
 ) -> bool {
     let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<Vec<ReplyTo>>();
     let (kill_tx, kill_rx) = oneshot::channel::<String>();
-    tokio::spawn(read_replies(addr.clone(), rd, inflight_rx, kill_rx));
+    tokio::spawn(read_replies(addr.clone(), rd, inflight_rx, kill_rx, ctx.clone()));
 
+    let mut idle_check = ctx.health.map(|h| ticker(h.interval));
+    // Whether anything was written since the last idle check.
+    let mut wrote = true;
     let mut next = Some(first);
     let mut batch = BytesMut::with_capacity(16 * 1024);
     let mut chunks: Vec<Bytes> = Vec::new();
     loop {
         let first = match next.take() {
-            Some(r) => r,
+            Some(r) => {
+                wrote = true;
+                r
+            }
             None => tokio::select! {
                 r = rx.recv() => match r {
-                    Some(r) => r,
+                    Some(r) => {
+                        wrote = true;
+                        r
+                    }
                     None => return false,
                 },
                 _ = inflight_tx.closed() => return true,
+                _ = tick(&mut idle_check) => {
+                    if std::mem::replace(&mut wrote, false) {
+                        continue;
+                    }
+                    // Idle for a whole interval: a PING proves the node (and the path to it) still answers; the
+                    // reader's timeout catches it if it doesn't. (It doesn't count as a write: an idle connection
+                    // is checked every interval.)
+                    ctx.metrics.health_check_pings.fetch_add(1, Ordering::Relaxed);
+                    Request { frame: Bytes::from_static(PING), asking: false, reply_to: ReplyTo::Discard }
+                }
             },
         };
         let mut targets = Vec::with_capacity(8);
@@ -199,6 +226,24 @@ async fn serve(
     }
 }
 
+/// A timer that first fires one `period` from now; a late tick is not made up for.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let period = period.max(Duration::from_millis(1));
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
+/// The next tick of `timer`, or never when there is none (health checks off).
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads replies and hands each to the oldest in-flight request. On any failure every outstanding request gets
 /// `Lost` (it was written) and the channel is closed so the writer stops and the next request reconnects.
 async fn read_replies(
@@ -206,11 +251,18 @@ async fn read_replies(
     mut rd: BoxRead,
     mut inflight_rx: mpsc::UnboundedReceiver<Vec<ReplyTo>>,
     mut kill: oneshot::Receiver<String>,
+    ctx: Arc<ConnectContext>,
 ) {
     let mut queue: VecDeque<ReplyTo> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = ReplyScanner::new(Limits::default());
     let mut kill_armed = true;
+    // Health: checked CHECKS_PER_TIMEOUT times per timeout; `silent` counts checks in a row that found requests
+    // outstanding and nothing read since the previous check. One more check than CHECKS_PER_TIMEOUT is needed
+    // because the first silent check may come right after the request was written.
+    let mut progress_check = ctx.health.map(|h: HealthCheck| ticker(h.timeout / CHECKS_PER_TIMEOUT));
+    let (mut progressed, mut silent) = (false, 0u32);
+    let mut trouble = NodeTrouble::Closed;
     let reason = 'conn: loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -218,8 +270,22 @@ async fn read_replies(
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break 'conn "connection closed by the node".to_string(),
-                Ok(_) => {}
+                Ok(_) => progressed = true,
                 Err(e) => break 'conn format!("read failed: {e}"),
+            },
+            _ = tick(&mut progress_check) => {
+                let moved = std::mem::replace(&mut progressed, false);
+                if queue.is_empty() || moved {
+                    silent = 0;
+                } else {
+                    silent += 1;
+                    if silent > CHECKS_PER_TIMEOUT {
+                        trouble = NodeTrouble::NoReply;
+                        let timeout = ctx.health.map(|h| h.timeout).unwrap_or_default();
+                        break 'conn format!("no reply from the node within {timeout:?} (health check)");
+                    }
+                }
+                continue;
             },
             batch = inflight_rx.recv(), if queue.is_empty() => match batch {
                 Some(b) => {
@@ -262,6 +328,12 @@ async fn read_replies(
         }
     };
     tracing::warn!(node = %addr, reason = %reason, outstanding = queue.len(), "upstream connection failed");
+    if trouble == NodeTrouble::NoReply {
+        ctx.metrics.health_check_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(hook) = ctx.on_trouble.get() {
+        hook(&addr, trouble);
+    }
     inflight_rx.close();
     while let Ok(b) = inflight_rx.try_recv() {
         queue.extend(b);

@@ -22,6 +22,33 @@ pub struct ConnectContext {
     pub metrics: Arc<Metrics>,
     /// Hostname → address to dial instead (`[nat.resolve]`); TLS still verifies the node's own name.
     pub resolve: std::collections::HashMap<String, String>,
+    /// Health checks of the shared connections; None turns them off.
+    pub health: Option<HealthCheck>,
+    /// Told when a shared connection fails on its own (no reply in time, closed by the node), so the topology can be
+    /// refreshed even when no request was waiting on it. Set once, after discovery.
+    pub on_trouble: std::sync::OnceLock<TroubleHook>,
+}
+
+/// What a shared connection calls when it fails on its own.
+pub type TroubleHook = Box<dyn Fn(&NodeAddr, NodeTrouble) + Send + Sync>;
+
+/// How shared connections check that their node still answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// A connection that has written nothing for this long sends a PING, so a dead peer is noticed while idle.
+    pub interval: Duration,
+    /// A connection with a request outstanding (a client's or that PING) that receives nothing for this long is
+    /// considered broken: it is closed and its requests fail as lost.
+    pub timeout: Duration,
+}
+
+/// Why a shared connection failed without anyone asking it to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeTrouble {
+    /// Requests were outstanding and nothing came back within the health check timeout.
+    NoReply,
+    /// The node closed the connection, or reading or writing failed.
+    Closed,
 }
 
 /// Why a connection could not be opened. The text is shown to operators (startup errors, logs) and is written

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-pub use connect::{ConnectContext, ConnectError};
+pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook};
 pub use dedicated::{Dedicated, DedicatedError};
 
 /// A node's answer to one request, or why there is none.
@@ -176,6 +176,12 @@ impl Upstreams {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.ctx.metrics
+    }
+
+    /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
+    /// the first call has an effect.
+    pub fn on_trouble(&self, hook: TroubleHook) {
+        let _ = self.ctx.on_trouble.set(hook);
     }
 
     /// The pool for `addr`, created (with its connection tasks) on first use.
