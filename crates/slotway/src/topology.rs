@@ -103,7 +103,8 @@ impl RefreshReason {
             4 => "clusterdown",
             5 => "node-not-ready",
             6 => "health-check",
-            _ => "none",
+            // Woken by a trigger that the previous refresh already took into account.
+            _ => "merged",
         }
     }
 }

@@ -825,6 +825,95 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Starts one more node with the same settings as the others (TLS, password, node timeout) and adds it to the
+    /// cluster as a primary without slots (`redis-cli --cluster add-node`); waits until every node knows it and
+    /// the cluster is healthy. Its port is appended to `ports`, its files live with the other nodes'.
+    pub fn add_node(&mut self) -> u16 {
+        let port = free_cluster_port();
+        let template = self.ports[0];
+        let (old_dir, new_dir) = (self.node_dir(template), self.node_dir(port));
+        fs::create_dir_all(&new_dir).expect("create node dir");
+        let conf = fs::read_to_string(old_dir.join("redis.conf")).expect("read a node's redis.conf");
+        let conf: Vec<String> = conf
+            .lines()
+            .map(|l| match l {
+                l if l == format!("port {template}") => format!("port {port}"),
+                l if l == format!("tls-port {template}") => format!("tls-port {port}"),
+                l => l.replace(&old_dir.display().to_string(), &new_dir.display().to_string()),
+            })
+            .collect();
+        let conf_path = new_dir.join("redis.conf");
+        fs::write(&conf_path, conf.join("\n") + "\n").expect("write redis.conf");
+        let st = Command::new("redis-server").arg(&conf_path).stdin(Stdio::null()).stdout(Stdio::null()).status();
+        assert!(st.map(|s| s.success()).unwrap_or(false), "redis-server {conf_path:?} failed to start");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.try_cli(port, &["PING"]).map(|s| s != "PONG").unwrap_or(true) {
+            assert!(Instant::now() < deadline, "new node {port} does not answer:\n{}", tail(&self.node_log(port), 20));
+            sleep(Duration::from_millis(100));
+        }
+        self.ports.push(port);
+        let out = self
+            .cli_command(template)
+            .args(["--cluster", "add-node", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{template}")])
+            .output()
+            .expect("run redis-cli --cluster add-node");
+        assert!(out.status.success() && !output_text(&out).contains("[ERR]"), "add-node: {}", output_text(&out));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let everyone_knows = self.ports.iter().all(|&p| {
+                self.try_cli(p, &["CLUSTER", "NODES"]).map(|t| t.contains(&format!(":{port}@"))).unwrap_or(false)
+            });
+            if everyone_knows && self.check_healthy().is_ok() {
+                return port;
+            }
+            assert!(Instant::now() < deadline, "node {port} did not join:\n{}", self.status());
+            sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Removes the (slot-less) node on `port` with `redis-cli --cluster del-node`: every other node forgets it and
+    /// it is reset (it keeps running, alone; `Drop` stops it with the others). Its port leaves `ports`.
+    pub fn del_node(&mut self, port: u16) {
+        let id = self.cluster_nodes(port).into_iter().find(|n| n.is_myself()).expect("myself").id;
+        self.ports.retain(|&p| p != port);
+        let other = self.ports[0];
+        let out = self
+            .cli_command(other)
+            .args(["--cluster", "del-node", &format!("127.0.0.1:{other}"), &id])
+            .output()
+            .expect("run redis-cli --cluster del-node");
+        assert!(out.status.success() && !output_text(&out).contains("[ERR]"), "del-node: {}", output_text(&out));
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
+    /// `redis-cli --cluster reshard`: moves `slots` slots from the primary `from` to the primary `to`.
+    pub fn reshard(&self, from: u16, to: u16, slots: u16) -> String {
+        let id = |p: u16| self.cluster_nodes(p).into_iter().find(|n| n.is_myself()).expect("myself").id;
+        let out = self
+            .cli_command(from)
+            .args([
+                "--cluster",
+                "reshard",
+                &format!("127.0.0.1:{from}"),
+                "--cluster-from",
+                &id(from),
+                "--cluster-to",
+                &id(to),
+                "--cluster-slots",
+                &slots.to_string(),
+                "--cluster-yes",
+                "--cluster-pipeline",
+                "50",
+            ])
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        let text = output_text(&out);
+        assert!(out.status.success() && !text.contains("[ERR]"), "reshard {from} -> {to}: {}", tail(&text, 30));
+        text
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
