@@ -31,7 +31,7 @@
 # New workloads: add a function `workload_NAME` that sets BENCH_ARGS (the
 # redis-benchmark arguments selecting the command, for mode $1 = direct|slotway)
 # and BENCH_LABEL, then pass --workloads "... NAME" (built in: set get incr
-# mset mget; default "set get").
+# mset mget mget100 mset100; default "set get").
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -113,6 +113,22 @@ workload_mget() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do BENCH_ARGS+=("$key"); done
   BENCH_LABEL="MGET (10 keys)"
 }
+# 100 keys per command, the same way: direct, keys of one hash tag (redis-benchmark can't split a cross-slot
+# command); through slotway, 100 random keys over every shard (about 100 slots: slotway splits them per slot,
+# sends one batch per node and merges the replies). Heavier per request: use fewer --requests.
+multikey_args() { # COMMAND N MODE
+  local key=key:__rand_int__ value i
+  [[ "$3" == direct ]] && key="key:{tag}:__rand_int__"
+  value="$(head -c "$DATA_SIZE" </dev/zero | tr '\0' x)"
+  BENCH_ARGS=("$1")
+  for ((i = 0; i < $2; i++)); do
+    BENCH_ARGS+=("$key")
+    [[ "$1" == MSET ]] && BENCH_ARGS+=("$value")
+  done
+  return 0
+}
+workload_mget100() { multikey_args MGET 100 "$1"; BENCH_LABEL="MGET (100 keys)"; }
+workload_mset100() { multikey_args MSET 100 "$1"; BENCH_LABEL="MSET (100 keys)"; }
 
 # ------------------------------------------------------------------ cluster
 PROXY_PID=""

@@ -163,6 +163,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         scripts: ScriptCache::new(config.scripts),
         users,
         per_address: Default::default(),
+        clients: Default::default(),
     });
     let mut senders = Vec::new();
     for start in starts {

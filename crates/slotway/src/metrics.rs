@@ -40,6 +40,8 @@ metrics! {
     rejected_max_clients,
     /// Clients refused because their address had `client.max_clients_per_address` connections.
     rejected_max_per_address,
+    /// Clients closed by CLIENT KILL.
+    clients_killed,
     /// Clients disconnected after `client.idle_timeout_ms` without a request.
     idle_disconnects,
     /// Clients disconnected because they accepted no output for `client.output_stall_timeout_ms`.

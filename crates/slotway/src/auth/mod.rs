@@ -230,6 +230,11 @@ impl Users {
         self.by_name.get("default").filter(|u| u.enabled && u.nopass).cloned()
     }
 
+    /// Whether a user of this name is configured (CLIENT KILL USER).
+    pub fn exists(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Checks `user` (None = `default`) and `password` for a client at `from`.
     pub fn authenticate(&self, user: Option<&[u8]>, password: &[u8], from: std::net::IpAddr) -> AuthResult {
         let now = std::time::Instant::now();

@@ -182,6 +182,9 @@ pub struct CommandInfo {
     dynamic: Dynamic,
     /// A container (OBJECT, XINFO, ...) whose subcommands are in the table as `name|sub`.
     has_subcommands: bool,
+    /// Position in its table ([`CommandTable::by_index`]): a session records its last command as this number (one
+    /// relaxed store) for CLIENT LIST, instead of copying the name.
+    pub index: u32,
 }
 
 impl CommandInfo {
@@ -250,6 +253,7 @@ impl CommandTable {
         for entry in entries {
             table.add_entry(entry, None)?;
         }
+        table.add_missing_client_subcommands();
         Ok(table)
     }
 
@@ -309,14 +313,52 @@ impl CommandTable {
         self.commands.is_empty()
     }
 
-    fn insert(&mut self, info: CommandInfo) {
+    /// The command at `index` ([`CommandInfo::index`]).
+    pub fn by_index(&self, index: u32) -> Option<&CommandInfo> {
+        self.commands.get(index as usize)
+    }
+
+    fn insert(&mut self, mut info: CommandInfo) {
         let key: Box<[u8]> = info.name.as_bytes().into();
         match self.by_name.get(&key) {
-            Some(&i) => self.commands[i] = info,
+            Some(&i) => {
+                info.index = i as u32;
+                self.commands[i] = info;
+            }
             None => {
+                info.index = self.commands.len() as u32;
                 self.by_name.insert(key, self.commands.len());
                 self.commands.push(info);
             }
+        }
+    }
+
+    /// CLIENT subcommands that nodes older than Redis 7.2 don't list, described as Redis 7.2 does, so that they
+    /// have their own arity and ACL categories (`@slow @connection`, as in Redis 7.2) instead of the container's.
+    /// slotway answers them itself whatever the nodes' version.
+    fn add_missing_client_subcommands(&mut self) {
+        if !self.lookup(b"client").is_some_and(|c| c.has_subcommands) {
+            return;
+        }
+        for (name, arity) in [("client|setinfo", 4), ("client|no-touch", 3)] {
+            if self.lookup(name.as_bytes()).is_some() {
+                continue;
+            }
+            let text = |s: &str| Value::Simple(bytes::Bytes::copy_from_slice(s.as_bytes()));
+            let entry = Value::Array(vec![
+                text(name),
+                Value::Integer(arity),
+                Value::Array(vec![text("noscript"), text("loading"), text("stale")]),
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Array(vec![text("@slow"), text("@connection")]),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+            ]);
+            // A well-formed entry by construction; a failure would only leave the container's rules in place.
+            let _ = self.add_entry(&entry, Some("client"));
         }
     }
 
@@ -422,7 +464,18 @@ impl CommandTable {
         }
         let (route, dynamic) = rules::route(&name, &flags, &keys, has_subcommands);
         let wording = NumkeysWording::for_command(&name);
-        self.insert(CommandInfo { name, arity, flags, acl_categories, route, keys, wording, dynamic, has_subcommands });
+        self.insert(CommandInfo {
+            name,
+            arity,
+            flags,
+            acl_categories,
+            route,
+            keys,
+            wording,
+            dynamic,
+            has_subcommands,
+            index: 0,
+        });
         Ok(())
     }
 }

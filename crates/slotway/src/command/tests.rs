@@ -51,7 +51,7 @@ fn route_of(t: &CommandTable, line: &str) -> Route {
 #[test]
 fn builtin_table_loads() {
     let t = CommandTable::builtin();
-    assert_eq!(t.len(), 366, "240 commands and 126 subcommands in redis 7.0.15");
+    assert_eq!(t.len(), 368, "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH");
     assert!(!t.is_empty());
     let get = t.lookup(b"get").unwrap();
     assert_eq!(get.name, "get");
@@ -326,6 +326,9 @@ fn routes() {
         ("CLIENT NOPE", LocalCommand::Client),
         ("CLIENT", LocalCommand::Client),
         ("client help", LocalCommand::Client),
+        ("CLIENT SETINFO LIB-NAME x", LocalCommand::Client),
+        ("CLIENT KILL ID 1", LocalCommand::Client),
+        ("CLIENT PAUSE 10", LocalCommand::Client),
     ];
     for (line, cmd) in local {
         assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
@@ -838,4 +841,22 @@ fn bad_command_replies_are_errors() {
     }
     assert!(CommandTable::from_command_reply(&Value::Array(vec![e])).is_err());
     assert_eq!(CommandTable::from_command_reply(&Value::Array(vec![])).unwrap().len(), 0);
+}
+
+#[test]
+fn client_setinfo_and_no_touch_have_their_own_acl_entries() {
+    let t = table();
+    // Redis 7.0 doesn't list CLIENT SETINFO / NO-TOUCH: slotway adds them as Redis 7.2 describes them, so ACL
+    // categories apply to them and not to the CLIENT container.
+    for (name, arity) in [("client|setinfo", 4), ("client|no-touch", 3)] {
+        let info = t.lookup(name.as_bytes()).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(info.arity, arity, "{name}");
+        assert_eq!(info.acl_categories, ["slow", "connection"], "{name}");
+        assert_eq!(info.route, Route::Local(LocalCommand::Client));
+    }
+    assert!(t.lookup(b"client|kill").unwrap().acl_categories.iter().any(|c| c == "dangerous"));
+    // Every entry knows its own position.
+    for info in t.iter() {
+        assert_eq!(t.by_index(info.index).map(|i| &i.name), Some(&info.name));
+    }
 }

@@ -40,7 +40,13 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 
 /// Classifies and routes one request. Runs once per request on the hot path: no allocation unless it rejects.
 pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
-    let Some(info) = table.resolve(args) else {
+    plan_resolved(table.resolve(args), args)
+}
+
+/// [`plan`] for a request the caller already looked up with [`CommandTable::resolve`] (None: unknown command), so
+/// a session that needs the command's entry anyway (ACL check, CLIENT LIST's last command) looks it up once.
+pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>) -> Plan {
+    let Some(info) = info else {
         return Plan::Reject(unknown_command(args));
     };
     let route = route_for(info, args);

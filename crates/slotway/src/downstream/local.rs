@@ -1,4 +1,5 @@
 //! Commands slotway answers itself: connection-level commands whose answer is about the proxy, not the data.
+use super::clients::{ClientHandle, ClientType, KillFilter, Meta};
 use super::session::error_reply;
 use super::Shared;
 use crate::command::{Args, LocalCommand};
@@ -16,6 +17,82 @@ pub struct ClientState {
     pub protocol: Protocol,
     /// The user this client is authenticated as (None: not authenticated; only matters when users are configured).
     pub user: Option<std::sync::Arc<crate::auth::User>>,
+    /// CLIENT SETINFO LIB-NAME / LIB-VER: shown in CLIENT LIST.
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    /// CLIENT NO-EVICT / NO-TOUCH: accepted and shown (flags `e`, `T`); they change nothing on the nodes, whose
+    /// connections slotway shares between clients.
+    pub no_evict: bool,
+    pub no_touch: bool,
+    /// CLIENT REPLY: which replies are not written.
+    pub mute: Mute,
+    /// Commands received since MULTI (CLIENT LIST's `multi`).
+    pub multi_count: u32,
+    /// This client in the registry CLIENT LIST and CLIENT KILL use.
+    pub handle: std::sync::Arc<ClientHandle>,
+}
+
+/// CLIENT REPLY's state: whose replies the session drops instead of writing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mute {
+    /// Every reply is written.
+    #[default]
+    No,
+    /// CLIENT REPLY OFF: no reply is written (the OFF's own included) until CLIENT REPLY ON.
+    Off,
+    /// CLIENT REPLY SKIP: the replies of the next `n` requests (the SKIP and the one after it) are dropped.
+    Skip(u8),
+}
+
+impl ClientState {
+    pub fn new(
+        id: u64,
+        addr: SocketAddr,
+        user: Option<std::sync::Arc<crate::auth::User>>,
+        handle: std::sync::Arc<ClientHandle>,
+    ) -> ClientState {
+        let client = ClientState {
+            id,
+            addr,
+            name: None,
+            protocol: Protocol::Resp2,
+            user,
+            lib_name: None,
+            lib_ver: None,
+            no_evict: false,
+            no_touch: false,
+            mute: Mute::No,
+            multi_count: 0,
+            handle,
+        };
+        client.publish();
+        client
+    }
+
+    /// Copies what CLIENT LIST shows of the client's settings into its registry entry.
+    fn publish(&self) {
+        self.handle.set_meta(Meta {
+            name: self.name.clone(),
+            user: self.user.clone(),
+            protocol: self.protocol,
+            lib_name: self.lib_name.clone(),
+            lib_ver: self.lib_ver.clone(),
+            no_evict: self.no_evict,
+            no_touch: self.no_touch,
+        });
+    }
+
+    /// Whether the reply of the request just queued is dropped (CLIENT REPLY OFF / SKIP); counts SKIP down.
+    pub fn mute_next(&mut self) -> bool {
+        match self.mute {
+            Mute::No => false,
+            Mute::Off => true,
+            Mute::Skip(n) => {
+                self.mute = if n > 1 { Mute::Skip(n - 1) } else { Mute::No };
+                true
+            }
+        }
+    }
 }
 
 pub struct Outcome {
@@ -43,6 +120,14 @@ fn arity(name: &str) -> Outcome {
 }
 
 pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
+    let outcome = run(cmd, args, client, shared);
+    if matches!(cmd, LocalCommand::Client | LocalCommand::Hello | LocalCommand::Auth | LocalCommand::Reset) {
+        client.publish();
+    }
+    outcome
+}
+
+fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     let mut b = BytesMut::new();
     match cmd {
         LocalCommand::Ping => match args.len() {
@@ -84,6 +169,10 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
             client.user = shared.users.as_ref().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
+            // As Redis's RESET: replies back on, NO-EVICT and NO-TOUCH off (the library name stays).
+            client.mute = Mute::No;
+            client.no_evict = false;
+            client.no_touch = false;
             encode::simple(&mut b, "RESET");
             reply(b)
         }
@@ -108,7 +197,7 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
         }
         LocalCommand::Hello => hello(args, client, shared),
         LocalCommand::Info => info(args, shared),
-        LocalCommand::Client => client_command(args, client),
+        LocalCommand::Client => client_command(args, client, shared),
     }
 }
 
@@ -231,25 +320,49 @@ pub fn proxy_section(shared: &Shared) -> String {
     text
 }
 
-fn client_command(args: Args<'_>, client: &mut ClientState) -> Outcome {
+/// CLIENT's subcommands, about slotway's own clients. Arity and error texts are Redis 7.2's.
+fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     if args.len() < 2 {
         return arity("client");
     }
     let sub = args.get(1).to_ascii_lowercase();
+    // Redis's arity: positive = exactly, negative = at least (the command and subcommand included).
+    let expected: i32 = match sub.as_slice() {
+        b"id" | b"getname" | b"info" | b"trackinginfo" | b"getredir" | b"help" | b"unpause" => 2,
+        b"setname" | b"no-evict" | b"no-touch" | b"caching" | b"reply" => 3,
+        b"setinfo" => 4,
+        b"list" => -2,
+        b"kill" | b"tracking" | b"unblock" | b"pause" => -3,
+        _ => {
+            return err(&format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                crate::dispatch::printable(args.get(1), 128)
+            ))
+        }
+    };
+    let n = args.len() as i32;
+    if (expected > 0 && n != expected) || n < -expected {
+        return arity(&format!("client|{}", String::from_utf8_lossy(&sub)));
+    }
     let mut b = BytesMut::new();
+    let on_off = |i: usize| match args.get(i).to_ascii_lowercase().as_slice() {
+        b"on" => Some(true),
+        b"off" => Some(false),
+        _ => None,
+    };
     match sub.as_slice() {
-        b"id" if args.len() == 2 => {
+        b"id" => {
             encode::integer(&mut b, client.id as i64);
             reply(b)
         }
-        b"getname" if args.len() == 2 => {
+        b"getname" => {
             match &client.name {
                 Some(n) => encode::bulk(&mut b, n),
                 None => encode::nil(&mut b, client.protocol),
             }
             reply(b)
         }
-        b"setname" if args.len() == 3 => {
+        b"setname" => {
             let name = args.get(2);
             if let Some(e) = invalid_name(name) {
                 return e;
@@ -257,11 +370,222 @@ fn client_command(args: Args<'_>, client: &mut ClientState) -> Outcome {
             client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
             ok()
         }
-        b"setinfo" if args.len() == 4 => ok(),
-        b"id" | b"getname" | b"setname" | b"setinfo" => arity(&format!("client|{}", String::from_utf8_lossy(&sub))),
-        _ => err(&format!(
-            "ERR unsupported command 'client|{}': not supported through slotway yet",
-            crate::dispatch::printable(&sub, 64)
+        b"setinfo" => {
+            let (attr, value) = (args.get(2), args.get(3));
+            let shown = crate::dispatch::printable(attr, 128);
+            let field = if attr.eq_ignore_ascii_case(b"lib-name") {
+                &mut client.lib_name
+            } else if attr.eq_ignore_ascii_case(b"lib-ver") {
+                &mut client.lib_ver
+            } else {
+                return err(&format!("ERR Unrecognized option '{shown}'"));
+            };
+            if value.iter().any(|&c| c <= b' ' || c > b'~') {
+                return err(&format!("ERR {shown} cannot contain spaces, newlines or special characters."));
+            }
+            *field = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
+            ok()
+        }
+        b"info" => {
+            let mut text = String::new();
+            client.handle.info_line(&shared.table, &mut text);
+            text.push('\n');
+            encode::verbatim(&mut b, *b"txt", text.as_bytes(), client.protocol);
+            reply(b)
+        }
+        b"list" => client_list(args, client, shared),
+        b"kill" => client_kill(args, client, shared),
+        b"no-evict" | b"no-touch" => match on_off(2) {
+            Some(on) => {
+                if sub == b"no-evict" {
+                    client.no_evict = on;
+                } else {
+                    client.no_touch = on;
+                }
+                ok()
+            }
+            None => err("ERR syntax error"),
+        },
+        b"reply" => match args.get(2).to_ascii_lowercase().as_slice() {
+            b"on" => {
+                client.mute = Mute::No;
+                ok()
+            }
+            // No reply to these: the session drops it (see `ClientState::mute_next`).
+            b"off" => {
+                client.mute = Mute::Off;
+                ok()
+            }
+            b"skip" => {
+                if client.mute != Mute::Off {
+                    client.mute = Mute::Skip(2);
+                }
+                ok()
+            }
+            _ => err("ERR syntax error"),
+        },
+        b"tracking" => match on_off(2) {
+            Some(false) => ok(),
+            Some(true) => err(
+                "ERR unsupported command 'client|tracking': client-side caching is not supported through slotway \
+                 (invalidations would have to come from every node)",
+            ),
+            None => err("ERR syntax error"),
+        },
+        b"trackinginfo" => {
+            // Tracking is never on through slotway.
+            encode::map_header(&mut b, 3, client.protocol);
+            encode::bulk(&mut b, b"flags");
+            encode::set_header(&mut b, 1, client.protocol);
+            encode::bulk(&mut b, b"off");
+            encode::bulk(&mut b, b"redirect");
+            encode::integer(&mut b, -1);
+            encode::bulk(&mut b, b"prefixes");
+            encode::array_header(&mut b, 0);
+            reply(b)
+        }
+        b"getredir" => {
+            encode::integer(&mut b, -1);
+            reply(b)
+        }
+        b"caching" => err(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled",
+        ),
+        // Forwarding PAUSE to the nodes would pause the shared node connections a paused write arrives on: every
+        // client behind it would stall, reads and even a later UNPAUSE included. Pausing slotway's own clients is
+        // not implemented.
+        b"pause" | b"unpause" => err(&format!(
+            "ERR unsupported command 'client|{}': pause the nodes directly (through slotway a paused write would \
+             stall the node connections other clients share)",
+            String::from_utf8_lossy(&sub)
         )),
+        b"unblock" => err(
+            "ERR unsupported command 'client|unblock': a blocked client waits on a node connection of its own; \
+             close it with CLIENT KILL ID instead",
+        ),
+        _ => {
+            // HELP: what slotway answers.
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ID, GETNAME, SETNAME <name>, SETINFO <LIB-NAME|LIB-VER> <value>, INFO",
+                "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
+                "    slotway's own clients (not the nodes').",
+                "KILL <ip:port> | KILL <option> <value> [<option> <value> ...]",
+                "    Options: ID <id>, ADDR <ip:port>, LADDR <ip:port>, TYPE <type>, USER <name>, SKIPME (YES|NO).",
+                "REPLY (ON|OFF|SKIP), NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
+                "PAUSE, UNPAUSE, UNBLOCK: not supported through slotway.",
+                "TRACKING OFF, TRACKINGINFO, GETREDIR (client-side caching is not supported).",
+                "HELP",
+            ];
+            encode::array_header(&mut b, lines.len());
+            for line in lines {
+                encode::simple(&mut b, line);
+            }
+            reply(b)
+        }
     }
+}
+
+/// CLIENT LIST [TYPE type | ID id ...]: a line per client of slotway, as CLIENT INFO shows it.
+fn client_list(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome {
+    let clients = if args.len() == 2 {
+        shared.clients.list(None)
+    } else if args.len() == 4 && args.get(2).eq_ignore_ascii_case(b"type") {
+        match ClientType::parse(args.get(3)) {
+            Some(kind) => shared.clients.list(Some(kind)),
+            None => return err(&format!("ERR Unknown client type '{}'", crate::dispatch::printable(args.get(3), 128))),
+        }
+    } else if args.len() > 3 && args.get(2).eq_ignore_ascii_case(b"id") {
+        let mut ids = Vec::with_capacity(args.len() - 3);
+        for i in 3..args.len() {
+            match parse_i64(args.get(i)) {
+                // A negative id names no client.
+                Some(id) => ids.push(u64::try_from(id).unwrap_or(0)),
+                None => return err("ERR Invalid client ID"),
+            }
+        }
+        shared.clients.by_ids(&ids)
+    } else {
+        return err("ERR syntax error");
+    };
+    let mut text = String::with_capacity(clients.len() * 300);
+    for c in clients {
+        c.info_line(&shared.table, &mut text);
+        text.push('\n');
+    }
+    let mut b = BytesMut::with_capacity(text.len() + 16);
+    encode::verbatim(&mut b, *b"txt", text.as_bytes(), client.protocol);
+    reply(b)
+}
+
+/// CLIENT KILL addr (old form: `+OK` or `No such client`; may kill the asking client) or CLIENT KILL with filters
+/// (new form: the number killed; SKIPME yes by default). The asking client, when killed, gets its reply first.
+fn client_kill(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome {
+    let old_form = args.len() == 3;
+    let mut filter = KillFilter::default();
+    if old_form {
+        filter.addr = Some(args.get(2).to_vec());
+    } else {
+        filter.skip_me = true;
+        let mut i = 2;
+        while i < args.len() {
+            if i + 1 >= args.len() {
+                return err("ERR syntax error");
+            }
+            let (opt, value) = (args.get(i).to_ascii_lowercase(), args.get(i + 1));
+            match opt.as_slice() {
+                b"id" => match parse_i64(value).filter(|&id| id > 0) {
+                    Some(id) => filter.id = Some(id as u64),
+                    None => return err("ERR client-id should be greater than 0"),
+                },
+                b"type" => match ClientType::parse(value) {
+                    Some(kind) => filter.kind = Some(kind),
+                    None => {
+                        return err(&format!("ERR Unknown client type '{}'", crate::dispatch::printable(value, 128)))
+                    }
+                },
+                b"addr" => filter.addr = Some(value.to_vec()),
+                b"laddr" => filter.laddr = Some(value.to_vec()),
+                b"user" => {
+                    let name = String::from_utf8_lossy(value).into_owned();
+                    let known = match &shared.users {
+                        Some(users) => users.exists(&name),
+                        // Without users of its own, slotway is a server with only the default user.
+                        None => name == "default",
+                    };
+                    if !known {
+                        return err(&format!("ERR No such user '{}'", crate::dispatch::printable(value, 128)));
+                    }
+                    filter.user = Some(name);
+                }
+                b"skipme" => match value.to_ascii_lowercase().as_slice() {
+                    b"yes" => filter.skip_me = true,
+                    b"no" => filter.skip_me = false,
+                    _ => return err("ERR syntax error"),
+                },
+                _ => return err("ERR syntax error"),
+            }
+            i += 2;
+        }
+    }
+    let (killed, me) = shared.clients.kill(&filter, client.id);
+    shared.metrics.clients_killed.fetch_add(killed as u64, std::sync::atomic::Ordering::Relaxed);
+    if killed > 0 {
+        tracing::debug!(client = %client.addr, killed, "CLIENT KILL");
+    }
+    let mut b = BytesMut::new();
+    let mut outcome = if !old_form {
+        encode::integer(&mut b, killed as i64);
+        reply(b)
+    } else if killed == 0 {
+        err("ERR No such client")
+    } else {
+        ok()
+    };
+    outcome.close = me;
+    outcome
+}
+
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
 }

@@ -1,4 +1,5 @@
 //! The client side: the acceptor, and per-connection sessions on worker threads.
+pub mod clients;
 pub mod local;
 mod session;
 
@@ -8,7 +9,6 @@ use crate::metrics::Metrics;
 use crate::scripts::ScriptCache;
 use crate::topology::TopologyManager;
 use local::ClientState;
-use resp::encode::Protocol;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct Shared {
     pub users: Option<Arc<crate::auth::Users>>,
     /// Open connections per client address (only kept when `max_clients_per_address` is set).
     pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// Every client connection, for CLIENT LIST / INFO / KILL.
+    pub clients: Arc<clients::Clients>,
 }
 
 /// A client's place among the connected ones: counted while it lives, released when dropped.
@@ -164,14 +166,18 @@ pub async fn work(
             }
             continue;
         };
+        let laddr = stream.local_addr().ok();
+        let fd = raw_fd(&stream);
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let user = shared.users.as_ref().and_then(|u| u.initial());
-        let client = ClientState { id, addr, name: None, protocol: Protocol::Resp2, user };
+        let (handle, killed, registered) = shared.clients.register(id, addr, laddr, fd);
+        let client = ClientState::new(id, addr, user, handle);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let _registered = registered;
             Metrics::incr(&shared.metrics.connections_accepted);
             let metrics = shared.metrics.clone();
             match (tls, shared.client_tls.clone()) {
@@ -179,7 +185,7 @@ pub async fn work(
                     let timeout = client_tls.settings.handshake_timeout;
                     match tokio::time::timeout(timeout, client_tls.acceptor().accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            session::Session::new(tls_stream, shared, client, worker).run(shutdown).await
+                            session::Session::new(tls_stream, shared, client, worker).run(shutdown, killed).await
                         }
                         Ok(Err(e)) => {
                             Metrics::incr(&metrics.tls_handshake_failures);
@@ -191,8 +197,19 @@ pub async fn work(
                         }
                     }
                 }
-                _ => session::Session::new(stream, shared, client, worker).run(shutdown).await,
+                _ => session::Session::new(stream, shared, client, worker).run(shutdown, killed).await,
             }
         });
     }
+}
+
+/// The socket's descriptor, for CLIENT LIST's `fd` (-1 where there is none).
+#[cfg(unix)]
+fn raw_fd(stream: &std::net::TcpStream) -> i64 {
+    std::os::fd::AsRawFd::as_raw_fd(stream) as i64
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_: &std::net::TcpStream) -> i64 {
+    -1
 }

@@ -26,7 +26,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 mod txn;
 
@@ -154,6 +154,8 @@ pub(super) struct Session<S> {
     blocking: Option<Dedicated>,
     /// Slot of the client's last keyed write: WAIT goes to its node.
     last_write: Option<Slot>,
+    /// Sequence numbers of requests whose replies are dropped, not written (CLIENT REPLY OFF / SKIP).
+    muted: VecDeque<u64>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -184,11 +186,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn: None,
             blocking: None,
             last_write: None,
+            muted: VecDeque::new(),
         }
     }
 
-    /// Serves the client until it disconnects, sends QUIT, breaks the protocol, or shutdown completes.
-    pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
+    /// fires) or shutdown completes.
+    pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>) {
         let limits = &self.shared.config.listen;
         let (max_pending, idle_timeout, stall_timeout) =
             (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout);
@@ -203,11 +207,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
+            self.publish_state();
             tokio::select! {
                 r = self.stream.read_buf(&mut self.inbuf), if can_read => match r {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => self.process_input(),
+                    Ok(_) => {
+                        self.client.handle.touch();
+                        self.process_input()
+                    }
                 },
+                // Killed by another client: close at once, as Redis does, without writing what is pending.
+                _ = &mut killed => break,
                 Some(d) = self.replies_rx.recv() => self.on_delivery(d),
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
@@ -300,20 +310,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes one request: answers it here, or queues it for a node.
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
+        self.route_counted(frame, ranges);
+    }
+
+    /// [`Self::route`], plus what CLIENT REPLY and CLIENT LIST need to know about the request (a few compares).
+    fn route_counted(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        let before = self.pending.len();
+        let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
         self.route(frame, ranges);
+        if self.client.mute != local::Mute::No {
+            for i in before..self.pending.len() {
+                if self.client.mute_next() {
+                    self.muted.push_back(self.base + i as u64);
+                }
+            }
+        }
+        match self.txn.as_ref().is_some_and(|t| t.multi) {
+            true if in_multi => self.client.multi_count += 1,
+            true => self.client.multi_count = 0,
+            false => {}
+        }
+    }
+
+    /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
+    fn publish_state(&self) {
+        let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
+        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
+        self.client.handle.set_state(state);
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args { frame: &frame, ranges };
+        let info = self.shared.table.resolve(args);
+        if let Some(info) = info {
+            self.client.handle.note_command(info.index);
+        }
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
-        let denied = if self.shared.users.is_some() { self.access_denied(args) } else { None };
+        let denied = if self.shared.users.is_some() { self.access_denied(info, args) } else { None };
         let plan = match denied {
             Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
                 Plan::Reject(msg)
             }
-            None => dispatch::plan(&self.shared.table, args),
+            None => dispatch::plan_resolved(info, args),
         };
         if let Plan::Local(LocalCommand::Reset) = plan {
             if self.txn.is_some() || self.blocking.is_some() {
@@ -409,8 +449,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// With users configured: NOAUTH before authentication (except the commands Redis allows then), NOPERM for
     /// commands or keys the user's rules don't allow. None = go ahead.
-    fn access_denied(&self, args: Args<'_>) -> Option<String> {
-        let info = self.shared.table.resolve(args)?;
+    fn access_denied(&self, info: Option<&crate::command::CommandInfo>, args: Args<'_>) -> Option<String> {
+        let info = info?;
         let container = info.name.split('|').next().unwrap_or(&info.name);
         if matches!(container, "auth" | "hello" | "quit" | "reset") {
             return None;
@@ -481,7 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes the held request if it may go now, then what else the client sent.
     fn release_held(&mut self) {
         while let Some(h) = self.held.take() {
-            self.route(h.frame, &h.ranges);
+            self.route_counted(h.frame, &h.ranges);
             if self.held.is_some() {
                 return;
             }
@@ -800,7 +840,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn collect_ready(&mut self) {
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
             let p = self.pending.pop_front().expect("checked");
-            self.out.extend_from_slice(&p.reply.expect("checked"));
+            if self.muted.front() == Some(&self.base) {
+                self.muted.pop_front();
+            } else {
+                self.out.extend_from_slice(&p.reply.expect("checked"));
+            }
             self.base += 1;
         }
     }
