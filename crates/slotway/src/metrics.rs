@@ -78,6 +78,7 @@ metrics! {
     refresh_requests_clusterdown,
     refresh_requests_node_not_ready,
     refresh_requests_health_check,
+    refresh_requests_admin,
     /// EVALSHA answered NOSCRIPT by a node, script body loaded there from slotway's cache and EVALSHA resent.
     scripts_reloaded,
     /// Topology refreshes completed.

@@ -91,6 +91,8 @@ pub enum RefreshReason {
     NodeNotReady = 5,
     /// An upstream connection failed its health check (no reply in time) or was closed by the node.
     HealthCheck = 6,
+    /// An operator asked for it (`SLOTWAY REFRESH`).
+    Admin = 7,
 }
 
 impl RefreshReason {
@@ -103,6 +105,7 @@ impl RefreshReason {
             4 => "clusterdown",
             5 => "node-not-ready",
             6 => "health-check",
+            7 => "admin",
             // Woken by a trigger that the previous refresh already took into account.
             _ => "merged",
         }
@@ -311,6 +314,7 @@ impl TopologyManager {
             RefreshReason::ClusterDown => Metrics::incr(&m.refresh_requests_clusterdown),
             RefreshReason::NodeNotReady => Metrics::incr(&m.refresh_requests_node_not_ready),
             RefreshReason::HealthCheck => Metrics::incr(&m.refresh_requests_health_check),
+            RefreshReason::Admin => Metrics::incr(&m.refresh_requests_admin),
         }
         let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
         self.trigger.notify_one();

@@ -286,3 +286,52 @@ async fn killed_primary_restarted_rejoins_as_a_replica_and_is_read_from() {
     assert!(writes.errors() <= 40, "{} write errors", writes.errors());
     assert!(writes.ops() > 1000 && reads.ops() > 1000, "the load ran");
 }
+
+/// `SLOTWAY TOPOLOGY` shows the slot map in use and `SLOTWAY REFRESH` makes slotway notice a change at once, with
+/// no periodic refresh due and no traffic to hit a MOVED.
+#[test]
+fn admin_refresh_picks_up_a_failover_at_once() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slotway.toml");
+    std::fs::write(&path, "[cluster]\nrefresh_interval_ms = 600000\n").unwrap();
+    let proxy = Proxy::start(&cluster, &["--config", path.to_str().unwrap()]);
+
+    let topology = proxy.cli(&["SLOTWAY", "TOPOLOGY"]);
+    let shard_lines: Vec<&str> = topology.lines().filter(|l| l.starts_with("slots ")).collect();
+    assert_eq!(shard_lines.len(), 3, "{topology}");
+    for primary in cluster.primaries() {
+        let replicas = cluster.replicas_of(primary);
+        let line = format!("primary 127.0.0.1:{primary} replicas 127.0.0.1:{}", replicas[0]);
+        assert!(shard_lines.iter().any(|l| l.ends_with(&line)), "{line} in\n{topology}");
+    }
+    assert!(topology.contains("slots 0-5460 "), "{topology}");
+
+    // A failover slotway isn't told about: the map in use still names the old primary.
+    let old_primary = cluster.primaries()[0];
+    let promoted = cluster.replicas_of(old_primary)[0];
+    cluster.failover(promoted, None);
+    let topology = proxy.cli(&["SLOTWAY", "TOPOLOGY"]);
+    assert!(topology.contains(&format!("primary 127.0.0.1:{old_primary} ")), "{topology}");
+
+    assert_eq!(proxy.cli(&["SLOTWAY", "REFRESH"]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let topology = proxy.cli(&["SLOTWAY", "TOPOLOGY"]);
+        if topology.contains(&format!("primary 127.0.0.1:{promoted} ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refresh 5 s after SLOTWAY REFRESH:\n{topology}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(proxy.cli(&["INFO", "proxy"]).contains("refresh_requests_admin:1"));
+
+    // Bad forms get Redis's wording.
+    assert_eq!(proxy.cli(&["SLOTWAY", "NOPE"]), "ERR unknown subcommand 'NOPE'. Try SLOTWAY HELP.");
+    assert_eq!(
+        proxy.cli(&["SLOTWAY", "REFRESH", "now"]),
+        "ERR wrong number of arguments for 'slotway|refresh' command"
+    );
+    assert_eq!(proxy.cli(&["SLOTWAY"]), "ERR wrong number of arguments for 'slotway' command");
+    assert!(proxy.cli(&["SLOTWAY", "HELP"]).contains("REFRESH"));
+}

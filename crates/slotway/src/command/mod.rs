@@ -58,6 +58,8 @@ pub enum LocalCommand {
     ReadOnly,
     ReadWrite,
     Client,
+    /// `SLOTWAY REFRESH|TOPOLOGY|HELP`: slotway's own administration.
+    Slotway,
 }
 
 /// How a command is routed through the standalone endpoint.
@@ -254,6 +256,7 @@ impl CommandTable {
             table.add_entry(entry, None)?;
         }
         table.add_missing_client_subcommands();
+        table.add_slotway_command();
         Ok(table)
     }
 
@@ -360,6 +363,34 @@ impl CommandTable {
             // A well-formed entry by construction; a failure would only leave the container's rules in place.
             let _ = self.add_entry(&entry, Some("client"));
         }
+    }
+
+    /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|HELP`, described like a Redis command so that ACL rules
+    /// (`-@admin`, `+slotway|topology`) and arity checks treat it as any other.
+    fn add_slotway_command(&mut self) {
+        let text = |s: &str| Value::Simple(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let entry = |name: &str, arity: i64, flags: &[&str], categories: &[&str], subs: Vec<Value>| {
+            Value::Array(vec![
+                text(name),
+                Value::Integer(arity),
+                Value::Array(flags.iter().map(|f| text(f)).collect()),
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Array(categories.iter().map(|c| text(c)).collect()),
+                Value::Array(vec![]),
+                Value::Array(vec![]),
+                Value::Array(subs),
+            ])
+        };
+        let admin = ["@admin", "@slow", "@dangerous"];
+        let subs = vec![
+            entry("slotway|refresh", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|topology", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|help", 2, &["loading", "stale"], &["@slow", "@connection"], vec![]),
+        ];
+        // A well-formed entry by construction.
+        let _ = self.add_entry(&entry("slotway", -2, &[], &["@slow"], subs), None);
     }
 
     /// Adds one COMMAND entry (and its subcommands). `container` is set for subcommand entries.

@@ -56,6 +56,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "readonly" => Some(LocalCommand::ReadOnly),
         "readwrite" => Some(LocalCommand::ReadWrite),
         "client" => Some(LocalCommand::Client),
+        "slotway" => Some(LocalCommand::Slotway),
         _ => None,
     };
     if let Some(local) = local {

@@ -198,6 +198,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Hello => hello(args, client, shared),
         LocalCommand::Info => info(args, shared),
         LocalCommand::Client => client_command(args, client, shared),
+        LocalCommand::Slotway => slotway_command(args, shared),
     }
 }
 
@@ -306,6 +307,67 @@ fn info(_args: Args<'_>, shared: &Shared) -> Outcome {
 }
 
 /// The `# Proxy` section of INFO: slotway's version, uptime, topology and counters.
+/// `SLOTWAY REFRESH` (ask for a topology refresh now; it runs in the background, merged with any other trigger),
+/// `SLOTWAY TOPOLOGY` (the slot map in use, one line per shard) and `SLOTWAY HELP`.
+fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
+    if args.len() < 2 {
+        return arity("slotway");
+    }
+    let mut b = BytesMut::new();
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    match sub.as_str() {
+        "refresh" if args.len() == 2 => {
+            shared.topology.request_refresh(crate::topology::RefreshReason::Admin);
+            return ok();
+        }
+        "topology" if args.len() == 2 => {
+            let topology = shared.topology.load();
+            let lines: Vec<String> = std::iter::once(format!("version {}", topology.version))
+                .chain(topology.map.shards.iter().map(describe_shard))
+                .collect();
+            encode::array_header(&mut b, lines.len());
+            for line in &lines {
+                encode::bulk(&mut b, line.as_bytes());
+            }
+        }
+        "help" if args.len() == 2 => {
+            let lines = [
+                "SLOTWAY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "REFRESH",
+                "    Refresh the cluster topology now (in the background).",
+                "TOPOLOGY",
+                "    The slot map in use: one line per shard with its slots, primary and replicas.",
+                "HELP",
+                "    Print this help.",
+            ];
+            encode::array_header(&mut b, lines.len());
+            for line in lines {
+                encode::simple(&mut b, line);
+            }
+        }
+        "refresh" | "topology" | "help" => {
+            return err(&format!("ERR wrong number of arguments for 'slotway|{sub}' command"));
+        }
+        _ => {
+            let shown = String::from_utf8_lossy(args.get(1));
+            return err(&format!("ERR unknown subcommand '{shown}'. Try SLOTWAY HELP."));
+        }
+    }
+    reply(b)
+}
+
+fn describe_shard(shard: &crate::cluster::ShardInfo) -> String {
+    let slots: Vec<String> =
+        shard.slots.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+    let replicas: Vec<String> = shard.replicas.iter().map(|r| r.addr.to_string()).collect();
+    format!(
+        "slots {} primary {} replicas {}",
+        if slots.is_empty() { "-".to_string() } else { slots.join(",") },
+        shard.primary.addr,
+        if replicas.is_empty() { "-".to_string() } else { replicas.join(",") }
+    )
+}
+
 pub fn proxy_section(shared: &Shared) -> String {
     let topo = shared.topology.load();
     let mut text = String::new();
