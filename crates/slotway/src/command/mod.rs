@@ -368,6 +368,9 @@ impl CommandTable {
     /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|HELP`, described like a Redis command so that ACL rules
     /// (`-@admin`, `+slotway|topology`) and arity checks treat it as any other.
     fn add_slotway_command(&mut self) {
+        if self.is_empty() {
+            return; // not a command table at all
+        }
         let text = |s: &str| Value::Simple(bytes::Bytes::copy_from_slice(s.as_bytes()));
         let entry = |name: &str, arity: i64, flags: &[&str], categories: &[&str], subs: Vec<Value>| {
             Value::Array(vec![
