@@ -17,7 +17,7 @@ use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
-use crate::upstream::{Dedicated, Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
+use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
 use smallvec::SmallVec;
@@ -154,6 +154,8 @@ pub(super) struct Session<S> {
     blocking: Option<Dedicated>,
     /// Slot of the client's last keyed write: WAIT goes to its node.
     last_write: Option<Slot>,
+    /// Whom the nodes see: the upstream identity of the authenticated user (the default one for most).
+    identity: Identity,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -161,6 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let read_from = shared.config.listen.read_from;
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
+        let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -184,6 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn: None,
             blocking: None,
             last_write: None,
+            identity,
         }
     }
 
@@ -431,6 +435,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if outcome.close {
             self.closing = true;
         }
+        let identity = self.client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        if identity != self.identity {
+            self.switch_identity(identity);
+        }
+    }
+
+    /// AUTH (or HELLO AUTH, RESET) made the client a user that runs as another cluster user: later requests go
+    /// on that identity's connections.
+    fn switch_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+        // Requests still outstanding on the old identity's connections must be answered before anything goes on
+        // the new one's, or a later command could overtake an earlier one.
+        self.fence = true;
+        // A WATCH holds a connection logged in as the old identity: nothing more may run on it. EXEC then answers
+        // a nil array, as when a watched key changed, and the client retries as its new user.
+        if let Some(t) = self.txn.as_deref_mut() {
+            t.lose_watch();
+        }
     }
 
     /// A blocking command: sent alone (every earlier request answered) on a dedicated connection, and nothing
@@ -566,14 +588,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let kind = self.pending[idx].kind;
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
-            Kind::Normal => pool.send(worker, protocol, pick, req),
+            Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
             Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(worker) {
+                    match pool.take_dedicated(self.identity, worker) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -734,6 +756,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut load = BytesMut::with_capacity(body.len() + 40);
         resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
         pool.send(
+            self.identity,
             self.worker,
             self.client.protocol,
             self.pick,
