@@ -156,6 +156,14 @@ pub(super) struct Session<S> {
     last_write: Option<Slot>,
     /// Whom the nodes see: the upstream identity of the authenticated user (the default one for most).
     identity: Identity,
+    /// When the first byte of the incomplete request in `inbuf` arrived (or reading resumed): the request must be
+    /// whole within `request_timeout` of it. None while `inbuf` is empty or reading is paused.
+    partial_since: Option<Instant>,
+    /// A request was handled since the loop last looked: the bytes left in `inbuf` start a new request.
+    handled: bool,
+    /// When the client last got a reply (or connected): the idle timeout counts from here, so bytes of a request
+    /// that never completes don't make the client look busy.
+    last_active: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -188,22 +196,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             blocking: None,
             last_write: None,
             identity,
+            partial_since: None,
+            handled: false,
+            last_active: Instant::now(),
         }
     }
 
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, or shutdown completes.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let limits = &self.shared.config.listen;
-        let (max_pending, idle_timeout, stall_timeout) =
-            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout);
+        let (max_pending, idle_timeout, stall_timeout, request_timeout) =
+            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout, limits.request_timeout);
         loop {
             if self.closing && self.pending.is_empty() {
                 break;
             }
             let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
-            // Idle: nothing pending and nothing arriving. Only armed when configured, and only while idle.
-            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| Instant::now() + t);
+            // Idle: nothing pending, and no reply for that long. Only armed when configured, and only while idle.
+            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| self.last_active + t);
+            if std::mem::take(&mut self.handled) {
+                self.partial_since = None;
+            }
+            // Slow loris: a request must arrive whole within `request_timeout` of its first byte. Counted only while
+            // slotway reads (a paused client isn't late), so the clock is read only when a partial request waits.
+            let request_at = match request_timeout {
+                Some(t) if can_read && !self.inbuf.is_empty() => {
+                    Some(*self.partial_since.get_or_insert_with(Instant::now) + t)
+                }
+                _ => {
+                    self.partial_since = None;
+                    None
+                }
+            };
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
@@ -218,6 +243,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
                     break;
+                }
+                _ = sleep_until(request_at), if request_at.is_some() => {
+                    Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
+                    tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
+                    // Whatever is already pending is still answered, then the connection closes.
+                    self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                    self.closing = true;
+                    self.inbuf = BytesMut::new();
                 }
             }
             while let Ok(d) = self.replies_rx.try_recv() {
@@ -248,6 +281,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     break;
                 }
                 self.out.clear();
+                if idle_timeout.is_some() {
+                    self.last_active = Instant::now();
+                }
             }
         }
         let _ = self.stream.shutdown().await;
@@ -304,6 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes one request: answers it here, or queues it for a node.
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
+        self.handled = true;
         self.route(frame, ranges);
     }
 
