@@ -356,6 +356,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             None => dispatch::plan(&self.shared.table, args),
         };
+        if self.shared.users.is_some()
+            && matches!(plan, Plan::Local(LocalCommand::Auth | LocalCommand::Hello | LocalCommand::Reset))
+            && !self.all_answered()
+        {
+            // It may change the client's upstream identity: what was sent as the old one (and any retry of it)
+            // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
+            return self.hold(frame, ranges);
+        }
         if let Plan::Local(LocalCommand::Reset) = plan {
             if self.txn.is_some() || self.blocking.is_some() {
                 // RESET ends the transaction: once what was sent for it is answered, its connection is closed.
@@ -479,12 +487,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// AUTH (or HELLO AUTH, RESET) made the client a user that runs as another cluster user: later requests go
-    /// on that identity's connections.
+    /// on that identity's connections. Nothing is outstanding on the old identity's shared connections (`route`
+    /// held the AUTH until every earlier request was answered).
     fn switch_identity(&mut self, identity: Identity) {
         self.identity = identity;
-        // Requests still outstanding on the old identity's connections must be answered before anything goes on
-        // the new one's, or a later command could overtake an earlier one.
-        self.fence = true;
         // A WATCH holds a connection logged in as the old identity: nothing more may run on it. EXEC then answers
         // a nil array, as when a watched key changed, and the client retries as its new user.
         if let Some(t) = self.txn.as_deref_mut() {
