@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Throughput/latency benchmark: redis-benchmark directly against a local Redis
-# Cluster vs. through slotway (plain TCP to slotway, TLS+AUTH upstream).
+# Cluster vs. through slotway (plain TCP or TLS to slotway, TLS+AUTH upstream).
 #
-#   bench/run.sh [--rounds N] [--requests N] [--upstream-tls on|off] [--keep]
+#   bench/run.sh [--rounds N] [--requests N] [--upstream-tls on|off] [--client-tls on|off] [--keep]
 #                [--workloads "set get"] [--pipelines "1 16"] [--clients N]
 #                [--pipeline-scale N] [--data-size BYTES] [--direct-only]
 #                [--ports "P1 ... P6"] [--proxy-port P] [--out DIR]
@@ -18,6 +18,9 @@
 #                     use N * --pipeline-scale (default 6), so each run lasts a
 #                     few seconds
 # --upstream-tls on|off  TLS between clients/slotway and the cluster (default on)
+# --client-tls on|off TLS between redis-benchmark and slotway (default off): slotway
+#                     gets a TLS listener only, with a certificate for 127.0.0.1
+#                     from a throwaway CA generated into OUT/client-tls/
 # --keep              leave the cluster (and slotway) running at the end
 # --direct-only       only benchmark the cluster (also the fallback when slotway
 #                     does not build or does not answer PING)
@@ -41,6 +44,7 @@ ROUNDS=3
 REQUESTS=60000
 PIPE_SCALE=6
 UPSTREAM_TLS=on
+CLIENT_TLS=off
 KEEP=0
 WORKLOADS="set get"
 PIPELINES="1 16"
@@ -63,6 +67,7 @@ while (($#)); do
     --requests) REQUESTS="$2"; shift 2 ;;
     --pipeline-scale) PIPE_SCALE="$2"; shift 2 ;;
     --upstream-tls) UPSTREAM_TLS="$2"; shift 2 ;;
+    --client-tls) CLIENT_TLS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --pipelines) PIPELINES="$2"; shift 2 ;;
@@ -75,11 +80,12 @@ while (($#)); do
     --out) OUT="$2"; shift 2 ;;
     --mode) MODE="$2"; shift 2 ;;
     --cluster-dir) CLUSTER_DIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 case "$UPSTREAM_TLS" in on|off) ;; *) die "--upstream-tls on|off" ;; esac
+case "$CLIENT_TLS" in on|off) ;; *) die "--client-tls on|off" ;; esac
 case "$MODE" in standalone|nat) ;; *) die "--mode standalone|nat" ;; esac
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
 [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
@@ -159,6 +165,34 @@ read -r -a PORT_LIST <<<"$DEV_CLUSTER_PORTS"
 PASSWORD="$SLOTWAY_UPSTREAM_PASSWORD"
 
 # ------------------------------------------------------------------ slotway
+# Client TLS: a throwaway CA and a certificate for 127.0.0.1 signed by it (as scripts/dev-cluster.sh makes the
+# nodes' certificates), so the benchmark needs nothing but openssl.
+CLIENT_TLS_DIR="$OUT/client-tls"
+gen_client_tls() {
+  mkdir -p "$CLIENT_TLS_DIR"
+  (
+    cd "$CLIENT_TLS_DIR"
+    umask 077
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -keyout ca.key -out ca.crt \
+      -days 30 -subj "/O=slotway-bench/CN=slotway bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -keyout slotway.key -out slotway.csr \
+      -subj "/O=slotway-bench/CN=slotway" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >slotway.ext
+    openssl x509 -req -in slotway.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out slotway.crt -days 30 \
+      -sha256 -extfile slotway.ext 2>/dev/null
+    rm -f slotway.csr slotway.ext
+  ) || die "could not generate the client TLS certificate in $CLIENT_TLS_DIR"
+}
+# redis-cli / redis-benchmark arguments to reach slotway.
+PROXY_TLS_ARGS=()
+if [[ "$CLIENT_TLS" == on ]]; then
+  command -v openssl >/dev/null 2>&1 || die "--client-tls on needs openssl"
+  gen_client_tls
+  PROXY_TLS_ARGS=(--tls --cacert "$CLIENT_TLS_DIR/ca.crt")
+fi
+
 # SLOTWAY_BIN=/path/to/slotway skips the build and benchmarks that binary.
 start_proxy() {
   if [[ -z "${SLOTWAY_BIN:-}" ]]; then
@@ -170,19 +204,23 @@ start_proxy() {
     fi
   fi
   local args=(--listen "127.0.0.1:$PROXY_PORT")
+  [[ "$CLIENT_TLS" == on ]] && args=(--listen-tls "127.0.0.1:$PROXY_PORT")
   if [[ "$MODE" == nat ]]; then
     args=(--mode nat --nat-announce-host 127.0.0.1 --nat-bind 127.0.0.1
       --nat-ports "$PROXY_PORT-$((PROXY_PORT + ${#PORT_LIST[@]} + 5))")
   fi
+  [[ "$CLIENT_TLS" == on ]] &&
+    args+=(--listen-tls-cert "$CLIENT_TLS_DIR/slotway.crt" --listen-tls-key "$CLIENT_TLS_DIR/slotway.key")
   local p
   for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
   [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
-  log "starting slotway on 127.0.0.1:$PROXY_PORT"
+  log "starting slotway on 127.0.0.1:$PROXY_PORT (client TLS $CLIENT_TLS)"
   # The password only travels in the environment.
   SLOTWAY_UPSTREAM_PASSWORD="$PASSWORD" "$SLOTWAY_BIN" "${args[@]}" >"$OUT/slotway.log" 2>&1 &
   PROXY_PID=$!
   local deadline=$((SECONDS + 30))
-  until [[ "$(env -u REDISCLI_AUTH timeout 2 redis-cli -h 127.0.0.1 -p "$PROXY_PORT" PING 2>/dev/null)" == PONG ]]; do
+  until [[ "$(env -u REDISCLI_AUTH timeout 2 redis-cli "${PROXY_TLS_ARGS[@]}" -h 127.0.0.1 -p "$PROXY_PORT" PING \
+    2>/dev/null)" == PONG ]]; do
     if ! kill -0 "$PROXY_PID" 2>/dev/null || ((SECONDS >= deadline)); then
       log "WARNING: slotway did not answer PING (log: $OUT/slotway.log): direct runs only"
       tail -n 20 "$OUT/slotway.log" >&2 || true
@@ -217,14 +255,14 @@ run_one() {
   if [[ "$MODE" == nat ]]; then "workload_$wl" direct; else "workload_$wl" "$mode"; fi
   local target=()
   if [[ "$mode" == slotway && "$MODE" == nat ]]; then
-    target=(--cluster -h 127.0.0.1 -p "$PROXY_PORT")
+    target=(--cluster -h 127.0.0.1 -p "$PROXY_PORT" "${PROXY_TLS_ARGS[@]}")
   elif [[ "$mode" == direct ]]; then
     target=(--cluster -h 127.0.0.1 -p "${PORT_LIST[0]}")
     [[ "$UPSTREAM_TLS" == on ]] && target+=(--tls --cacert "$DEV_CLUSTER_CA")
     # redis-benchmark only takes the password on its command line.
     [[ -n "$PASSWORD" ]] && target+=(-a "$PASSWORD")
   else
-    target=(-h 127.0.0.1 -p "$PROXY_PORT")
+    target=(-h 127.0.0.1 -p "$PROXY_PORT" "${PROXY_TLS_ARGS[@]}")
   fi
   local t0=0 t1=0
   [[ "$mode" == slotway ]] && t0="$(cpu_ticks "$PROXY_PID")"
@@ -271,7 +309,7 @@ report() {
   echo "## slotway benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
   echo "redis-benchmark -c $CLIENTS -r $KEYSPACE -d $DATA_SIZE, $ROUNDS round(s), median per cell;" \
-    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; slotway mode $MODE; client -> slotway: plain TCP;" \
+    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; slotway mode $MODE; client -> slotway: $([[ "$CLIENT_TLS" == on ]] && echo TLS || echo plain TCP);" \
     "machine: $(nproc) cores, everything on one host."
   echo
   echo "| test | pipeline | direct req/s | slotway req/s | ratio | p50 ms (direct / slotway) | p99 ms (direct / slotway) | slotway µs/req |"

@@ -6,7 +6,8 @@ use crate::metrics::Metrics;
 use crate::nat;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
-use crate::upstream::{ConnectContext, HealthCheck, PoolLimits, Upstreams};
+use crate::upstream::connect::connect;
+use crate::upstream::{ConnectContext, HealthCheck, Identity, PoolLimits, Upstreams};
 use anyhow::{Context, Result};
 use resp::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,10 +94,10 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         }
         None => None,
     };
-    let ctx = || ConnectContext {
+    let ctx_as = |user: Option<String>, password: Option<crate::config::Secret>| ConnectContext {
         tls: tls.clone(),
-        user: config.upstream.user.clone(),
-        password: config.upstream.password.clone(),
+        user,
+        password,
         connect_timeout: config.upstream.connect_timeout,
         metrics: metrics.clone(),
         resolve: config.resolve.clone(),
@@ -106,11 +107,16 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
             .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout }),
         on_trouble: Default::default(),
     };
+    let ctx = || ctx_as(config.upstream.user.clone(), config.upstream.password.clone());
     let limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
     };
-    let upstreams = Arc::new(Upstreams::new(ctx(), workers, limits));
+    // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
+    let mapped = upstream_identities(&config.users);
+    let mut ctxs = vec![ctx()];
+    ctxs.extend(mapped.iter().map(|c| ctx_as(Some(c.user.clone()), Some(c.password.clone()))));
+    let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
     let topology = TopologyManager::discover(
         upstreams.clone(),
         config.upstream.seeds.clone(),
@@ -132,12 +138,16 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     } else {
         let mut compiled = Vec::new();
         for u in &config.users {
-            compiled.push(
-                crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table)
-                    .map_err(anyhow::Error::msg)?,
-            );
+            let mut user = crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table)
+                .map_err(anyhow::Error::msg)?;
+            if let Some(creds) = &u.upstream {
+                let index = mapped.iter().position(|c| c == creds).expect("collected from these users") + 1;
+                user.upstream = Identity::new(index as u16);
+            }
+            compiled.push(user);
         }
-        tracing::info!(users = compiled.len(), "clients must authenticate");
+        check_upstream_identities(&config, &mapped, &topology).await?;
+        tracing::info!(users = compiled.len(), upstream_users = mapped.len(), "clients must authenticate");
         Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
     };
 
@@ -186,6 +196,45 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         let _ = a.await;
     }
     drain(&config, &metrics).await;
+    Ok(())
+}
+
+/// The distinct cluster credentials slotway's users map to, in order of first mention: `[i]` is identity `i + 1`.
+fn upstream_identities(users: &[crate::config::UserConfig]) -> Vec<crate::config::UpstreamCredentials> {
+    let mut out: Vec<crate::config::UpstreamCredentials> = Vec::new();
+    for creds in users.iter().filter_map(|u| u.upstream.as_ref()) {
+        if !out.contains(creds) {
+            out.push(creds.clone());
+        }
+    }
+    out
+}
+
+/// Logs in once as every mapped cluster user (on some primary), so a wrong upstream password or a user missing
+/// on the nodes stops slotway at start with a clear message, as for the `[upstream]` credentials, instead of
+/// failing every request of that user later.
+async fn check_upstream_identities(
+    config: &Config,
+    mapped: &[crate::config::UpstreamCredentials],
+    topology: &TopologyManager,
+) -> Result<()> {
+    let Some(addr) = topology.load().any_primary(0).map(|p| p.addr.clone()) else { return Ok(()) };
+    for (i, creds) in mapped.iter().enumerate() {
+        let ctx = topology.upstreams().context(Identity::new(i as u16 + 1)).expect("one context per identity");
+        let users: Vec<&str> =
+            config.users.iter().filter(|u| u.upstream.as_ref() == Some(creds)).map(|u| u.name.as_str()).collect();
+        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false).await {
+            Ok(_) => {}
+            Err(e) if e.is_fatal() => anyhow::bail!(
+                "user {}: cannot log in to the cluster as upstream user '{}' ({addr}): {e}",
+                users.join(", "),
+                creds.user
+            ),
+            Err(e) => {
+                tracing::warn!(node = %addr, upstream_user = %creds.user, error = %e, "cannot check upstream user")
+            }
+        }
+    }
     Ok(())
 }
 

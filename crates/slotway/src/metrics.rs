@@ -44,6 +44,8 @@ metrics! {
     clients_killed,
     /// Clients disconnected after `client.idle_timeout_ms` without a request.
     idle_disconnects,
+    /// Clients disconnected because a request didn't arrive whole within `client.request_timeout_ms` (slow loris).
+    request_timeout_disconnects,
     /// Clients disconnected because they accepted no output for `client.output_stall_timeout_ms`.
     output_stall_disconnects,
     /// Requests larger than `client.max_request_bytes` (connection closed).

@@ -270,7 +270,7 @@ impl TopologyManager {
             // A connection that fails on its own (health check, node closed it) asks for a refresh. Weak: the
             // manager owns the registry that holds the hook.
             let weak = Arc::downgrade(&manager);
-            manager.upstreams.on_trouble(Box::new(move |_node, trouble| {
+            manager.upstreams.on_trouble(Arc::new(move |_node, trouble| {
                 if let Some(m) = weak.upgrade() {
                     m.request_refresh(match trouble {
                         NodeTrouble::NoReply => RefreshReason::HealthCheck,

@@ -3,13 +3,15 @@
 //! and over pseudo-random mutations of it.
 //!
 //! `FUZZ_SMOKE_CASES` (default 5000) sets the number of mutated inputs per target, `FUZZ_SMOKE_SEED` the PRNG
-//! seed (default fixed, so a failure reproduces). A failing input is written to `target/fuzz-smoke/<target>-*`;
+//! seed (default fixed, so a failure reproduces). `FUZZ_SMOKE_SECONDS` instead runs mutated inputs for that long
+//! per target: `scripts/fuzz.sh` falls back to that when cargo-fuzz can't be installed. A failing input is written to `target/fuzz-smoke/<target>-*`;
 //! replay it with `cargo fuzz run <target> FILE` or add it to the corpus. For real fuzzing: `scripts/fuzz.sh`.
 #[path = "../../../fuzz/src/lib.rs"]
 mod bodies;
 
 use bodies::Rng;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Tokens the mutator inserts: RESP framing, and command names and keywords the routing rules look at.
 const TOKENS: &[&[u8]] = &[
@@ -133,10 +135,19 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 
 fn run(target: &str, body: fn(&[u8])) {
     let seeds = corpus(target);
-    let mut inputs = seeds.clone();
     let mut rng = Rng::new(env_u64("FUZZ_SMOKE_SEED", 0x5107_03a7));
-    inputs.extend((0..env_u64("FUZZ_SMOKE_CASES", 5000)).map(|_| mutate(&mut rng, &seeds)));
-    for input in &inputs {
+    // A time budget (the fallback for cargo-fuzz) or a number of cases (every `cargo test`).
+    let budget = std::env::var("FUZZ_SMOKE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
+    let cases = if budget.is_some() { u64::MAX } else { env_u64("FUZZ_SMOKE_CASES", 5000) };
+    let start = Instant::now();
+    let mut ran = 0u64;
+    let mutated = (0..cases).map(|_| mutate(&mut rng, &seeds));
+    for input in seeds.iter().cloned().chain(mutated) {
+        if budget.is_some_and(|b| ran >= seeds.len() as u64 && start.elapsed() >= b) {
+            break;
+        }
+        ran += 1;
+        let input = &input;
         if let Err(panic) = std::panic::catch_unwind(|| body(input)) {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fuzz-smoke");
             let _ = std::fs::create_dir_all(&dir);
@@ -145,6 +156,9 @@ fn run(target: &str, body: fn(&[u8])) {
             eprintln!("{target}: failing input {:?} written to {}", String::from_utf8_lossy(input), file.display());
             std::panic::resume_unwind(panic);
         }
+    }
+    if budget.is_some() {
+        println!("{target}: {ran} inputs in {:.1?} without a failure", start.elapsed());
     }
 }
 

@@ -1,5 +1,6 @@
-//! Client limits: max clients (and per address), idle timeout, oversized requests, slow readers; and memory with
-//! 2,000 idle connections plus a client that never reads its replies.
+//! Client limits: max clients (and per address), idle timeout, oversized requests, slow readers, slow-loris
+//! writers and huge declared lengths; and memory with 2,000 idle connections plus a client that never reads its
+//! replies.
 
 mod support;
 
@@ -179,4 +180,114 @@ fn idle_connections_and_a_slow_reader_stay_bounded() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(idle);
+}
+
+/// Sends `bytes` one at a time, `every` apart (cycling when they run out), until slotway closes the connection or
+/// `max` passes. Returns what slotway sent and when it closed (None: still open).
+fn trickle(s: &mut TcpStream, bytes: &[u8], every: Duration, max: Duration) -> (Vec<u8>, Option<Duration>) {
+    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    for &b in bytes.iter().cycle() {
+        if start.elapsed() > max {
+            return (got, None);
+        }
+        let write_failed = s.write_all(&[b]).is_err();
+        let deadline = Instant::now() + every;
+        while Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) => return (got, Some(start.elapsed())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return (got, Some(start.elapsed())),
+            }
+        }
+        if write_failed {
+            return (got, Some(start.elapsed()));
+        }
+    }
+    unreachable!("cycle never ends")
+}
+
+fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn slow_loris_and_huge_declared_lengths() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let (proxy, _d) = start_with(&cluster, "request_timeout_ms = 1500");
+    let pid = proxy.child.id();
+
+    // One byte every 200 ms of a request that never completes: disconnected ~1.5 s after its first byte, with an
+    // error saying why.
+    let mut loris = TcpStream::connect(&proxy.addr).unwrap();
+    let (got, closed) = trickle(
+        &mut loris,
+        b"*2\r\n$3\r\nGET\r\n$100\r\nxxxxxxxxxxxxxxxx",
+        Duration::from_millis(200),
+        Duration::from_secs(8),
+    );
+    let closed = closed.expect("a slow-loris client is disconnected");
+    assert!(closed >= Duration::from_millis(1300) && closed < Duration::from_secs(5), "closed after {closed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "-ERR slotway: request not completed in time (client.request_timeout_ms)\r\n"
+    );
+
+    // A client whose requests each arrive in pieces within the timeout stays, however long it keeps going.
+    let mut patient = TcpStream::connect(&proxy.addr).unwrap();
+    let (got, closed) = trickle(&mut patient, b"PING\r\n", Duration::from_millis(100), Duration::from_millis(3000));
+    assert!(closed.is_none(), "closed after {closed:?}");
+    assert!(got.starts_with(b"+PONG\r\n+PONG\r\n+PONG\r\n"), "{}", String::from_utf8_lossy(&got));
+    // (Closed now, so its last partial PING isn't counted below.)
+    drop(patient);
+
+    // Declared lengths far beyond what arrived reserve nothing: 50 clients announcing a 512 MiB value (the
+    // largest allowed) and 50 announcing a billion arguments, then silence. Address space and RSS stay flat
+    // (reserving would show in VmSize even before any page is touched); the timeout closes them all.
+    let (rss0, vm0) = (vm_kib(pid, "VmRSS:"), vm_kib(pid, "VmSize:"));
+    let mut silent: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut s = TcpStream::connect(&proxy.addr).unwrap();
+            let header: &[u8] =
+                if i % 2 == 0 { b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n" } else { b"*1000000000\r\n" };
+            s.write_all(header).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let (rss1, vm1) = (vm_kib(pid, "VmRSS:"), vm_kib(pid, "VmSize:"));
+    println!("with 100 huge declared lengths: RSS {rss0} -> {rss1} KiB, VmSize {vm0} -> {vm1} KiB");
+    assert!(rss1.saturating_sub(rss0) < 16 * 1024, "RSS grew {} KiB", rss1 - rss0);
+    assert!(vm1.saturating_sub(vm0) < 256 * 1024, "address space grew {} KiB", vm1 - vm0);
+    for (i, s) in silent.iter_mut().enumerate() {
+        let (_, closed) = read_for(s, Duration::from_secs(5));
+        assert!(closed, "connection {i} with a huge declared length is closed by the request timeout");
+    }
+
+    // A length over the bulk limit is refused at once, before any of it is read.
+    let mut over = TcpStream::connect(&proxy.addr).unwrap();
+    over.write_all(b"*1\r\n$4000000000\r\n").unwrap();
+    let (got, closed) = read_for(&mut over, Duration::from_secs(1));
+    assert_eq!(String::from_utf8_lossy(&got), "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(closed);
+
+    let info = proxy.cli(&["INFO", "proxy"]);
+    let count = info.lines().find_map(|l| l.strip_prefix("request_timeout_disconnects:")).unwrap();
+    assert_eq!(count.trim().parse::<u64>().unwrap(), 101, "{info}");
+    drop(proxy);
+
+    // The idle timeout isn't reset by bytes of a request that never completes.
+    let (proxy, _d) = start_with(&cluster, "idle_timeout_ms = 1500\nrequest_timeout_ms = 0");
+    let mut s = TcpStream::connect(&proxy.addr).unwrap();
+    let (_, closed) =
+        trickle(&mut s, b"*2\r\n$3\r\nGET\r\n$100\r\nxxxxxxxx", Duration::from_millis(200), Duration::from_secs(8));
+    let closed = closed.expect("a client that never completes a request is idle");
+    assert!(closed >= Duration::from_millis(1300) && closed < Duration::from_secs(5), "closed after {closed:?}");
+    let info = proxy.cli(&["INFO", "proxy"]);
+    assert!(info.contains("idle_disconnects:1") && info.contains("request_timeout_disconnects:0"), "{info}");
 }

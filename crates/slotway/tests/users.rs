@@ -160,6 +160,38 @@ rules = "on +@all -@dangerous ~app1:* %R~shared:*"
     }
     assert_eq!(cluster.cli(cluster.node_for_key("app2:x"), &["EXISTS", "app2:x"]), "0");
 
+    // Not through a transaction either: a denied command while queueing aborts it (Redis's behaviour for errors
+    // while queueing), so even the allowed SET before it doesn't run; WATCH needs read access to its keys.
+    let execabort = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+    let txn_cases: &[(&str, String)] = &[
+        ("WATCH app2:x\r\n", nokey.to_string()),
+        ("MULTI\r\nSET app1:a 2\r\nSET app2:x 1\r\nEXEC\r\n", format!("+OK\r\n+QUEUED\r\n{nokey}{execabort}")),
+        (
+            "MULTI\r\nSET app1:a 3\r\nEVAL \"return 1\" 1 app2:x\r\nEXEC\r\n",
+            format!("+OK\r\n+QUEUED\r\n{nokey}{execabort}"),
+        ),
+        ("GET app1:a\r\n", "$1\r\n1\r\n".to_string()),
+    ];
+    for (cmd, want) in txn_cases {
+        let got = exchange(&addr, Some(&mut s), cmd.as_bytes(), want.len());
+        assert_eq!(String::from_utf8_lossy(&got), *want, "{cmd}");
+    }
+    assert_eq!(cluster.cli(cluster.node_for_key("app2:x"), &["EXISTS", "app2:x"]), "0");
+
+    // Key discovery (documented behaviour, as in Redis): KEYS is @dangerous and denied here as a command; SCAN is
+    // allowed and its results are not filtered by key patterns, so app1 sees that app2:seen exists (but can't
+    // read it).
+    let want = "-NOPERM this user has no permissions to run the 'keys' command\r\n";
+    assert_eq!(String::from_utf8_lossy(&exchange(&addr, Some(&mut s), b"KEYS *\r\n", want.len())), want);
+    cluster.cli(cluster.node_for_key("app2:seen"), &["SET", "app2:seen", "1"]);
+    let scan = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "--user", "app1", "--scan", "--pattern", "app2:*"])
+        .env("REDISCLI_AUTH", "app1-secret")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&scan.stdout).trim(), "app2:seen");
+    assert_eq!(String::from_utf8_lossy(&exchange(&addr, Some(&mut s), b"GET app2:seen\r\n", nokey.len())), nokey);
+
     // Failed AUTHs are rate-limited per address: after 5 failures even the right password is refused for now.
     let mut s = TcpStream::connect(&addr).unwrap();
     for _ in 0..5 {

@@ -22,6 +22,8 @@ pub struct User {
     allowed: HashSet<String>,
     /// Key patterns with the access they grant.
     keys: Vec<KeyPattern>,
+    /// The cluster user this user's requests run as on the nodes (set by the caller after `compile`).
+    pub upstream: crate::upstream::Identity,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +109,15 @@ pub fn compile(name: &str, password_hashes: Vec<[u8; 32]>, rules: &str, table: &
         }
     }
     let allowed = table.iter().filter(|info| allowed_by(&command_rules, info)).map(|info| info.name.clone()).collect();
-    Ok(User { name: name.to_string(), password_hashes, nopass, enabled, allowed, keys })
+    Ok(User {
+        name: name.to_string(),
+        password_hashes,
+        nopass,
+        enabled,
+        allowed,
+        keys,
+        upstream: crate::upstream::Identity::DEFAULT,
+    })
 }
 
 fn known_category(cat: &str, table: &CommandTable, rule: &str) -> Result<String, String> {

@@ -164,6 +164,9 @@ pub struct ListenConfig {
     pub max_clients_per_address: usize,
     /// A client idle this long (nothing pending) is disconnected; None = never (Redis's `timeout 0`).
     pub idle_timeout: Option<Duration>,
+    /// A request must arrive whole within this long of its first byte, else the client is disconnected (a
+    /// slow-loris client can't hold a connection and a partial buffer forever); None = no limit.
+    pub request_timeout: Option<Duration>,
     /// Largest single request (all of its bytes); larger gets a protocol error and the connection is closed.
     pub max_request_bytes: usize,
     /// Largest bulk string in a request (Redis's `proto-max-bulk-len`).
@@ -221,6 +224,16 @@ pub struct UserConfig {
     /// SHA-256 digests of accepted passwords; never the passwords themselves.
     pub password_hashes: Vec<[u8; 32]>,
     pub rules: String,
+    /// The cluster ACL user this user's requests run as, so the cluster's own ACLs apply per application;
+    /// None = the `[upstream]` credentials.
+    pub upstream: Option<UpstreamCredentials>,
+}
+
+/// A cluster ACL user and its password, as slotway authenticates its node connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCredentials {
+    pub user: String,
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -480,7 +493,24 @@ impl Config {
             if users.iter().any(|x: &UserConfig| x.name == u.name) {
                 errors.push(format!("user {} is defined twice", u.name));
             }
-            users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone() });
+            let upstream = u.upstream.as_ref().and_then(|up| {
+                let what = format!("user {}: upstream", u.name);
+                if up.user.is_empty() || up.user.contains(char::is_whitespace) {
+                    errors.push(format!("{what}.user '{}' must be non-empty without spaces", up.user));
+                }
+                match read_secret(&what, up.password_file.as_deref(), up.password_env.as_deref(), env) {
+                    Ok(Some(password)) => Some(UpstreamCredentials { user: up.user.clone(), password }),
+                    Ok(None) => {
+                        errors.push(format!("{what}: give password_file or password_env for '{}'", up.user));
+                        None
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                }
+            });
+            users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone(), upstream });
         }
         let raw_nat = raw.nat;
         let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
@@ -507,6 +537,9 @@ impl Config {
                 max_clients: raw.client.max_clients.unwrap_or(10_000),
                 max_clients_per_address: raw.client.max_clients_per_address.unwrap_or(0),
                 idle_timeout: raw.client.idle_timeout_ms.filter(|&v| v > 0).map(Duration::from_millis),
+                request_timeout: Some(raw.client.request_timeout_ms.unwrap_or(30_000))
+                    .filter(|&v| v > 0)
+                    .map(Duration::from_millis),
                 max_request_bytes: raw.client.max_request_bytes.unwrap_or(1024 * 1024 * 1024),
                 max_bulk_bytes: raw.client.max_bulk_bytes.unwrap_or(512 * 1024 * 1024),
                 output_stall_timeout: Some(raw.client.output_stall_timeout_ms.unwrap_or(60_000))
@@ -641,19 +674,33 @@ fn resolve_password(up: &raw::RawUpstream, env: &dyn Fn(&str) -> Option<String>)
     if let Some(p) = env(UPSTREAM_PASSWORD_ENV) {
         return Ok(Some(Secret::new(p)));
     }
-    if let Some(path) = &up.password_file {
+    match read_secret("upstream", up.password_file.as_deref(), up.password_env.as_deref(), env)? {
+        Some(p) => Ok(Some(p)),
+        None => Ok(up.password.clone().map(Secret::new)),
+    }
+}
+
+/// A password from `file` (first) or the environment variable `var`; None when neither is given. `what` names
+/// the setting in errors.
+fn read_secret(
+    what: &str,
+    file: Option<&Path>,
+    var: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, String> {
+    if let Some(path) = file {
         let text =
-            std::fs::read_to_string(path).map_err(|e| format!("upstream.password_file {}: {e}", path.display()))?;
+            std::fs::read_to_string(path).map_err(|e| format!("{what}.password_file {}: {e}", path.display()))?;
         // A trailing newline is an artifact of how the file was written, not part of the password.
         return Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))));
     }
-    if let Some(var) = &up.password_env {
+    if let Some(var) = var {
         return match env(var) {
             Some(p) => Ok(Some(Secret::new(p))),
-            None => Err(format!("upstream.password_env: environment variable {var} is not set")),
+            None => Err(format!("{what}.password_env: environment variable {var} is not set")),
         };
     }
-    Ok(up.password.clone().map(Secret::new))
+    Ok(None)
 }
 
 #[cfg(test)]

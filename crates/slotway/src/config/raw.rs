@@ -111,6 +111,7 @@ pub struct RawClient {
     pub max_clients: Option<usize>,
     pub max_clients_per_address: Option<usize>,
     pub idle_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
     pub max_request_bytes: Option<usize>,
     pub max_bulk_bytes: Option<usize>,
     pub output_stall_timeout_ms: Option<u64>,
@@ -145,6 +146,17 @@ pub struct RawUser {
     /// Redis ACL rules (subset), e.g. `on +@read -@dangerous ~app1:* %R~shared:*`.
     #[serde(default)]
     pub rules: String,
+    /// `[users.upstream]`: the cluster ACL user this user's requests run as (default: `[upstream]`'s).
+    pub upstream: Option<RawUserUpstream>,
+}
+
+/// The cluster ACL user a slotway user maps to. The password comes from a file or an environment variable only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserUpstream {
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -243,3 +243,57 @@ fn health_checks_default_on_and_can_be_turned_off() {
     let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
     assert!(e.0.iter().any(|m| m.contains("health_check_timeout_ms")), "{e:?}");
 }
+
+#[test]
+fn users_map_to_upstream_acl_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app1.pw");
+    std::fs::write(&file, "app1-upstream\n").unwrap();
+    let text = format!(
+        r#"
+        [[users]]
+        name = "alice"
+        rules = "on +@all ~*"
+        [users.upstream]
+        user = "app1"
+        password_file = {:?}
+
+        [[users]]
+        name = "bob"
+        rules = "on +@all ~*"
+        upstream = {{ user = "app2", password_env = "APP2_PW" }}
+
+        [[users]]
+        name = "carol"
+        "#,
+        file.display().to_string()
+    );
+    let env = |k: &str| (k == "APP2_PW").then(|| "app2-upstream".to_string());
+    let c = Config::from_raw(RawConfig::parse(&text).unwrap(), &seeds_only(), &env).unwrap();
+    let up = |i: usize| c.users[i].upstream.clone().map(|u| (u.user, u.password.expose().to_string()));
+    assert_eq!(up(0), Some(("app1".into(), "app1-upstream".into())));
+    assert_eq!(up(1), Some(("app2".into(), "app2-upstream".into())));
+    assert_eq!(up(2), None);
+    let shown = format!("{:?}", c.users);
+    assert!(!shown.contains("app1-upstream") && !shown.contains("app2-upstream"), "passwords are redacted: {shown}");
+
+    // No password source, a missing variable, an inline password (not accepted here) and an empty user name.
+    let err = Config::from_raw(RawConfig::parse(&text).unwrap(), &seeds_only(), &no_env).unwrap_err().to_string();
+    assert!(err.contains("user bob: upstream.password_env: environment variable APP2_PW is not set"), "{err}");
+    let raw = RawConfig::parse("[[users]]\nname = \"x\"\nupstream = { user = \"\" }\n").unwrap();
+    let err = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err().to_string();
+    assert!(err.contains("upstream.user '' must be non-empty"), "{err}");
+    assert!(err.contains("give password_file or password_env"), "{err}");
+    assert!(RawConfig::parse("[[users]]\nname = \"x\"\nupstream = { user = \"a\", password = \"p\" }\n").is_err());
+}
+
+#[test]
+fn request_timeout_defaults_to_30s_and_0_turns_it_off() {
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.listen.request_timeout, Some(Duration::from_secs(30)));
+    let raw = RawConfig::parse("[client]\nrequest_timeout_ms = 0\n").unwrap();
+    assert_eq!(Config::from_raw(raw, &seeds_only(), &no_env).unwrap().listen.request_timeout, None);
+    let raw = RawConfig::parse("[client]\nrequest_timeout_ms = 250\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.listen.request_timeout, Some(Duration::from_millis(250)));
+}

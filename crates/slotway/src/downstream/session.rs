@@ -17,7 +17,7 @@ use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
-use crate::upstream::{Dedicated, Delivery, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
+use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
 use smallvec::SmallVec;
@@ -156,6 +156,16 @@ pub(super) struct Session<S> {
     last_write: Option<Slot>,
     /// Sequence numbers of requests whose replies are dropped, not written (CLIENT REPLY OFF / SKIP).
     muted: VecDeque<u64>,
+    /// Whom the nodes see: the upstream identity of the authenticated user (the default one for most).
+    identity: Identity,
+    /// When the first byte of the incomplete request in `inbuf` arrived (or reading resumed): the request must be
+    /// whole within `request_timeout` of it. None while `inbuf` is empty or reading is paused.
+    partial_since: Option<Instant>,
+    /// A request was handled since the loop last looked: the bytes left in `inbuf` start a new request.
+    handled: bool,
+    /// When the client last got a reply (or connected): the idle timeout counts from here, so bytes of a request
+    /// that never completes don't make the client look busy.
+    last_active: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -163,6 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let read_from = shared.config.listen.read_from;
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
+        let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -187,6 +198,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             blocking: None,
             last_write: None,
             muted: VecDeque::new(),
+            identity,
+            partial_since: None,
+            handled: false,
+            last_active: Instant::now(),
         }
     }
 
@@ -194,16 +209,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// fires) or shutdown completes.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>) {
         let limits = &self.shared.config.listen;
-        let (max_pending, idle_timeout, stall_timeout) =
-            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout);
+        let (max_pending, idle_timeout, stall_timeout, request_timeout) =
+            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout, limits.request_timeout);
         loop {
             if self.closing && self.pending.is_empty() {
                 break;
             }
             let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
-            // Idle: nothing pending and nothing arriving. Only armed when configured, and only while idle.
-            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| Instant::now() + t);
+            // Idle: nothing pending, and no reply for that long. Only armed when configured, and only while idle.
+            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| self.last_active + t);
+            if std::mem::take(&mut self.handled) {
+                self.partial_since = None;
+            }
+            // Slow loris: a request must arrive whole within `request_timeout` of its first byte. Counted only while
+            // slotway reads (a paused client isn't late), so the clock is read only when a partial request waits.
+            let request_at = match request_timeout {
+                Some(t) if can_read && !self.inbuf.is_empty() => {
+                    Some(*self.partial_since.get_or_insert_with(Instant::now) + t)
+                }
+                _ => {
+                    self.partial_since = None;
+                    None
+                }
+            };
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
@@ -224,6 +253,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
                     break;
+                }
+                _ = sleep_until(request_at), if request_at.is_some() => {
+                    Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
+                    tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
+                    // Whatever is already pending is still answered, then the connection closes.
+                    self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                    self.closing = true;
+                    self.inbuf = BytesMut::new();
                 }
             }
             while let Ok(d) = self.replies_rx.try_recv() {
@@ -254,6 +291,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     break;
                 }
                 self.out.clear();
+                if idle_timeout.is_some() {
+                    self.last_active = Instant::now();
+                }
             }
         }
         let _ = self.stream.shutdown().await;
@@ -310,6 +350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes one request: answers it here, or queues it for a node.
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
+        self.handled = true;
         self.route_counted(frame, ranges);
     }
 
@@ -355,6 +396,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             None => dispatch::plan_resolved(info, args),
         };
+        if self.shared.users.is_some()
+            && matches!(plan, Plan::Local(LocalCommand::Auth | LocalCommand::Hello | LocalCommand::Reset))
+            && !self.all_answered()
+        {
+            // It may change the client's upstream identity: what was sent as the old one (and any retry of it)
+            // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
+            return self.hold(frame, ranges);
+        }
         if let Plan::Local(LocalCommand::Reset) = plan {
             if self.txn.is_some() || self.blocking.is_some() {
                 // RESET ends the transaction: once what was sent for it is answered, its connection is closed.
@@ -470,6 +519,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.push_final(outcome.reply);
         if outcome.close {
             self.closing = true;
+        }
+        let identity = self.client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        if identity != self.identity {
+            self.switch_identity(identity);
+        }
+    }
+
+    /// AUTH (or HELLO AUTH, RESET) made the client a user that runs as another cluster user: later requests go
+    /// on that identity's connections. Nothing is outstanding on the old identity's shared connections (`route`
+    /// held the AUTH until every earlier request was answered).
+    fn switch_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+        // A WATCH holds a connection logged in as the old identity: nothing more may run on it. EXEC then answers
+        // a nil array, as when a watched key changed, and the client retries as its new user.
+        if let Some(t) = self.txn.as_deref_mut() {
+            t.lose_watch();
         }
     }
 
@@ -606,14 +671,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let kind = self.pending[idx].kind;
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
-            Kind::Normal => pool.send(worker, protocol, pick, req),
+            Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
             Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(worker) {
+                    match pool.take_dedicated(self.identity, worker) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -774,6 +839,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut load = BytesMut::with_capacity(body.len() + 40);
         resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
         pool.send(
+            self.identity,
             self.worker,
             self.client.protocol,
             self.pick,

@@ -30,7 +30,7 @@ pub struct ConnectContext {
 }
 
 /// What a shared connection calls when it fails on its own.
-pub type TroubleHook = Box<dyn Fn(&NodeAddr, NodeTrouble) + Send + Sync>;
+pub type TroubleHook = Arc<dyn Fn(&NodeAddr, NodeTrouble) + Send + Sync>;
 
 /// How shared connections check that their node still answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //! watched keys, a blocked client) never touches other clients and a blocked command never stalls the shared,
 //! pipelined connections.
 //!
-//! Each node has, per worker thread, a bounded lot of them (`upstream.max_dedicated_per_node`): taking one reuses
-//! an idle connection or opens a new one (same TCP/TLS/AUTH handshake as every upstream connection), and fails at
-//! once when the lot is full. A [`Dedicated`] that is dropped closes its connection — the node forgets whatever
+//! Each node has, per worker thread and upstream identity, a bounded lot of them
+//! (`upstream.max_dedicated_per_node`): taking one reuses an idle connection or opens a new one (same TCP/TLS/AUTH
+//! handshake as every upstream connection, as that identity), and fails at once when the lot is full. A [`Dedicated`] that is dropped closes its connection — the node forgets whatever
 //! state the session left on it (a half-open MULTI, a blocked BLPOP). Only a session that knows the connection is
 //! clean (no reply outstanding, no MULTI, no watched keys) calls [`Dedicated::release`] to keep it for reuse; an
 //! idle connection closes itself after a minute unused.
@@ -15,7 +15,7 @@
 //! once it fails, every outstanding request gets `Lost` and every later one `NotSent`, so a transaction can't
 //! silently continue on a fresh connection that knows nothing of its MULTI.
 use super::connect::{connect, BoxRead, BoxWrite, ConnectContext};
-use super::{NodePool, ReplyTo, Request, UpstreamError};
+use super::{Identity, NodePool, ReplyTo, Request, UpstreamError};
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
@@ -47,9 +47,11 @@ pub enum DedicatedError {
          (upstream.max_dedicated_per_node); try again later"
     )]
     Exhausted { addr: NodeAddr, limit: usize },
+    #[error("no connection settings for this client's upstream user at {addr}")]
+    UnknownIdentity { addr: NodeAddr },
 }
 
-/// The dedicated connections of one node on one worker thread.
+/// The dedicated connections of one node on one worker thread for one upstream identity.
 #[derive(Debug, Default)]
 pub(super) struct Lot {
     /// Open connections, in use or idle.
@@ -70,22 +72,28 @@ pub struct Dedicated {
     tx: Option<mpsc::UnboundedSender<Request>>,
     state: Arc<AtomicU8>,
     pool: Arc<NodePool>,
-    worker: usize,
+    /// Index of its lot in the pool (worker and identity).
+    lot: usize,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node for a session on `worker`: an idle one if there is one, else a new one
-    /// (connected in the background; requests sent meanwhile wait for it), unless the worker's limit for this
-    /// node is reached. Must be called on `worker`'s runtime: a new connection's task is spawned there.
-    pub fn take_dedicated(self: &Arc<Self>, worker: usize) -> Result<Dedicated, DedicatedError> {
-        let metrics = &self.ctx.metrics;
-        let worker = worker % self.lots.len();
-        let mut lot = self.lots[worker].lock().expect("dedicated lot poisoned");
+    /// A dedicated connection to this node, authenticated as `identity`, for a session on `worker`: an idle one
+    /// if there is one, else a new one (connected in the background; requests sent meanwhile wait for it), unless
+    /// the worker's limit for this node and identity is reached. Must be called on `worker`'s runtime: a new
+    /// connection's task is spawned there.
+    pub fn take_dedicated(self: &Arc<Self>, identity: Identity, worker: usize) -> Result<Dedicated, DedicatedError> {
+        // Never another identity's connection: that would run the client's commands as another cluster user.
+        let Some(ctx) = self.ctxs.get(identity.index()) else {
+            return Err(DedicatedError::UnknownIdentity { addr: self.addr.clone() });
+        };
+        let metrics = &ctx.metrics;
+        let lot_index = identity.index() * self.workers.len() + worker % self.workers.len();
+        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
         while let Some(idle) = lot.idle.pop() {
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
             {
-                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), worker });
+                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), lot: lot_index });
             }
             // It closed itself (unused too long) or the node closed it.
             lot.open -= 1;
@@ -99,13 +107,8 @@ impl NodePool {
         metrics.dedicated_open.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), self.ctx.clone(), rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker })
-    }
-
-    /// Open dedicated connections (in use or idle) to this node on `worker`.
-    pub fn dedicated_open(&self, worker: usize) -> usize {
-        self.lots[worker % self.lots.len()].lock().expect("dedicated lot poisoned").open
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index })
     }
 }
 
@@ -147,8 +150,8 @@ impl Dedicated {
     /// it (no MULTI, no watched keys, not blocked). A failed connection is closed instead.
     pub fn release(mut self) {
         let Some(tx) = self.tx.take() else { return };
-        let metrics = &self.pool.ctx.metrics;
-        let mut lot = self.pool.lots[self.worker].lock().expect("dedicated lot poisoned");
+        let metrics = &self.pool.ctxs[0].metrics;
+        let mut lot = self.pool.lots[self.lot].lock().expect("dedicated lot poisoned");
         if tx.is_closed() {
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
@@ -164,10 +167,10 @@ impl Drop for Dedicated {
     fn drop(&mut self) {
         if self.tx.take().is_some() {
             // Dropping the sender ends the connection's task, which closes the socket.
-            if let Ok(mut lot) = self.pool.lots[self.worker].lock() {
+            if let Ok(mut lot) = self.pool.lots[self.lot].lock() {
                 lot.open -= 1;
             }
-            self.pool.ctx.metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+            self.pool.ctxs[0].metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -305,7 +308,7 @@ async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
     wr.write_all(bytes).await.map_err(|e| format!("write failed: {e}"))
 }
 
-/// Lots for each worker of a new node pool.
+/// Lots for each worker and identity of a new node pool.
 pub(super) fn lots(workers: usize) -> Box<[Mutex<Lot>]> {
     (0..workers.max(1)).map(|_| Mutex::new(Lot::default())).collect()
 }

@@ -3,6 +3,11 @@
 //! Each node has a [`NodePool`] of a few long-lived pipelined connections shared by every client. A connection is
 //! a handle (an unbounded channel of [`Request`]s) plus one driver task that connects lazily, writes requests in
 //! batches (many requests, one write) and one reader task that matches replies to requests in FIFO order.
+//!
+//! Connections authenticate as an upstream [`Identity`]: the `[upstream]` credentials ([`Identity::DEFAULT`]), or a
+//! cluster ACL user that one of slotway's own users maps to. A mapped identity gets its own shared connections (per
+//! node and worker, opened on its first request there) and its own dedicated-connection lots, so requests never
+//! run on the nodes as another application's user.
 
 mod conn;
 pub mod connect;
@@ -13,7 +18,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use resp::encode::Protocol;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,6 +72,24 @@ impl ReplyTo {
     }
 }
 
+/// Whom a node connection authenticates as: an index into the registry's connect contexts (0 = the `[upstream]`
+/// credentials; 1.. = the distinct cluster ACL users slotway's own users map to).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Identity(u16);
+
+impl Identity {
+    /// The `[upstream]` user and password.
+    pub const DEFAULT: Identity = Identity(0);
+
+    pub fn new(index: u16) -> Identity {
+        Identity(index)
+    }
+
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
 /// A request for one node: a complete RESP frame, forwarded as is.
 #[derive(Debug)]
 pub struct Request {
@@ -78,17 +101,23 @@ pub struct Request {
 
 /// The connections to one node: `per_worker` shared ones on each worker thread, so a session only ever uses
 /// connections driven by its own thread (no cross-thread wake-ups on the data path), and each worker's lot of
-/// [`Dedicated`] connections.
+/// [`Dedicated`] connections; both per upstream [`Identity`].
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
-    /// `conns[(worker * 2 + protocol) * per_worker + i]`: RESP2 and RESP3 connections per worker. They connect on
-    /// first use, so a protocol no client speaks costs an idle task and nothing more.
+    readonly: bool,
+    /// The default identity's connections: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2 and RESP3 per
+    /// worker. They connect on first use, so a protocol no client speaks costs an idle task and nothing more.
     conns: Box<[conn::ConnHandle]>,
-    ctx: Arc<ConnectContext>,
-    /// Dedicated connections allowed per worker.
+    /// Mapped identities' connections, `mapped[(identity - 1) * workers + worker]`, each `[protocol * per_worker
+    /// + i]`; created on the identity's first request on that worker (most pools never see most identities).
+    mapped: Box<[OnceLock<Box<[conn::ConnHandle]>>]>,
+    /// Connect contexts by identity (`[0]` = default).
+    ctxs: Arc<[Arc<ConnectContext>]>,
+    workers: Arc<[Handle]>,
+    /// Dedicated connections allowed per worker and identity.
     max_dedicated: usize,
-    /// `lots[worker]`.
+    /// `lots[identity * workers + worker]`.
     lots: Box<[Mutex<dedicated::Lot>]>,
 }
 
@@ -110,41 +139,75 @@ pub struct PoolLimits {
 impl NodePool {
     fn new(
         addr: NodeAddr,
-        ctx: &Arc<ConnectContext>,
-        workers: &[Handle],
+        ctxs: &Arc<[Arc<ConnectContext>]>,
+        workers: &Arc<[Handle]>,
         limits: PoolLimits,
         readonly: bool,
     ) -> NodePool {
         let per_worker = limits.per_node.max(1);
+        let ctx = &ctxs[0];
         let conns = workers
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
             .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
             .collect();
+        let mapped = (0..(ctxs.len() - 1) * workers.len()).map(|_| OnceLock::new()).collect();
         NodePool {
             addr,
             per_worker,
+            readonly,
             conns,
-            ctx: ctx.clone(),
+            mapped,
+            ctxs: ctxs.clone(),
+            workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
-            lots: dedicated::lots(workers.len()),
+            lots: dedicated::lots(workers.len() * ctxs.len()),
         }
     }
 
-    /// Queues a request on one of `worker`'s connections speaking `protocol`, chosen by `pick`. A client always
-    /// uses the same worker, protocol and pick for a node, so its requests to that node run in the order it sent
-    /// them.
-    pub fn send(&self, worker: usize, protocol: Protocol, pick: usize, req: Request) {
-        let lane = worker * 2 + usize::from(protocol == Protocol::Resp3);
-        let idx = (lane * self.per_worker + pick % self.per_worker) % self.conns.len();
-        self.conns[idx].send(&self.addr, req);
+    /// Queues a request on one of `worker`'s connections speaking `protocol` as `identity`, chosen by `pick`. A
+    /// client always uses the same identity, worker, protocol and pick for a node, so its requests to that node
+    /// run in the order it sent them.
+    pub fn send(&self, identity: Identity, worker: usize, protocol: Protocol, pick: usize, req: Request) {
+        let resp3 = usize::from(protocol == Protocol::Resp3);
+        if identity == Identity::DEFAULT {
+            let lane = worker * 2 + resp3;
+            let idx = (lane * self.per_worker + pick % self.per_worker) % self.conns.len();
+            return self.conns[idx].send(&self.addr, req);
+        }
+        match self.mapped_conns(identity, worker) {
+            Some(conns) => conns[resp3 * self.per_worker + pick % self.per_worker].send(&self.addr, req),
+            None => req.reply_to.deliver(Err(UpstreamError::NotSent {
+                addr: self.addr.clone(),
+                reason: Arc::from("unknown upstream identity"),
+            })),
+        }
     }
 
-    /// Sends one internal request (on worker 0's first connection) and waits for its reply.
+    /// `identity`'s shared connections on `worker` (RESP2 then RESP3), started on first use.
+    fn mapped_conns(&self, identity: Identity, worker: usize) -> Option<&[conn::ConnHandle]> {
+        let worker = worker % self.workers.len();
+        let ctx = self.ctxs.get(identity.index())?;
+        let slot = self.mapped.get(identity.index().checked_sub(1)? * self.workers.len() + worker)?;
+        let conns = slot.get_or_init(|| {
+            [Protocol::Resp2, Protocol::Resp3]
+                .into_iter()
+                .flat_map(|p| (0..self.per_worker).map(move |_| p))
+                .map(|p| {
+                    conn::ConnHandle::spawn(&self.workers[worker], self.addr.clone(), ctx.clone(), p, self.readonly)
+                })
+                .collect()
+        });
+        Some(conns)
+    }
+
+    /// Sends one internal request (as the default identity, on worker 0's first connection) and waits for its
+    /// reply.
     pub async fn call(&self, frame: Bytes) -> UpstreamResult {
         let (tx, rx) = oneshot::channel();
-        self.send(0, Protocol::Resp2, 0, Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) });
+        let req = Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) };
+        self.send(Identity::DEFAULT, 0, Protocol::Resp2, 0, req);
         rx.await.unwrap_or_else(|_| {
             Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
         })
@@ -154,9 +217,10 @@ impl NodePool {
 /// Every node pool, by address. Routing goes through the topology's own list of pools (no lock); this registry is
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
-    ctx: Arc<ConnectContext>,
+    /// Connect contexts by [`Identity`] (`[0]` = the `[upstream]` credentials).
+    ctxs: Arc<[Arc<ConnectContext>]>,
     /// Runtimes of the worker threads; each node gets `limits.per_node` connections on each.
-    workers: Vec<Handle>,
+    workers: Arc<[Handle]>,
     limits: PoolLimits,
     /// Keyed by address and whether the connections send READONLY (replica reads use their own pools, so a
     /// node reached for writes never has a READONLY connection that could serve a stale read after a demotion).
@@ -164,24 +228,38 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(ctx: ConnectContext, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
+    /// `ctxs[0]` is the default identity's context; the others are the mapped identities' in [`Identity`] order.
+    pub fn new(ctxs: Vec<ConnectContext>, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
         assert!(!workers.is_empty(), "at least one worker runtime");
-        Upstreams { ctx: Arc::new(ctx), workers, limits, pools: Mutex::new(HashMap::new()) }
+        assert!(!ctxs.is_empty() && ctxs.len() <= usize::from(u16::MAX), "1..=65535 upstream identities");
+        Upstreams {
+            ctxs: ctxs.into_iter().map(Arc::new).collect(),
+            workers: workers.into(),
+            limits,
+            pools: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
     pub fn uses_tls(&self) -> bool {
-        self.ctx.tls.is_some()
+        self.ctxs[0].tls.is_some()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.ctx.metrics
+        &self.ctxs[0].metrics
+    }
+
+    /// The connect context of `identity`, if there is one.
+    pub fn context(&self, identity: Identity) -> Option<&Arc<ConnectContext>> {
+        self.ctxs.get(identity.index())
     }
 
     /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
-    /// the first call has an effect.
+    /// the first call has an effect. Every upstream identity's connections report to the same hook.
     pub fn on_trouble(&self, hook: TroubleHook) {
-        let _ = self.ctx.on_trouble.set(hook);
+        for ctx in self.ctxs.iter() {
+            let _ = ctx.on_trouble.set(hook.clone());
+        }
     }
 
     /// The pool for `addr`, created (with its connection tasks) on first use.
@@ -198,7 +276,7 @@ impl Upstreams {
         let mut pools = self.pools.lock().expect("upstream registry poisoned");
         pools
             .entry((addr.clone(), readonly))
-            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctx, &self.workers, self.limits, readonly)))
+            .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctxs, &self.workers, self.limits, readonly)))
             .clone()
     }
 

@@ -78,6 +78,16 @@ pub(super) struct Txn {
     buffered: Vec<Bytes>,
 }
 
+impl Txn {
+    /// The watch can't be kept (the client now runs as another cluster user): nothing more is sent for this
+    /// transaction, and EXEC answers a nil array, as after a watched key changed.
+    pub(super) fn lose_watch(&mut self) {
+        if self.conn.is_some() {
+            self.dirty = true;
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn txn_mut(&mut self) -> &mut Txn {
         self.txn.get_or_insert_with(Box::default)
@@ -231,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Takes the transaction's connection to `pool` and sends MULTI and the commands queued so far.
     fn open_txn_conn(&mut self, pool: &Arc<NodePool>) -> Result<(), String> {
-        let conn = pool.take_dedicated(self.worker).map_err(|e| format!("ERR slotway: {e}"))?;
+        let conn = pool.take_dedicated(self.identity, self.worker).map_err(|e| format!("ERR slotway: {e}"))?;
         let t = self.txn_mut();
         t.conn = Some(conn);
         t.multi_sent = true;
@@ -358,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Sends the first WATCH (or its redirect or retry) to `pool`, on a connection to that node.
     pub(super) fn send_watch(&mut self, pool: &Arc<NodePool>, req: UpstreamRequest) -> Result<(), String> {
-        let worker = self.worker;
+        let (identity, worker) = (self.identity, self.worker);
         let Some(t) = self.txn.as_deref_mut() else {
             return Err("ERR slotway: the transaction was reset".to_string());
         };
@@ -366,7 +376,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             t.conn = None;
         }
         if t.conn.is_none() {
-            t.conn = Some(pool.take_dedicated(worker).map_err(|e| format!("ERR slotway: {e}"))?);
+            t.conn = Some(pool.take_dedicated(identity, worker).map_err(|e| format!("ERR slotway: {e}"))?);
         }
         t.conn.as_ref().expect("just set").send(req);
         Ok(())
