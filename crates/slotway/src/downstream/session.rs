@@ -573,7 +573,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(worker) {
+                    match pool.take_dedicated(worker, protocol) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }

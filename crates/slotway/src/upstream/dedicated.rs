@@ -19,6 +19,7 @@ use super::{NodePool, ReplyTo, Request, UpstreamError};
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
+use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -61,6 +62,8 @@ pub(super) struct Lot {
 struct Idle {
     tx: mpsc::UnboundedSender<Request>,
     state: Arc<AtomicU8>,
+    /// What the connection speaks: it is only reused for a session speaking the same.
+    protocol: Protocol,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -71,23 +74,46 @@ pub struct Dedicated {
     state: Arc<AtomicU8>,
     pool: Arc<NodePool>,
     worker: usize,
+    protocol: Protocol,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node for a session on `worker`: an idle one if there is one, else a new one
-    /// (connected in the background; requests sent meanwhile wait for it), unless the worker's limit for this
-    /// node is reached. Must be called on `worker`'s runtime: a new connection's task is spawned there.
-    pub fn take_dedicated(self: &Arc<Self>, worker: usize) -> Result<Dedicated, DedicatedError> {
-        let metrics = &self.ctx.metrics;
+    /// A dedicated connection to this node speaking `protocol` for a session on `worker`: an idle one if there is
+    /// one, else a new one (connected in the background; requests sent meanwhile wait for it), unless the worker's
+    /// limit for this node is reached. Must be called on `worker`'s runtime: a new connection's task is spawned
+    /// there.
+    ///
+    /// The connection speaks the client's protocol (RESP3 after `HELLO 3`) so that its replies — EXEC's array of
+    /// maps, BLMPOP's nested arrays, a null — reach the client in the form the client asked for, byte for byte.
+    pub fn take_dedicated(self: &Arc<Self>, worker: usize, protocol: Protocol) -> Result<Dedicated, DedicatedError> {
         let worker = worker % self.lots.len();
         let mut lot = self.lots[worker].lock().expect("dedicated lot poisoned");
-        while let Some(idle) = lot.idle.pop() {
+        reap(&mut lot, &self.ctx.metrics);
+        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol) {
+            let idle = lot.idle.swap_remove(i);
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
             {
-                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), worker });
+                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), worker, protocol });
             }
             // It closed itself (unused too long) or the node closed it.
+            lot.open -= 1;
+            self.ctx.metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.reserve(&mut lot)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AtomicU8::new(IN_USE));
+        tokio::spawn(run(self.addr.clone(), self.ctx.clone(), protocol, rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker, protocol })
+    }
+
+    /// Counts one more open connection in `lot`, or fails when the lot is full.
+    fn reserve(&self, lot: &mut Lot) -> Result<(), DedicatedError> {
+        let metrics = &self.ctx.metrics;
+        if lot.open >= self.max_dedicated && !lot.idle.is_empty() {
+            // Full, but with an idle connection of the other protocol: close it to make room (dropping its sender
+            // ends its task).
+            lot.idle.remove(0);
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -97,10 +123,7 @@ impl NodePool {
         }
         lot.open += 1;
         metrics.dedicated_open.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), self.ctx.clone(), rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker })
+        Ok(())
     }
 
     /// Open dedicated connections (in use or idle) to this node on `worker`.
@@ -154,7 +177,7 @@ impl Dedicated {
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.state.store(IDLE, Ordering::Release);
-            lot.idle.push(Idle { tx, state: self.state.clone() });
+            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol });
         }
         reap(&mut lot, metrics);
     }
@@ -178,9 +201,15 @@ fn not_sent(addr: &NodeAddr, reason: &str) -> UpstreamError {
 
 /// The connection's task: connect, then write requests and read replies until the owner drops its handle (the
 /// socket is closed at once, even with replies outstanding) or the connection fails.
-async fn run(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>, state: Arc<AtomicU8>) {
-    // Dedicated connections speak RESP2 and are never READONLY: transactions and blocking commands go to primaries.
-    let (rd, wr) = match connect(&addr, &ctx, resp::encode::Protocol::Resp2, false).await {
+async fn run(
+    addr: NodeAddr,
+    ctx: Arc<ConnectContext>,
+    protocol: Protocol,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    state: Arc<AtomicU8>,
+) {
+    // Never READONLY: transactions and blocking commands go to primaries.
+    let (rd, wr) = match connect(&addr, &ctx, protocol, false).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);
