@@ -400,6 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
             Plan::Local(cmd) => self.run_local(cmd, args),
+            Plan::PubSub { .. } => self.push_error("ERR unsupported command: pub/sub is not supported yet"),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);

@@ -166,6 +166,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ))
             }
             Plan::Split { .. } => self.refuse_queued(CROSSSLOT),
+            // A subscription would outlive the transaction on its node connection.
+            Plan::PubSub { .. } => {
+                let name = dispatch::printable(&frame[ranges[0].clone()], 64).to_ascii_lowercase();
+                self.refuse_queued(&format!("ERR slotway: '{name}' cannot be queued in a transaction"))
+            }
             Plan::Reject(msg) => self.refuse_queued(&msg),
             Plan::Local(LocalCommand::Ping | LocalCommand::Echo | LocalCommand::Select) => {
                 self.queue(frame, ranges, None)
