@@ -128,3 +128,286 @@ fn resp3_transaction_replies_keep_resp3_types() {
     c.s.read_exact(&mut raw).unwrap();
     assert_eq!(&raw, b"_\r\n", "BLPOP's timeout is a RESP3 null");
 }
+
+fn push(items: &[&str]) -> Value {
+    Value::Push(items.iter().map(|s| b(s)).collect())
+}
+
+fn arr(items: &[&str]) -> Value {
+    Value::Array(items.iter().map(|s| b(s)).collect())
+}
+
+/// A confirmation as Redis sends it: `[kind, channel, count]` (an array in RESP2).
+fn conf(kind: &str, channel: &str, count: i64) -> Value {
+    Value::Array(vec![b(kind), b(channel), Value::Integer(count)])
+}
+
+fn conf3(kind: &str, channel: &str, count: i64) -> Value {
+    Value::Push(vec![b(kind), b(channel), Value::Integer(count)])
+}
+
+/// A RESP2 NUMSUB-style reply: channel, count, ...
+fn arr_int(pairs: &[(&str, i64)]) -> Value {
+    Value::Array(pairs.iter().flat_map(|(k, n)| [b(k), Value::Integer(*n)]).collect())
+}
+
+fn error(msg: &str) -> Value {
+    Value::Error(Bytes::copy_from_slice(msg.as_bytes()))
+}
+
+/// `name:value` of slotway's INFO proxy.
+fn proxy_counter(proxy: &Proxy, name: &str) -> i64 {
+    let info = proxy.cli(&["INFO", "proxy"]);
+    let prefix = format!("{name}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in INFO proxy:\n{info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (at most 5 s) until INFO proxy shows `name` at `value`.
+fn wait_counter(proxy: &Proxy, name: &str, value: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = proxy_counter(proxy, name);
+        if now == value {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {now}, expected {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The next `n` frames, in any order (messages published on different nodes may race).
+fn next_frames(c: &mut Conn, n: usize) -> Vec<Value> {
+    (0..n).map(|_| c.next()).collect()
+}
+
+fn assert_same_frames(mut got: Vec<Value>, mut want: Vec<Value>, what: &str) {
+    let key = |v: &Value| format!("{v:?}");
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(got, want, "{what}");
+}
+
+#[test]
+fn messages_published_on_every_node_reach_a_subscriber() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut sub = Conn::connect(&proxy.addr);
+    sub.send(&["SUBSCRIBE", "news", "other", "news"]);
+    assert_eq!(
+        next_frames(&mut sub, 3),
+        vec![conf("subscribe", "news", 1), conf("subscribe", "other", 2), conf("subscribe", "news", 2)]
+    );
+    assert_eq!(sub.call(&["PSUBSCRIBE", "ne*"]), conf("psubscribe", "ne*", 3));
+    assert_eq!(proxy_counter(&proxy, "pubsub_clients"), 1);
+    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 1, "channels and patterns share one connection");
+
+    // PUBLISH on each of the six nodes, primaries and replicas: the cluster forwards it to every node.
+    let ports = cluster.ports.clone();
+    assert_eq!(ports.len(), 6);
+    for port in &ports {
+        let payload = format!("from-{port}");
+        cluster.cli(*port, &["PUBLISH", "news", &payload]);
+        assert_same_frames(
+            next_frames(&mut sub, 2),
+            vec![arr(&["message", "news", &payload]), arr(&["pmessage", "ne*", "news", &payload])],
+            &format!("published on node {port}"),
+        );
+        cluster.cli(*port, &["PUBLISH", "nexus", &payload]);
+        assert_eq!(sub.next(), arr(&["pmessage", "ne*", "nexus", &payload]), "pattern only, node {port}");
+    }
+    // And through slotway, by another client; binary-safe payloads.
+    let mut publisher = Conn::connect(&proxy.addr);
+    // (PUBLISH answers the receivers on the node it reached, as in Redis Cluster: not asserted.)
+    assert!(matches!(publisher.call(&["PUBLISH", "other", "a\r\nb c"]), Value::Integer(_)));
+    assert_eq!(sub.next(), arr(&["message", "other", "a\r\nb c"]));
+    assert!(sub.read_within(Duration::from_millis(200)).is_none(), "nothing else arrives");
+
+    // Unsubscribing from everything returns to normal mode and closes the connection.
+    sub.send(&["UNSUBSCRIBE", "news", "other"]);
+    assert_eq!(next_frames(&mut sub, 2), vec![conf("unsubscribe", "news", 2), conf("unsubscribe", "other", 1)]);
+    assert_eq!(sub.call(&["PUNSUBSCRIBE"]), conf("punsubscribe", "ne*", 0));
+    assert_eq!(sub.call(&["GET", "ps:missing"]), Value::Nil, "normal mode again");
+    // Nothing subscribed: answered without a node, as Redis answers.
+    assert_eq!(sub.call(&["UNSUBSCRIBE"]), Value::Array(vec![b("unsubscribe"), Value::Nil, Value::Integer(0)]));
+    wait_counter(&proxy, "pubsub_connections", 0);
+    wait_counter(&proxy, "pubsub_clients", 0);
+    assert_eq!(proxy_counter(&proxy, "dedicated_open"), 0);
+    assert_eq!(publisher.call(&["PUBSUB", "NUMSUB", "news"]), arr_int(&[("news", 0)]), "no subscriber left");
+
+    // A client that disconnects while subscribed releases its connection too.
+    let mut gone = Conn::connect(&proxy.addr);
+    assert_eq!(gone.call(&["SUBSCRIBE", "x"]), conf("subscribe", "x", 1));
+    wait_counter(&proxy, "pubsub_connections", 1);
+    drop(gone);
+    wait_counter(&proxy, "pubsub_connections", 0);
+    wait_counter(&proxy, "pubsub_clients", 0);
+}
+
+#[test]
+fn shard_channels_of_every_shard_in_one_stream() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let channels = cluster.keys_on_every_primary("sch:");
+    assert_eq!(channels.len(), 3);
+    let mut sub = Conn::connect(&proxy.addr);
+    // Separate commands for channels of different shards: the count is the client's total, as one Redis reports.
+    for (i, (_, ch)) in channels.iter().enumerate() {
+        assert_eq!(sub.call(&["SSUBSCRIBE", ch]), conf("ssubscribe", ch, i as i64 + 1));
+    }
+    assert_eq!(sub.call(&["SSUBSCRIBE", &channels[0].1]), conf("ssubscribe", &channels[0].1, 3), "already subscribed");
+    // Shard channels of different slots in one command: Redis Cluster's own answer.
+    assert_eq!(
+        sub.call(&["SSUBSCRIBE", &channels[0].1, &channels[1].1]),
+        error("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    // Same slot, several channels in one command (hash tags).
+    let (t1, t2) = (format!("{{{}}}:t1", channels[2].1), format!("{{{}}}:t2", channels[2].1));
+    sub.send(&["SSUBSCRIBE", &t1, &t2]);
+    assert_eq!(next_frames(&mut sub, 2), vec![conf("ssubscribe", &t1, 4), conf("ssubscribe", &t2, 5)]);
+    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 3, "one connection per shard");
+
+    // SPUBLISH through slotway (routed by slot) and directly on the owning primary: one stream.
+    let mut publisher = Conn::connect(&proxy.addr);
+    for (port, ch) in &channels {
+        assert_eq!(publisher.call(&["SPUBLISH", ch, "via-slotway"]), Value::Integer(1));
+        assert_eq!(sub.next(), arr(&["smessage", ch, "via-slotway"]));
+        cluster.cli(*port, &["SPUBLISH", ch, "direct"]);
+        assert_eq!(sub.next(), arr(&["smessage", ch, "direct"]), "published on {port}");
+    }
+    assert_eq!(publisher.call(&["SPUBLISH", &t2, "tagged"]), Value::Integer(1));
+    assert_eq!(sub.next(), arr(&["smessage", &t2, "tagged"]));
+
+    // Regular channels beside shard channels: separate counts, as in Redis.
+    assert_eq!(sub.call(&["SUBSCRIBE", "plain"]), conf("subscribe", "plain", 1));
+    assert_eq!(sub.call(&["UNSUBSCRIBE", "plain"]), conf("unsubscribe", "plain", 0));
+    // Still subscribed (shard channels): RESP2 rules hold.
+    assert_eq!(
+        sub.call(&["GET", "k"]),
+        error("ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+    );
+
+    // SUNSUBSCRIBE one channel, one not subscribed, then all (across the shards, counts down to 0).
+    assert_eq!(sub.call(&["SUNSUBSCRIBE", &channels[1].1]), conf("sunsubscribe", &channels[1].1, 4));
+    assert_eq!(sub.call(&["SUNSUBSCRIBE", &channels[1].1]), conf("sunsubscribe", &channels[1].1, 4));
+    wait_counter(&proxy, "pubsub_connections", 2);
+    sub.send(&["SUNSUBSCRIBE"]);
+    let frames = next_frames(&mut sub, 4);
+    let counts: Vec<i64> = frames.iter().map(|f| f.as_array().unwrap()[2].as_int().unwrap()).collect();
+    assert_eq!(counts, vec![3, 2, 1, 0]);
+    let mut names: Vec<String> =
+        frames.iter().map(|f| f.as_array().unwrap()[1].as_str().unwrap().to_string()).collect();
+    names.sort();
+    let mut want = vec![channels[0].1.clone(), channels[2].1.clone(), t1, t2];
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(sub.call(&["GET", "k"]), Value::Nil);
+    wait_counter(&proxy, "pubsub_connections", 0);
+    assert_eq!(publisher.call(&["SPUBLISH", &channels[0].1, "x"]), Value::Integer(0));
+}
+
+const CONTEXT: &str = "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
+
+#[test]
+fn resp2_subscribed_state_follows_redis() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut sub = Conn::connect(&proxy.addr);
+    // Pipelined in one write: the GET is judged after the SUBSCRIBE, as on one Redis connection.
+    sub.s.write_all(b"SUBSCRIBE ch\r\nGET k\r\nPING\r\nPING hi\r\n").unwrap();
+    assert_eq!(sub.next(), conf("subscribe", "ch", 1));
+    assert_eq!(sub.next(), error(&format!("ERR Can't execute 'get': {CONTEXT}")));
+    assert_eq!(sub.next(), arr(&["pong", ""]));
+    assert_eq!(sub.next(), arr(&["pong", "hi"]));
+    for (cmd, want) in [
+        (&["CLIENT", "LIST"][..], format!("ERR Can't execute 'client|list': {CONTEXT}")),
+        (&["PUBSUB", "NUMSUB", "ch"], format!("ERR Can't execute 'pubsub|numsub': {CONTEXT}")),
+        (&["HELLO", "3"], format!("ERR Can't execute 'hello': {CONTEXT}")),
+        (&["MULTI"], format!("ERR Can't execute 'multi': {CONTEXT}")),
+        (&["BLPOP", "l", "0"], format!("ERR Can't execute 'blpop': {CONTEXT}")),
+        // Unknown commands and wrong arity are judged first, as in Redis.
+        (&["NOSUCH"], "ERR unknown command 'NOSUCH', with args beginning with: ".to_string()),
+        (&["GET"], "ERR wrong number of arguments for 'get' command".to_string()),
+        (&["PING", "a", "b"], "ERR wrong number of arguments for 'ping' command".to_string()),
+    ] {
+        assert_eq!(sub.call(cmd), error(&want), "{cmd:?}");
+    }
+    // Still subscribed after all that: a message arrives.
+    let mut publisher = Conn::connect(&proxy.addr);
+    publisher.call(&["PUBLISH", "ch", "m1"]);
+    assert_eq!(sub.next(), arr(&["message", "ch", "m1"]));
+    // SUBSCRIBE inside MULTI is refused (the transaction is aborted).
+    let got: Vec<Value> =
+        ["MULTI", "SUBSCRIBE x", "EXEC"].iter().map(|c| publisher.call(&c.split(' ').collect::<Vec<_>>())).collect();
+    assert_eq!(got[1], error("ERR slotway: 'subscribe' cannot be queued in a transaction"));
+    assert_eq!(got[2], error("EXECABORT Transaction discarded because of previous errors."));
+
+    // RESET leaves subscribed mode and releases the connection; QUIT answers +OK and closes.
+    assert_eq!(sub.call(&["RESET"]), Value::Simple(Bytes::from_static(b"RESET")));
+    assert_eq!(sub.call(&["GET", "ps:k"]), Value::Nil);
+    wait_counter(&proxy, "pubsub_connections", 0);
+    assert_eq!(publisher.call(&["PUBSUB", "NUMSUB", "ch"]), arr_int(&[("ch", 0)]));
+    assert_eq!(sub.call(&["SUBSCRIBE", "ch"]), conf("subscribe", "ch", 1));
+    sub.send(&["QUIT"]);
+    assert_eq!(sub.next(), Value::Simple(Bytes::from_static(b"OK")));
+    let mut rest = Vec::new();
+    sub.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(sub.s.read_to_end(&mut rest).unwrap(), 0, "closed after QUIT");
+    wait_counter(&proxy, "pubsub_clients", 0);
+}
+
+#[test]
+fn resp3_subscriber_runs_commands_and_gets_push_messages() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let (_, tag) = cluster.keys_on_every_primary("r3ps").remove(1);
+    let h = format!("{{{tag}}}:h");
+    let mut c = Conn::connect(&proxy.addr);
+    hello3(&mut c);
+    assert_eq!(c.call(&["SUBSCRIBE", "r3ch"]), conf3("subscribe", "r3ch", 1));
+    assert_eq!(c.call(&["PSUBSCRIBE", "r3*"]), conf3("psubscribe", "r3*", 2));
+    assert_eq!(c.call(&["SSUBSCRIBE", &tag]), conf3("ssubscribe", &tag, 1));
+    // Any command runs while subscribed in RESP3.
+    assert_eq!(c.call(&["HSET", &h, "f", "v"]), Value::Integer(1));
+    assert_eq!(c.call(&["PING"]), Value::Simple(Bytes::from_static(b"PONG")));
+    let mut publisher = Conn::connect(&proxy.addr);
+    publisher.call(&["PUBLISH", "r3ch", "hello"]);
+    assert_eq!(publisher.call(&["SPUBLISH", &tag, "shard"]), Value::Integer(1));
+    // Push messages and a map reply on the same connection.
+    c.send(&["HGETALL", &h]);
+    let frames = next_frames(&mut c, 4);
+    let map = frames.iter().find(|f| matches!(f, Value::Map(_))).expect("the HGETALL reply");
+    assert_eq!(string_pairs(map), vec![("f".into(), "v".into())]);
+    let mut pushes: Vec<Value> = frames.into_iter().filter(|f| matches!(f, Value::Push(_))).collect();
+    assert_same_frames(
+        std::mem::take(&mut pushes),
+        vec![
+            push(&["message", "r3ch", "hello"]),
+            push(&["pmessage", "r3*", "r3ch", "hello"]),
+            push(&["smessage", &tag, "shard"]),
+        ],
+        "push messages",
+    );
+    // A transaction while subscribed: its map reply stays a map.
+    c.send(&["MULTI"]);
+    c.send(&["HGETALL", &h]);
+    c.send(&["EXEC"]);
+    let frames = next_frames(&mut c, 3);
+    let Value::Array(exec) = &frames[2] else { panic!("EXEC: {frames:?}") };
+    assert_eq!(string_pairs(&exec[0]), vec![("f".into(), "v".into())]);
+    // HELLO 2 while subscribed: messages then come as RESP2 arrays, and RESP2's rules apply.
+    assert!(matches!(c.call(&["HELLO", "2"]), Value::Array(_)));
+    publisher.call(&["PUBLISH", "r3ch", "again"]);
+    assert_same_frames(
+        next_frames(&mut c, 2),
+        vec![arr(&["message", "r3ch", "again"]), arr(&["pmessage", "r3*", "r3ch", "again"])],
+        "after HELLO 2",
+    );
+    assert_eq!(c.call(&["GET", "k"]), error(&format!("ERR Can't execute 'get': {CONTEXT}")));
+    assert_eq!(c.call(&["RESET"]), Value::Simple(Bytes::from_static(b"RESET")));
+    wait_counter(&proxy, "pubsub_connections", 0);
+}

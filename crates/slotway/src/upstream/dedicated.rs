@@ -1,5 +1,5 @@
 //! Dedicated connections: a connection to one node that a single session owns while it needs one (a transaction,
-//! a blocking command; later a subscribed pub/sub client), so state kept on the connection by the node (MULTI,
+//! a blocking command, a subscribed pub/sub client — see [`super::subscriber`]), so state kept on the connection by the node (MULTI,
 //! watched keys, a blocked client) never touches other clients and a blocked command never stalls the shared,
 //! pipelined connections.
 //!
@@ -37,8 +37,8 @@ const IN_USE: u8 = 0;
 const IDLE: u8 = 1;
 const CLOSED: u8 = 2;
 /// Frames at least this large are written on their own instead of being copied into the batch.
-const DIRECT_WRITE_MIN: usize = 64 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const DIRECT_WRITE_MIN: usize = 64 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// Why no dedicated connection could be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,6 +75,8 @@ pub struct Dedicated {
     pool: Arc<NodePool>,
     worker: usize,
     protocol: Protocol,
+    /// False for a subscriber connection: `release` closes it instead of keeping it.
+    reusable: bool,
 }
 
 impl NodePool {
@@ -94,7 +96,14 @@ impl NodePool {
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
             {
-                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), worker, protocol });
+                return Ok(Dedicated {
+                    tx: Some(idle.tx),
+                    state: idle.state,
+                    pool: self.clone(),
+                    worker,
+                    protocol,
+                    reusable: true,
+                });
             }
             // It closed itself (unused too long) or the node closed it.
             lot.open -= 1;
@@ -104,7 +113,26 @@ impl NodePool {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         tokio::spawn(run(self.addr.clone(), self.ctx.clone(), protocol, rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker, protocol })
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker, protocol, reusable: true })
+    }
+
+    /// A new pub/sub connection to this node speaking `protocol`, counted in `worker`'s lot like any dedicated
+    /// connection: every frame the node sends goes to `sink` (see [`super::subscriber`]). Never reused: once its
+    /// owner drops it, it closes. Must be called on `worker`'s runtime.
+    pub fn take_subscriber(
+        self: &Arc<Self>,
+        worker: usize,
+        protocol: Protocol,
+        sink: super::subscriber::Sink,
+    ) -> Result<Dedicated, DedicatedError> {
+        let worker = worker % self.lots.len();
+        let mut lot = self.lots[worker].lock().expect("dedicated lot poisoned");
+        reap(&mut lot, &self.ctx.metrics);
+        self.reserve(&mut lot)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AtomicU8::new(IN_USE));
+        tokio::spawn(super::subscriber::run(self.addr.clone(), self.ctx.clone(), protocol, rx, sink));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), worker, protocol, reusable: false })
     }
 
     /// Counts one more open connection in `lot`, or fails when the lot is full.
@@ -150,6 +178,11 @@ impl Dedicated {
         &self.pool.addr
     }
 
+    /// The protocol the connection speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// Queues a request. If the connection has failed, the request gets `NotSent` at once.
     pub fn send(&self, req: Request) {
         let Some(tx) = &self.tx else { return };
@@ -169,6 +202,9 @@ impl Dedicated {
     /// Keeps the connection for reuse. Only for a clean connection: every reply received, and no state left on
     /// it (no MULTI, no watched keys, not blocked). A failed connection is closed instead.
     pub fn release(mut self) {
+        if !self.reusable {
+            return; // dropped: closed
+        }
         let Some(tx) = self.tx.take() else { return };
         let metrics = &self.pool.ctx.metrics;
         let mut lot = self.pool.lots[self.worker].lock().expect("dedicated lot poisoned");
@@ -327,7 +363,7 @@ async fn serve(
     }
 }
 
-async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
+pub(super) async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
     if bytes.is_empty() {
         return Ok(());
     }
