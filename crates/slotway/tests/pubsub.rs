@@ -411,3 +411,194 @@ fn resp3_subscriber_runs_commands_and_gets_push_messages() {
     assert_eq!(c.call(&["RESET"]), Value::Simple(Bytes::from_static(b"RESET")));
     wait_counter(&proxy, "pubsub_connections", 0);
 }
+
+fn sorted_names(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn pubsub_introspection_is_merged_over_the_nodes() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let shard: Vec<String> = cluster.keys_on_every_primary("psi:").into_iter().map(|(_, k)| k).collect();
+    // Four subscribers; slotway spreads their connections over the primaries.
+    let mut subs: Vec<Conn> = (0..4).map(|_| Conn::connect(&proxy.addr)).collect();
+    for (i, c) in subs.iter_mut().enumerate() {
+        assert_eq!(c.call(&["SUBSCRIBE", "pc:a"]), conf("subscribe", "pc:a", 1));
+        if i < 2 {
+            assert_eq!(c.call(&["SUBSCRIBE", "pc:b"]), conf("subscribe", "pc:b", 2));
+        }
+    }
+    assert_eq!(subs[2].call(&["PSUBSCRIBE", "pc:*"]), conf("psubscribe", "pc:*", 2));
+    subs[3].send(&["PSUBSCRIBE", "pc:*", "pq*"]);
+    assert_eq!(next_frames(&mut subs[3], 2), vec![conf("psubscribe", "pc:*", 2), conf("psubscribe", "pq*", 3)]);
+    for ch in &shard {
+        assert_eq!(subs[0].call(&["SSUBSCRIBE", ch]).as_array().unwrap()[0], b("ssubscribe"));
+    }
+    assert_eq!(subs[1].call(&["SSUBSCRIBE", &shard[0]]), conf("ssubscribe", &shard[0], 1));
+
+    // The regular subscriptions really are on several nodes, so the merge matters.
+    let primaries = cluster.primaries();
+    let per_node: Vec<i64> = primaries
+        .iter()
+        .map(|&p| cluster.cli(p, &["PUBSUB", "NUMSUB", "pc:a"]).lines().nth(1).unwrap().trim().parse().unwrap())
+        .collect();
+    assert_eq!(per_node.iter().sum::<i64>(), 4, "{per_node:?}");
+    assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "subscribers on one node only: {per_node:?}");
+    let numpat_direct: i64 =
+        primaries.iter().map(|&p| cluster.cli(p, &["PUBSUB", "NUMPAT"]).trim().parse::<i64>().unwrap()).sum();
+
+    let mut q = Conn::connect(&proxy.addr);
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS"])), ["pc:a", "pc:b"]);
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS", "pc:[a]"])), ["pc:a"]);
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS", "none*"])), Vec::<String>::new());
+    assert_eq!(
+        q.call(&["PUBSUB", "NUMSUB", "pc:b", "pc:a", "pc:none"]),
+        arr_int(&[("pc:b", 2), ("pc:a", 4), ("pc:none", 0)])
+    );
+    assert_eq!(q.call(&["PUBSUB", "NUMSUB"]), Value::Array(vec![]));
+    // NUMPAT: each node counts its own patterns; slotway sums them (2 or 3 here: "pc:*" twice on one node
+    // counts once there, as in Redis Cluster).
+    let numpat = q.call(&["PUBSUB", "NUMPAT"]);
+    assert_eq!(numpat, Value::Integer(numpat_direct));
+    assert!(matches!(numpat, Value::Integer(2 | 3)), "{numpat:?}");
+    let mut want = shard.clone();
+    want.sort();
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "SHARDCHANNELS"])), want);
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "SHARDCHANNELS", &shard[1]])), [shard[1].clone()]);
+    assert_eq!(
+        q.call(&["PUBSUB", "SHARDNUMSUB", &shard[2], &shard[0], "psi:none", &shard[1]]),
+        arr_int(&[(&shard[2], 1), (&shard[0], 2), ("psi:none", 0), (&shard[1], 1)])
+    );
+    assert_eq!(q.call(&["PUBSUB", "SHARDNUMSUB"]), Value::Array(vec![]));
+    assert!(matches!(q.call(&["PUBSUB", "HELP"]), Value::Array(_)));
+    assert!(matches!(q.call(&["PUBSUB", "NOSUCH"]), Value::Error(_)));
+    assert_eq!(proxy_counter(&proxy, "pubsub_clients"), 4);
+    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 4 + 3 + 1);
+
+    // After the subscribers leave, nothing is left anywhere.
+    drop(subs);
+    wait_counter(&proxy, "pubsub_connections", 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while q.call(&["PUBSUB", "NUMSUB", "pc:a"]) != arr_int(&[("pc:a", 0)]) {
+        assert!(Instant::now() < deadline, "subscriptions outlived their clients");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(q.call(&["PUBSUB", "SHARDCHANNELS"]), Value::Array(vec![]));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_slow_subscriber_is_disconnected_at_the_output_limit() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotway.toml");
+    let limit = 4 * 1024 * 1024;
+    std::fs::write(&config, format!("[client]\npubsub_output_limit_bytes = {limit}\n")).unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
+    let pid = proxy.pid();
+
+    // A subscriber that never reads after its confirmation, and a well-behaved one.
+    let mut slow = Conn::connect(&proxy.addr);
+    assert_eq!(slow.call(&["SUBSCRIBE", "flood"]), conf("subscribe", "flood", 1));
+    let mut good = Conn::connect(&proxy.addr);
+    assert_eq!(good.call(&["SUBSCRIBE", "other"]), conf("subscribe", "other", 1));
+    let base = rss_kib(pid);
+
+    // Flood: at most 2,000 messages of 100 KB (200 MB), stopping once slotway has dropped the slow subscriber.
+    let payload = "p".repeat(100_000);
+    let mut publisher = Conn::connect(&proxy.addr);
+    let (mut sent, mut peak) = (0, base);
+    let started = Instant::now();
+    while sent < 2_000 {
+        assert!(matches!(publisher.call(&["PUBLISH", "flood", &payload]), Value::Integer(_)));
+        sent += 1;
+        if sent % 20 == 0 {
+            peak = peak.max(rss_kib(pid));
+            if proxy_counter(&proxy, "pubsub_output_limit_disconnects") == 1 {
+                break;
+            }
+        }
+    }
+    let took = started.elapsed();
+    peak = peak.max(rss_kib(pid));
+    println!(
+        "slow subscriber dropped after {sent} messages of 100 KB in {took:?}; RSS {base} KiB before, peak {peak} KiB \
+         (limit {limit} bytes)"
+    );
+    assert_eq!(proxy_counter(&proxy, "pubsub_output_limit_disconnects"), 1, "after {sent} messages");
+    assert!(sent < 2_000);
+    // Bounded: the limit plus buffers, far below the 200 MB published.
+    assert!(peak.saturating_sub(base) < 48 * 1024, "RSS grew by {} KiB", peak.saturating_sub(base));
+
+    // The slow subscriber's connection ends (after whatever the kernel buffered) ...
+    slow.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match slow.s.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => assert!(Instant::now() < deadline, "the slow subscriber was never closed"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading the slow subscriber: {e}"),
+        }
+    }
+    // ... its subscription is released, and the others keep working.
+    wait_counter(&proxy, "pubsub_clients", 1);
+    wait_counter(&proxy, "pubsub_connections", 1);
+    publisher.call(&["PUBLISH", "other", "still here"]);
+    assert_eq!(good.next(), arr(&["message", "other", "still here"]));
+    assert_eq!(publisher.call(&["PING"]), Value::Simple(Bytes::from_static(b"PONG")));
+}
+
+#[test]
+fn redis_cli_subscribe_mode() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "SUBSCRIBE", "cli:a", "cli:b"])
+        .env_remove("REDISCLI_AUTH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run redis-cli");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Each line within 10 s, or fewer lines than asked.
+    let read_lines =
+        |n: usize| -> Vec<String> { (0..n).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect() };
+    let confirmations = read_lines(6);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_eq!(confirmations, ["subscribe", "cli:a", "1", "subscribe", "cli:b", "2"]);
+        proxy.cli(&["PUBLISH", "cli:b", "hello from slotway"]);
+        assert_eq!(read_lines(3), ["message", "cli:b", "hello from slotway"]);
+        cluster.cli(cluster.replicas()[0], &["PUBLISH", "cli:a", "from a replica"]);
+        assert_eq!(read_lines(3), ["message", "cli:a", "from a replica"]);
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    wait_counter(&proxy, "pubsub_connections", 0);
+}
