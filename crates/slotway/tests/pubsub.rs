@@ -246,6 +246,20 @@ fn messages_published_on_every_node_reach_a_subscriber() {
     drop(gone);
     wait_counter(&proxy, "pubsub_connections", 0);
     wait_counter(&proxy, "pubsub_clients", 0);
+
+    // A pub/sub connection the node closes takes the subscriptions with it: the subscriber is disconnected (it
+    // reconnects and subscribes again, as after losing a direct connection).
+    let mut victim = Conn::connect(&proxy.addr);
+    assert_eq!(victim.call(&["SUBSCRIBE", "y"]), conf("subscribe", "y", 1));
+    for port in cluster.primaries() {
+        cluster.cli(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    }
+    victim.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(victim.s.read_to_end(&mut rest).unwrap(), 0, "disconnected; got {rest:?}");
+    assert_eq!(proxy_counter(&proxy, "pubsub_connection_failures"), 1);
+    wait_counter(&proxy, "pubsub_clients", 0);
+    assert_eq!(publisher.call(&["PING"]), Value::Simple(Bytes::from_static(b"PONG")));
 }
 
 #[test]
@@ -601,4 +615,36 @@ fn redis_cli_subscribe_mode() {
         std::panic::resume_unwind(e);
     }
     wait_counter(&proxy, "pubsub_connections", 0);
+}
+
+#[test]
+fn a_shard_channel_whose_slot_moves_is_unsubscribed_and_can_be_subscribed_again() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let primaries = cluster.primaries();
+    let (src, ch) = cluster.keys_on_every_primary("mv:").remove(0);
+    let dst = *primaries.iter().find(|&&p| p != src).unwrap();
+    let slot = key_slot(ch.as_bytes()).to_string();
+    let id_of = |port: u16| cluster.cluster_nodes(port).into_iter().find(|n| n.is_myself()).unwrap().id;
+    let dst_id = id_of(dst);
+
+    let mut sub = Conn::connect(&proxy.addr);
+    assert_eq!(sub.call(&["SSUBSCRIBE", &ch]), conf("ssubscribe", &ch, 1));
+    assert_eq!(sub.call(&["SUBSCRIBE", "keep"]), conf("subscribe", "keep", 1));
+    // Move the (empty) slot to another primary, as redis-cli does: the destination, the source, the others.
+    for port in std::iter::once(dst)
+        .chain(std::iter::once(src))
+        .chain(primaries.iter().copied().filter(|&p| p != src && p != dst))
+    {
+        assert_eq!(cluster.cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]), "OK");
+    }
+    // The old owner drops the shard channel; the client hears it as from Redis Cluster, with its own count.
+    assert_eq!(sub.next(), conf("sunsubscribe", &ch, 0));
+    wait_counter(&proxy, "pubsub_connections", 1);
+    // Subscribing again reaches the new owner (slotway follows MOVED if its map is older).
+    assert_eq!(sub.call(&["SSUBSCRIBE", &ch]), conf("ssubscribe", &ch, 1));
+    cluster.cli(dst, &["SPUBLISH", &ch, "moved"]);
+    assert_eq!(sub.next(), arr(&["smessage", &ch, "moved"]));
+    assert_eq!(cluster.cli(dst, &["PUBSUB", "SHARDNUMSUB", &ch]).lines().nth(1), Some("1"));
+    wait_counter(&proxy, "pubsub_connections", 2);
 }

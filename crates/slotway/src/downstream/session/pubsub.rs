@@ -403,7 +403,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match cmd {
             PubSubCommand::Subscribe | PubSubCommand::PSubscribe => match self.main_conn() {
                 Ok(id) => self.start(frame, want, &[(id, n)], None),
-                Err(msg) => self.push_error(&msg),
+                Err(msg) => {
+                    self.push_error(&msg);
+                    self.drop_pubsub_if_unused();
+                }
             },
             PubSubCommand::Unsubscribe | PubSubCommand::PUnsubscribe => match &ps.main {
                 None => self.answer_locally(want, &channels),
@@ -440,6 +443,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Confirms an unsubscribe that changes nothing, as a node would (`nil` channel when none was named).
     fn answer_locally(&mut self, want: Confirmation, channels: &[Bytes]) {
+        self.answer_locally_inner(want, channels);
+        self.drop_pubsub_if_unused();
+    }
+
+    fn answer_locally_inner(&mut self, want: Confirmation, channels: &[Bytes]) {
         Metrics::incr(&self.shared.metrics.commands_local);
         let ps = self.pubsub.as_deref().expect("pub/sub state");
         let count = ps.count(want.class);
@@ -605,16 +613,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
         ps.apply(c, channel.as_ref(), conn);
         let count = ps.count(c.class);
-        let Some(cur) = ps.current.as_mut().filter(|cur| cur.want == c) else {
-            // Unasked: a node dropped a shard channel whose slot it no longer serves. Tell the client, with its count.
+        let expected = ps.current.as_mut().filter(|cur| cur.want == c).and_then(|cur| {
+            let part = cur.waits.iter().position(|w| w.conn == conn && !w.done)?;
+            Some((cur, part))
+        });
+        let Some((cur, part)) = expected else {
+            // Unasked: a node dropped a shard channel whose slot it no longer serves. Tell the client, with its
+            // count; the slot map is stale, so refresh it for the client's next SSUBSCRIBE.
+            if c.class == Class::Shard {
+                self.shared.topology.request_refresh(RefreshReason::Moved);
+            }
             let mut out = BytesMut::new();
             render(&mut out, proto, c, channel.as_deref(), count);
             ps.budget.charge(out.len());
             ps.tidy();
             tracing::debug!(client = %self.client.addr, kind = ?c, "unrequested pub/sub confirmation relayed");
-            return self.push_out_of_band(out.freeze());
+            self.push_out_of_band(out.freeze());
+            return self.drop_pubsub_if_unused();
         };
-        let Some(part) = cur.waits.iter().position(|w| w.conn == conn && !w.done) else { return };
         render(&mut cur.reply, cur.proto, c, channel.as_deref(), count);
         let w = &mut cur.waits[part];
         w.got += 1;
@@ -694,6 +710,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let p = &mut self.pending[(seq - self.base) as usize];
         p.remaining = 0;
         p.reply = Some(cur.reply.freeze());
+        self.drop_pubsub_if_unused();
+    }
+
+    /// Forgets the pub/sub state once it holds no connection and nothing is in flight: a client that has left
+    /// pub/sub costs nothing more (its budget goes too; what it still has to write is plain output now).
+    pub(super) fn drop_pubsub_if_unused(&mut self) {
+        if self.pubsub.as_ref().is_some_and(|p| p.main.is_none() && p.shards.is_empty() && p.current.is_none()) {
+            self.pubsub = None;
+            self.out_pushed = 0;
+        }
     }
 
     /// A pub/sub connection failed: the command waiting on it gets the error; if it held subscriptions, they are
@@ -709,6 +735,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some((seq, part)) = waiting {
             self.finish_part(seq, part, error_reply(&format!("ERR slotway: {reason}")));
         }
+        self.drop_pubsub_if_unused();
         if lost {
             Metrics::incr(&self.shared.metrics.pubsub_connection_failures);
             tracing::warn!(client = %self.client.addr, reason, "pub/sub connection failed; disconnecting the subscriber");
