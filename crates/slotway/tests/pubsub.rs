@@ -648,3 +648,38 @@ fn a_shard_channel_whose_slot_moves_is_unsubscribed_and_can_be_subscribed_again(
     assert_eq!(cluster.cli(dst, &["PUBSUB", "SHARDNUMSUB", &ch]).lines().nth(1), Some("1"));
     wait_counter(&proxy, "pubsub_connections", 2);
 }
+
+#[test]
+fn users_rules_apply_to_commands_not_to_channels() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotway.toml");
+    let users = r#"
+[[users]]
+name = "default"
+rules = "on nopass +@all ~app:*"
+
+[[users]]
+name = "quiet"
+rules = "on nopass +@all -@pubsub ~*"
+"#;
+    std::fs::write(&config, users).unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
+    // Channels are not keys: `~app:*` doesn't restrict them (slotway has no channel rules).
+    let mut c = Conn::connect(&proxy.addr);
+    assert_eq!(c.call(&["SSUBSCRIBE", "news"]), conf("ssubscribe", "news", 1));
+    let mut p = Conn::connect(&proxy.addr);
+    assert_eq!(p.call(&["SPUBLISH", "news", "hi"]), Value::Integer(1));
+    assert_eq!(c.next(), arr(&["smessage", "news", "hi"]));
+    assert!(matches!(p.call(&["GET", "other"]), Value::Error(_)), "keys still are");
+    // Denied as commands.
+    let mut q = Conn::connect(&proxy.addr);
+    assert_eq!(q.call(&["AUTH", "quiet", "x"]), Value::Simple(Bytes::from_static(b"OK")));
+    assert_eq!(
+        q.call(&["SUBSCRIBE", "a"]),
+        error("NOPERM this user has no permissions to run the 'subscribe' command")
+    );
+    assert_eq!(q.call(&["PING"]), Value::Simple(Bytes::from_static(b"PONG")), "not subscribed");
+}

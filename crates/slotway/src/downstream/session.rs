@@ -480,8 +480,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Some("NOAUTH Authentication required.".to_string());
         };
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-        // Malformed requests are left to the planner, which words the error as Redis does.
-        let _ = crate::command::key_indexes(info, args, &mut keys);
+        // Shard channels (SSUBSCRIBE, SPUBLISH) are found like keys, for routing, but are not keys: Redis checks
+        // them against channel rules, which slotway's users don't have, so key patterns don't restrict them.
+        if !info.flags.pubsub {
+            // Malformed requests are left to the planner, which words the error as Redis does.
+            let _ = crate::command::key_indexes(info, args, &mut keys);
+        }
         user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
     }
 
