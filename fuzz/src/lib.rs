@@ -411,6 +411,10 @@ fn check_routing(args_owned: &[Vec<u8>]) {
             assert!(keys.iter().all(|&k| slot_of(k) == *slot), "sent to a slot that is not every key's");
         }
         Plan::Blocking { slot: None, .. } | Plan::Txn { slot: None, .. } | Plan::Wait => {}
+        Plan::PubSub { slot: Some(slot), .. } => {
+            assert!(keys.iter().all(|&k| slot_of(k) == *slot), "shard channels of another slot");
+        }
+        Plan::PubSub { slot: None, .. } => assert!(keys.is_empty(), "shard channels {keys:?} but no slot"),
         Plan::Local(_) => assert!(matches!(route, Some(Route::Local(_) | Route::AllPrimaries(_)))),
         Plan::Reject(msg) => {
             // The error frame is one well-formed reply.

@@ -5,10 +5,12 @@
 //! - [`config`] — flags + TOML file + environment → a validated [`config::Config`]; TLS client configs.
 //! - [`cluster`] — pure cluster model: slots, CRC16, hash tags, slot map, CLUSTER SHARDS/SLOTS parsing, MOVED/ASK.
 //! - [`command`] — the command table (from the nodes' COMMAND reply): arity, flags, key positions, routing shape.
-//! - [`upstream`] — node connections: connect, TLS, AUTH, pipelining with batched writes, FIFO reply matching.
+//! - [`upstream`] — node connections: connect, TLS, AUTH, pipelining with batched writes, FIFO reply matching;
+//!   dedicated connections (transactions, blocking commands) and pub/sub connections.
 //! - [`topology`] — the live slot map behind an `ArcSwap`; the refresher task with merged triggers.
 //! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
-//! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure), local commands.
+//! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure, transactions,
+//!   pub/sub), local commands.
 //! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.

@@ -109,6 +109,16 @@ metrics! {
     transactions,
     /// Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) forwarded on dedicated connections.
     blocking_commands,
+    /// Clients subscribed now (holding at least one pub/sub connection).
+    pubsub_clients,
+    /// Pub/sub upstream connections open now (also counted in `dedicated_open`).
+    pubsub_connections,
+    /// Pub/sub messages relayed to clients.
+    pubsub_messages,
+    /// Subscribers disconnected because more than `client.pubsub_output_limit_bytes` waited for them.
+    pubsub_output_limit_disconnects,
+    /// Subscribers disconnected because a pub/sub connection to a node failed (their subscriptions were lost).
+    pubsub_connection_failures,
 }
 
 impl Metrics {

@@ -1350,7 +1350,7 @@ fn error_replies_match_redis_wording() {
     for (args, name) in [
         (vec!["MONITOR"], "monitor"),
         (vec!["SAVE"], "save"),
-        (vec!["SUBSCRIBE", "chan"], "subscribe"),
+        (vec!["SWAPDB", "0", "1"], "swapdb"),
         (vec!["MOVE", "k", "1"], "move"),
     ] {
         let got = raw.call(&c(&args));

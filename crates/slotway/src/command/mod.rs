@@ -88,6 +88,9 @@ pub enum Route {
     Blocking,
     /// WAIT / WAITAOF: keyless and blocking; sent on a dedicated connection to the node of the client's last write.
     Wait,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UN... forms: run by the session on dedicated pub/sub
+    /// connections (SSUBSCRIBE/SUNSUBSCRIBE routed by the shard channel's slot, found as keys).
+    PubSub(PubSubCommand),
     /// Not available through the standalone endpoint (yet); the text says why, e.g. "blocking commands are not supported yet".
     Unsupported(&'static str),
 }
@@ -113,6 +116,12 @@ pub enum FanOut {
     ScriptFlush,
     /// SCRIPT EXISTS: arrays of 0/1, merged element-wise: 1 only where every node has the script.
     AllOnes,
+    /// PUBSUB CHANNELS / SHARDCHANNELS: the union of the nodes' channel names.
+    Union,
+    /// PUBSUB NUMSUB: each channel's subscriber counts summed over the nodes, in argument order.
+    NumSub,
+    /// PUBSUB SHARDNUMSUB: each channel asked of its slot's primary (one part per slot), in argument order.
+    ShardNumSub,
     /// INFO: the `# Keyspace` section summed over the primaries, the other node sections from one node, plus
     /// slotway's own `# Proxy` section. (INFO asking only for `proxy` is answered locally.)
     Info,
@@ -121,8 +130,29 @@ pub enum FanOut {
 impl FanOut {
     /// Safe to resend after a connection died with it in flight, whatever the command's flags say.
     pub fn idempotent(self) -> bool {
-        matches!(self, FanOut::ScriptLoad | FanOut::AllOnes | FanOut::Info | FanOut::SumIntegers | FanOut::ConcatArrays)
+        matches!(
+            self,
+            FanOut::ScriptLoad
+                | FanOut::AllOnes
+                | FanOut::Info
+                | FanOut::SumIntegers
+                | FanOut::ConcatArrays
+                | FanOut::Union
+                | FanOut::NumSub
+                | FanOut::ShardNumSub
+        )
     }
+}
+
+/// The subscribe family.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PubSubCommand {
+    Subscribe,
+    Unsubscribe,
+    PSubscribe,
+    PUnsubscribe,
+    SSubscribe,
+    SUnsubscribe,
 }
 
 /// The transaction commands.

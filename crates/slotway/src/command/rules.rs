@@ -1,12 +1,12 @@
 //! The built-in routing rules, applied on top of what COMMAND says.
 use super::spec::KeyRule;
-use super::{Args, CommandFlags, FanOut, LocalCommand, Route, SplitKind, TxnCommand};
+use super::{Args, CommandFlags, FanOut, LocalCommand, PubSubCommand, Route, SplitKind, TxnCommand};
 
 /// Reason given for keyless commands flagged `blocking` that no rule knows (a module's): without keys slotway
 /// can't tell which node should block.
 pub const UNSUPPORTED_BLOCKING: &str = "keyless blocking commands are not supported";
-/// Reason given for (un)subscribing commands and other pub/sub commands except PUBLISH and SPUBLISH.
-pub const UNSUPPORTED_PUBSUB: &str = "pub/sub is not supported yet";
+/// Reason given for pub/sub commands no rule knows (a module's command flagged `pubsub`).
+pub const UNSUPPORTED_PUBSUB: &str = "this pub/sub command is not supported through the standalone endpoint";
 /// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, SLOWLOG, LATENCY, PUBSUB,
 /// MEMORY STATS, ...) and for keyless commands no rule knows.
 pub const UNSUPPORTED_KEYLESS: &str = "not supported through the standalone endpoint yet";
@@ -112,16 +112,28 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
             return (Route::Blocking, Dynamic::None)
         }
         "wait" | "waitaof" => return (Route::Wait, Dynamic::None),
-        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe" | "sunsubscribe" => {
-            return unsupported(UNSUPPORTED_PUBSUB)
+        "subscribe" => return (Route::PubSub(PubSubCommand::Subscribe), Dynamic::None),
+        "unsubscribe" => return (Route::PubSub(PubSubCommand::Unsubscribe), Dynamic::None),
+        "psubscribe" => return (Route::PubSub(PubSubCommand::PSubscribe), Dynamic::None),
+        "punsubscribe" => return (Route::PubSub(PubSubCommand::PUnsubscribe), Dynamic::None),
+        "ssubscribe" => return (Route::PubSub(PubSubCommand::SSubscribe), Dynamic::None),
+        "sunsubscribe" => return (Route::PubSub(PubSubCommand::SUnsubscribe), Dynamic::None),
+        // Regular channels are node-local in what PUBSUB reports (a cluster forwards PUBLISH, not subscriptions):
+        // merged over every primary. Shard channels live on their slot's primary.
+        "pubsub" if sub.is_some() => {
+            return match sub {
+                Some("channels" | "shardchannels") => all(FanOut::Union),
+                Some("numsub") => all(FanOut::NumSub),
+                Some("numpat") => all(FanOut::SumIntegers),
+                Some("shardnumsub") => all(FanOut::ShardNumSub),
+                _ => any, // HELP
+            };
         }
         "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "cluster" | "failover"
         | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
-        "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" | "pubsub" => {
-            return unsupported(UNSUPPORTED_KEYLESS)
-        }
+        "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" => return unsupported(UNSUPPORTED_KEYLESS),
         "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),
         _ => {}
     }

@@ -383,12 +383,6 @@ fn routes() {
         assert_eq!(route_of(t, line), Route::Keys, "{line}");
     }
     let unsupported = [
-        ("SUBSCRIBE ch", UNSUPPORTED_PUBSUB),
-        ("PSUBSCRIBE p*", UNSUPPORTED_PUBSUB),
-        ("SSUBSCRIBE ch", UNSUPPORTED_PUBSUB),
-        ("UNSUBSCRIBE", UNSUPPORTED_PUBSUB),
-        ("PUNSUBSCRIBE", UNSUPPORTED_PUBSUB),
-        ("SUNSUBSCRIBE", UNSUPPORTED_PUBSUB),
         ("MONITOR", UNSUPPORTED_ADMIN),
         ("SYNC", UNSUPPORTED_ADMIN),
         ("PSYNC x 0", UNSUPPORTED_ADMIN),
@@ -417,13 +411,40 @@ fn routes() {
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
-        ("PUBSUB CHANNELS", UNSUPPORTED_KEYLESS),
         ("ROLE", UNSUPPORTED_KEYLESS),
         ("PFSELFTEST", UNSUPPORTED_KEYLESS),
     ];
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
     }
+}
+
+#[test]
+fn subscribe_family_and_pubsub_introspection() {
+    let t = table();
+    for (line, cmd) in [
+        ("SUBSCRIBE ch", PubSubCommand::Subscribe),
+        ("unsubscribe", PubSubCommand::Unsubscribe),
+        ("PSUBSCRIBE p*", PubSubCommand::PSubscribe),
+        ("PUNSUBSCRIBE", PubSubCommand::PUnsubscribe),
+        ("SSUBSCRIBE ch", PubSubCommand::SSubscribe),
+        ("SUNSUBSCRIBE ch", PubSubCommand::SUnsubscribe),
+    ] {
+        assert_eq!(route_of(t, line), Route::PubSub(cmd), "{line}");
+    }
+    for (line, kind) in [
+        ("PUBSUB CHANNELS", FanOut::Union),
+        ("PUBSUB CHANNELS news.*", FanOut::Union),
+        ("PUBSUB SHARDCHANNELS", FanOut::Union),
+        ("PUBSUB NUMSUB a b", FanOut::NumSub),
+        ("PUBSUB NUMPAT", FanOut::SumIntegers),
+        ("PUBSUB SHARDNUMSUB a b", FanOut::ShardNumSub),
+    ] {
+        assert_eq!(route_of(t, line), Route::AllPrimaries(kind), "{line}");
+    }
+    assert_eq!(route_of(t, "PUBSUB HELP"), Route::AnyNode);
+    assert_eq!(route_of(t, "PUBSUB NOSUCH"), Route::AnyNode, "the node words the error");
+    assert_eq!(route_of(t, "PUBLISH ch m"), Route::AnyNode);
 }
 
 #[test]
@@ -537,7 +558,11 @@ fn every_builtin_command_has_a_sensible_route() {
         if c.has_keys()
             && !matches!(
                 c.route,
-                Route::Unsupported(_) | Route::Split(_) | Route::Blocking | Route::Transaction(TxnCommand::Watch)
+                Route::Unsupported(_)
+                    | Route::Split(_)
+                    | Route::Blocking
+                    | Route::Transaction(TxnCommand::Watch)
+                    | Route::PubSub(PubSubCommand::SSubscribe | PubSubCommand::SUnsubscribe)
             )
         {
             assert_eq!(c.route, Route::Keys, "{}", c.name);

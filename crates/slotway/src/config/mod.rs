@@ -174,6 +174,9 @@ pub struct ListenConfig {
     /// A client that accepts none of slotway's output for this long is disconnected (a slow reader must not hold
     /// its replies and its pipeline slot forever); None = wait forever.
     pub output_stall_timeout: Option<Duration>,
+    /// Bytes of pub/sub messages that may wait for a subscriber before it is disconnected (Redis's
+    /// `client-output-buffer-limit pubsub` hard limit); 0 = no limit.
+    pub pubsub_output_limit: usize,
 }
 
 /// The script bodies slotway remembers (by SHA1) to reload them on a node that answers EVALSHA with NOSCRIPT.
@@ -545,6 +548,7 @@ impl Config {
                 output_stall_timeout: Some(raw.client.output_stall_timeout_ms.unwrap_or(60_000))
                     .filter(|&v| v > 0)
                     .map(Duration::from_millis),
+                pubsub_output_limit: raw.client.pubsub_output_limit_bytes.unwrap_or(32 * 1024 * 1024),
             },
             upstream: UpstreamConfig {
                 seeds,

@@ -115,6 +115,7 @@ pub struct RawClient {
     pub max_request_bytes: Option<usize>,
     pub max_bulk_bytes: Option<usize>,
     pub output_stall_timeout_ms: Option<u64>,
+    pub pubsub_output_limit_bytes: Option<usize>,
     pub read_from: Option<String>,
     pub max_replica_lag_bytes: Option<i64>,
 }

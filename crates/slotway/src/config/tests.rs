@@ -20,6 +20,14 @@ fn defaults_apply_when_only_seeds_are_given() {
     assert!(c.upstream.tls.is_none());
     assert!(c.upstream.password.is_none());
     assert_eq!(c.scripts, ScriptsConfig { cache_entries: 1024, cache_bytes: 16 * 1024 * 1024 });
+    assert_eq!(c.listen.pubsub_output_limit, 32 * 1024 * 1024);
+}
+
+#[test]
+fn pubsub_output_limit_from_the_file() {
+    let raw = RawConfig::parse("[client]\npubsub_output_limit_bytes = 65536\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.listen.pubsub_output_limit, 65536);
 }
 
 #[test]

@@ -96,8 +96,48 @@ pub fn build(
         FanOut::AnyOk => (every(), Merge::AnyOk),
         FanOut::SameReply | FanOut::ScriptLoad => (every(), Merge::SameReply),
         FanOut::AllOnes => (every(), Merge::AllOnes),
+        FanOut::Union => (every(), Merge::Union),
+        FanOut::NumSub => (every(), Merge::NumSub),
+        FanOut::ShardNumSub => shard_numsub(args, frame),
     };
     Ok(Parts { parts, merge })
+}
+
+/// PUBSUB SHARDNUMSUB ch ...: a shard channel's subscribers are all on its slot's primary, so each channel is asked
+/// there: one part per slot (channels in argument order within it), picked back in argument order. Without
+/// channels any node answers the empty reply.
+fn shard_numsub(args: Args<'_>, frame: &Bytes) -> (Vec<(Option<Slot>, Bytes)>, Merge) {
+    if args.len() <= 2 {
+        return (vec![(None, frame.clone())], Merge::Pairs(Vec::new()));
+    }
+    let mut slots: Vec<(Slot, Vec<usize>)> = Vec::new();
+    let mut order = Vec::with_capacity(args.len() - 2);
+    for i in 2..args.len() {
+        let slot = Slot::for_key(args.get(i));
+        let part = match slots.iter().position(|(s, _)| *s == slot) {
+            Some(p) => p,
+            None => {
+                slots.push((slot, Vec::new()));
+                slots.len() - 1
+            }
+        };
+        order.push((part as u32, slots[part].1.len() as u32));
+        slots[part].1.push(i);
+    }
+    let parts = slots
+        .into_iter()
+        .map(|(slot, channels)| {
+            let mut f = BytesMut::new();
+            resp::encode::array_header(&mut f, 2 + channels.len());
+            resp::encode::bulk(&mut f, args.get(0));
+            resp::encode::bulk(&mut f, args.get(1));
+            for i in channels {
+                resp::encode::bulk(&mut f, args.get(i));
+            }
+            (Some(slot), f.freeze())
+        })
+        .collect();
+    (parts, Merge::Pairs(order))
 }
 
 /// Plans one SCAN step: the slot to route by, the frame for the node (its own cursor), and the cursor merge.
@@ -382,6 +422,86 @@ pub(super) fn scan_reply(reply: &Bytes, slot: u16, next: Option<u16>) -> Result<
     Ok(out.freeze())
 }
 
+fn parse_value(reply: &Bytes) -> Option<resp::Value> {
+    resp::Value::parse(reply, &resp::Limits::default()).ok().flatten().map(|(v, _)| v)
+}
+
+/// The protocol a node answered in, judged by the reply's type byte (a map or set only exists in RESP3).
+fn protocol_of(reply: &[u8]) -> resp::encode::Protocol {
+    match reply.first() {
+        Some(b'%' | b'~') => resp::encode::Protocol::Resp3,
+        _ => resp::encode::Protocol::Resp2,
+    }
+}
+
+/// PUBSUB CHANNELS / SHARDCHANNELS: every node's channel names, each once, in the order first seen.
+pub(super) fn union(replies: &[Bytes]) -> Result<Bytes, usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut names: Vec<Bytes> = Vec::new();
+    for (i, r) in replies.iter().enumerate() {
+        let v = parse_value(r).ok_or(i)?;
+        for name in v.as_array().ok_or(i)? {
+            let name = name.as_bytes().ok_or(i)?;
+            if seen.insert(name.clone()) {
+                names.push(name.clone());
+            }
+        }
+    }
+    // Same aggregate type as the nodes' (an array in Redis 7.0, in either protocol).
+    let mut out = BytesMut::new();
+    resp::encode::set_header(&mut out, names.len(), protocol_of(&replies[0]));
+    for n in &names {
+        resp::encode::bulk(&mut out, n);
+    }
+    Ok(out.freeze())
+}
+
+/// PUBSUB NUMSUB: every node lists the requested channels in argument order with its own subscriber count; the
+/// counts are summed per position.
+pub(super) fn numsub(replies: &[Bytes]) -> Result<Bytes, usize> {
+    let mut merged: Vec<(Bytes, i64)> = Vec::new();
+    for (i, r) in replies.iter().enumerate() {
+        let v = parse_value(r).ok_or(i)?;
+        let pairs = v.to_pairs().ok_or(i)?;
+        if i > 0 && pairs.len() != merged.len() {
+            return Err(i);
+        }
+        for (n, (k, count)) in pairs.into_iter().enumerate() {
+            let (k, count) = (k.as_bytes().ok_or(i)?, count.as_int().ok_or(i)?);
+            match merged.get_mut(n) {
+                Some((name, total)) if name == k => *total = total.saturating_add(count),
+                Some(_) => return Err(i),
+                None => merged.push((k.clone(), count)),
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    resp::encode::map_header(&mut out, merged.len(), protocol_of(&replies[0]));
+    for (name, count) in merged {
+        resp::encode::bulk(&mut out, &name);
+        resp::encode::integer(&mut out, count);
+    }
+    Ok(out.freeze())
+}
+
+/// PUBSUB SHARDNUMSUB: for each channel in argument order, its (name, count) pair from its slot's part.
+pub(super) fn pick_pairs(replies: &[Bytes], order: &[(u32, u32)]) -> Result<Bytes, usize> {
+    if order.is_empty() {
+        return Ok(replies[0].clone());
+    }
+    let values = replies.iter().enumerate().map(|(i, r)| parse_value(r).ok_or(i)).collect::<Result<Vec<_>, _>>()?;
+    let pairs = values.iter().enumerate().map(|(i, v)| v.to_pairs().ok_or(i)).collect::<Result<Vec<_>, _>>()?;
+    let mut out = BytesMut::new();
+    resp::encode::map_header(&mut out, order.len(), protocol_of(&replies[0]));
+    for &(part, pos) in order {
+        let part = part as usize;
+        let (name, count) = pairs[part].get(pos as usize).ok_or(part)?;
+        resp::encode::bulk(&mut out, name.as_bytes().ok_or(part)?);
+        resp::encode::integer(&mut out, count.as_int().ok_or(part)?);
+    }
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +656,36 @@ mod tests {
         let r = all_ones(&[b("*3\r\n:1\r\n:1\r\n:0\r\n"), b("*3\r\n:1\r\n:0\r\n:0\r\n")]).unwrap();
         assert_eq!(&r[..], b"*3\r\n:1\r\n:0\r\n:0\r\n");
         assert_eq!(all_ones(&[b("*1\r\n:1\r\n"), b("*2\r\n:1\r\n:1\r\n")]), Err(1));
+    }
+
+    #[test]
+    fn pubsub_merges() {
+        let r = union(&[b("*2\r\n$1\r\na\r\n$1\r\nb\r\n"), b("*0\r\n"), b("*2\r\n$1\r\nb\r\n$1\r\nc\r\n")]);
+        assert_eq!(&r.unwrap()[..], b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        assert_eq!(union(&[b("*0\r\n"), b(":1\r\n")]), Err(1));
+
+        // RESP2 flat arrays and RESP3 maps, summed per channel in argument order.
+        let two = [b("*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:0\r\n"), b("*4\r\n$1\r\na\r\n:2\r\n$1\r\nb\r\n:5\r\n")];
+        assert_eq!(&numsub(&two).unwrap()[..], b"*4\r\n$1\r\na\r\n:3\r\n$1\r\nb\r\n:5\r\n");
+        let three = [b("%1\r\n$1\r\na\r\n:1\r\n"), b("%1\r\n$1\r\na\r\n:1\r\n")];
+        assert_eq!(&numsub(&three).unwrap()[..], b"%1\r\n$1\r\na\r\n:2\r\n");
+        assert_eq!(numsub(&[two[0].clone(), three[0].clone()]), Err(1), "different channels");
+
+        with_args(&["PUBSUB", "SHARDNUMSUB", "x", "{x}y", "z"], |a, f| {
+            let (parts, merge) = shard_numsub(a, f);
+            assert_eq!(parts.len(), 2);
+            assert_eq!(parts[0].0, Some(Slot::for_key(b"x")));
+            assert_eq!(&parts[0].1[..], b"*4\r\n$6\r\nPUBSUB\r\n$11\r\nSHARDNUMSUB\r\n$1\r\nx\r\n$4\r\n{x}y\r\n");
+            let Merge::Pairs(order) = merge else { panic!() };
+            assert_eq!(order, vec![(0, 0), (0, 1), (1, 0)]);
+            let replies = [b("*4\r\n$1\r\nx\r\n:1\r\n$4\r\n{x}y\r\n:2\r\n"), b("*2\r\n$1\r\nz\r\n:3\r\n")];
+            let r = pick_pairs(&replies, &order).unwrap();
+            assert_eq!(&r[..], b"*6\r\n$1\r\nx\r\n:1\r\n$4\r\n{x}y\r\n:2\r\n$1\r\nz\r\n:3\r\n");
+        });
+        with_args(&["PUBSUB", "SHARDNUMSUB"], |a, f| {
+            let (parts, merge) = shard_numsub(a, f);
+            assert_eq!(parts, vec![(None, f.clone())]);
+            assert_eq!(merge.merge(&[b("*0\r\n")]), b("*0\r\n"));
+        });
     }
 }

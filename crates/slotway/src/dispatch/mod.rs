@@ -2,7 +2,8 @@
 //! Both are plain functions over values; the session loop calls them and acts on the result.
 use crate::cluster::{parse_redirect, NodeAddr, Redirect, Slot};
 use crate::command::{
-    key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, Route, SplitKind, TxnCommand,
+    key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, PubSubCommand, Route, SplitKind,
+    TxnCommand,
 };
 use crate::topology::Topology;
 use smallvec::SmallVec;
@@ -30,6 +31,9 @@ pub enum Plan {
     Wait,
     /// MULTI / EXEC / DISCARD / WATCH / UNWATCH. `slot` is the slot of WATCH's keys.
     Txn { cmd: TxnCommand, slot: Option<Slot> },
+    /// The subscribe family, on the session's pub/sub connections. `slot` is the shard channels' one slot
+    /// (SSUBSCRIBE / SUNSUBSCRIBE with channels); channels of several slots in one command are CROSSSLOT.
+    PubSub { cmd: PubSubCommand, slot: Option<Slot> },
     /// Answered by slotway.
     Local(LocalCommand),
     /// Answered with this error (without the leading `-`).
@@ -83,6 +87,10 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>) -> Plan {
             Ok(_) => Plan::Wait,
             Err(e) => e.into_plan(),
         },
+        Route::PubSub(cmd) => match one_slot(info, args) {
+            Ok(slot) => Plan::PubSub { cmd, slot },
+            Err(e) => e.into_plan(),
+        },
         Route::Transaction(cmd) => match one_slot(info, args) {
             Ok(slot) => Plan::Txn { cmd, slot },
             Err(e) => e.into_plan(),
@@ -105,7 +113,7 @@ impl SlotError {
 }
 
 /// Redis's arity rule: positive = exactly that many arguments (with the name), negative = at least -arity.
-fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
+pub fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
     let (argc, arity) = (args.len() as i64, info.arity as i64);
     if arity > 0 {
         argc == arity

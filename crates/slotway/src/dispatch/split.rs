@@ -34,6 +34,12 @@ pub enum Merge {
     SameReply,
     /// Integer arrays merged element-wise by minimum (SCRIPT EXISTS).
     AllOnes,
+    /// PUBSUB CHANNELS / SHARDCHANNELS: the names of every part, each once.
+    Union,
+    /// PUBSUB NUMSUB: (channel, count) pairs summed per position.
+    NumSub,
+    /// PUBSUB SHARDNUMSUB: for each channel in argument order, (part, position of its pair in that part's reply).
+    Pairs(Vec<(u32, u32)>),
     /// INFO: see [`super::fanout::build`]. `proxy` is slotway's own section, rendered when the request came.
     Info { keyspace: bool, proxy: Option<String> },
     /// SCAN: the node's cursor re-encoded for the client (see [`super::fanout`]).
@@ -97,6 +103,9 @@ impl Merge {
             Merge::AnyOk => return fanout::any_ok(replies),
             Merge::SameReply => return fanout::same_reply(replies),
             Merge::AllOnes => return or_unexpected(fanout::all_ones(replies)),
+            Merge::Union => return or_unexpected(fanout::union(replies)),
+            Merge::NumSub => return or_unexpected(fanout::numsub(replies)),
+            Merge::Pairs(order) => return or_unexpected(fanout::pick_pairs(replies, order)),
             Merge::Info { keyspace, proxy } => {
                 return or_unexpected(fanout::info(replies, *keyspace, proxy.as_deref()))
             }

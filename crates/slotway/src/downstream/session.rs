@@ -28,6 +28,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod pubsub;
 mod txn;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -44,6 +45,10 @@ enum Kind {
     Wait,
     /// A transaction command on the transaction's dedicated connection (see `txn`).
     Txn(txn::Step),
+    /// A subscribe-family command on the session's pub/sub connections (see `pubsub`).
+    PubSub,
+    /// A pub/sub message (or an unrequested confirmation) queued behind pending requests: answers no request.
+    Message,
 }
 
 /// Which connections the session's outstanding requests use.
@@ -52,6 +57,7 @@ enum Lane {
     Shared,
     Blocking,
     Txn,
+    PubSub,
 }
 
 /// A request that must wait until every earlier one is answered.
@@ -166,6 +172,10 @@ pub(super) struct Session<S> {
     /// When the client last got a reply (or connected): the idle timeout counts from here, so bytes of a request
     /// that never completes don't make the client look busy.
     last_active: Instant,
+    /// Subscriptions, their connections and the output budget (from the first subscribe-family command).
+    pubsub: Option<Box<pubsub::PubSub>>,
+    /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
+    out_pushed: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -202,6 +212,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             partial_since: None,
             handled: false,
             last_active: Instant::now(),
+            pubsub: None,
+            out_pushed: 0,
         }
     }
 
@@ -217,8 +229,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
-            // Idle: nothing pending, and no reply for that long. Only armed when configured, and only while idle.
-            let idle_at = idle_timeout.filter(|_| self.pending.is_empty()).map(|t| self.last_active + t);
+            // Idle: nothing pending, and no reply for that long. Only armed when configured, and only while idle; as
+            // in Redis, a subscribed client is never idle.
+            let subscribed = self.pubsub.as_ref().is_some_and(|p| p.subscribed());
+            let idle_at =
+                idle_timeout.filter(|_| self.pending.is_empty() && !subscribed).map(|t| self.last_active + t);
             if std::mem::take(&mut self.handled) {
                 self.partial_since = None;
             }
@@ -262,38 +277,72 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.closing = true;
                     self.inbuf = BytesMut::new();
                 }
+                w = pubsub::wake(&mut self.pubsub) => match w {
+                    pubsub::Wake::Event(ev) => self.on_pubsub_event(ev),
+                    pubsub::Wake::Overflow => {
+                        self.pubsub_overflow();
+                        break;
+                    }
+                },
             }
             while let Ok(d) = self.replies_rx.try_recv() {
                 self.on_delivery(d);
+            }
+            while let Some(ev) = self.pubsub.as_mut().and_then(|p| p.try_event()) {
+                self.on_pubsub_event(ev);
+            }
+            if self.pubsub.as_ref().is_some_and(|p| p.budget.is_over()) {
+                self.pubsub_overflow();
+                break;
             }
             if self.held.is_some() {
                 self.release_held();
             }
             self.collect_ready();
             if !self.out.is_empty() {
+                // A subscriber's messages keep arriving while its write waits: the budget may run out meanwhile.
+                let budget = self.pubsub.as_ref().map(|p| p.budget.clone());
                 let write = async {
-                    self.stream.write_all(&self.out).await?;
-                    self.stream.flush().await
+                    let write = async {
+                        self.stream.write_all(&self.out).await?;
+                        self.stream.flush().await
+                    };
+                    match &budget {
+                        Some(b) => tokio::select! {
+                            r = write => Some(r),
+                            () = b.exceeded() => None,
+                        },
+                        None => Some(write.await),
+                    }
                 };
                 let written = match stall_timeout {
                     Some(t) => match tokio::time::timeout(t, write).await {
-                        Ok(r) => r.is_ok(),
+                        Ok(r) => r,
                         Err(_) => {
                             // The client stopped reading: drop it rather than hold its replies forever.
                             Metrics::incr(&self.shared.metrics.output_stall_disconnects);
                             tracing::debug!(client = %self.client.addr, "client stopped reading; disconnecting");
-                            false
+                            Some(Err(std::io::ErrorKind::TimedOut.into()))
                         }
                     },
-                    None => write.await.is_ok(),
+                    None => write.await,
                 };
-                if !written {
-                    break;
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => break,
+                    None => {
+                        self.pubsub_overflow();
+                        break;
+                    }
                 }
                 self.out.clear();
                 if idle_timeout.is_some() {
                     self.last_active = Instant::now();
                 }
+                if let Some(b) = &budget {
+                    b.release(self.out_pushed);
+                }
+                self.out_pushed = 0;
             }
         }
         let _ = self.stream.shutdown().await;
@@ -382,7 +431,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args { frame: &frame, ranges };
-        let info = self.shared.table.resolve(args);
+        // A handle of its own, so the command's entry can be held across the `&mut self` calls below.
+        let shared = self.shared.clone();
+        let info = shared.table.resolve(args);
         if let Some(info) = info {
             self.client.handle.note_command(info.index);
         }
@@ -394,7 +445,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Metrics::incr(&self.shared.metrics.acl_denied);
                 Plan::Reject(msg)
             }
-            None => dispatch::plan_resolved(info, args),
+            None => {
+                if self.lane == Lane::PubSub && self.fence && !self.all_answered() {
+                    // After a subscribe-family command, nothing runs until it is confirmed: whether a RESP2 client
+                    // is subscribed decides what the next command may do.
+                    return self.hold(frame, ranges);
+                }
+                if self.subscribed_context(args) {
+                    return;
+                }
+                dispatch::plan_resolved(info, args)
+            }
         };
         if self.shared.users.is_some()
             && matches!(plan, Plan::Local(LocalCommand::Auth | LocalCommand::Hello | LocalCommand::Reset))
@@ -405,12 +466,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.hold(frame, ranges);
         }
         if let Plan::Local(LocalCommand::Reset) = plan {
-            if self.txn.is_some() || self.blocking.is_some() {
-                // RESET ends the transaction: once what was sent for it is answered, its connection is closed.
+            if self.txn.is_some() || self.blocking.is_some() || self.pubsub.is_some() {
+                // RESET ends the transaction and every subscription: once what was sent is answered, their
+                // connections are closed.
                 if !self.all_answered() {
                     return self.hold(frame, ranges);
                 }
                 self.txn = None;
+                self.pubsub = None;
             }
         }
         if self.txn.as_ref().is_some_and(|t| t.multi) {
@@ -489,6 +552,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
             Plan::Local(cmd) => self.run_local(cmd, args),
+            Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);
@@ -508,8 +572,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Some("NOAUTH Authentication required.".to_string());
         };
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-        // Malformed requests are left to the planner, which words the error as Redis does.
-        let _ = crate::command::key_indexes(info, args, &mut keys);
+        // Shard channels (SSUBSCRIBE, SPUBLISH) are found like keys, for routing, but are not keys: Redis checks
+        // them against channel rules, which slotway's users don't have, so key patterns don't restrict them.
+        if !info.flags.pubsub {
+            // Malformed requests are left to the planner, which words the error as Redis does.
+            let _ = crate::command::key_indexes(info, args, &mut keys);
+        }
         user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
     }
 
@@ -678,7 +746,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(self.identity, worker) {
+                    match pool.take_dedicated(self.identity, worker, protocol) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -694,12 +762,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return self.finish_part(seq, part, error_reply(&msg));
                 }
             }
+            Kind::PubSub => self.pubsub_send(seq, part, &pool),
+            Kind::Message => {}
         }
         self.pending[idx].parts[part].sent_to = Some(pool);
     }
 
     /// Records a part's final reply; when it was the last one outstanding, the request's reply is complete.
     fn finish_part(&mut self, seq: u64, part: usize, reply: Bytes) {
+        if self.pending[(seq - self.base) as usize].kind == Kind::PubSub {
+            return self.finish_pubsub_part(seq, part, reply);
+        }
         let p = &mut self.pending[(seq - self.base) as usize];
         if p.parts[part].reply.is_some() {
             return;
@@ -745,6 +818,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
             Kind::Txn(step) => return self.on_txn_delivery(seq, part, step, d.result),
+            // Their replies come from the pub/sub connections' events, never as deliveries.
+            Kind::PubSub | Kind::Message => return,
         }
         self.on_forwarded_delivery(seq, part, d.result);
     }
@@ -902,14 +977,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// More pub/sub output waits for this client than `client.pubsub_output_limit_bytes` allows: it is
+    /// disconnected (its connections close with the session), as Redis does at its pub/sub output limit.
+    fn pubsub_overflow(&mut self) {
+        Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
+        tracing::info!(
+            client = %self.client.addr,
+            limit = self.shared.config.listen.pubsub_output_limit,
+            "subscriber too slow: pub/sub output limit reached; disconnecting"
+        );
+    }
+
     /// Moves the finished replies at the head of the FIFO into the output buffer.
     fn collect_ready(&mut self) {
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
             let p = self.pending.pop_front().expect("checked");
+            let reply = p.reply.expect("checked");
             if self.muted.front() == Some(&self.base) {
                 self.muted.pop_front();
             } else {
-                self.out.extend_from_slice(&p.reply.expect("checked"));
+                if p.kind == Kind::Message {
+                    self.out_pushed += reply.len();
+                }
+                self.out.extend_from_slice(&reply);
             }
             self.base += 1;
         }

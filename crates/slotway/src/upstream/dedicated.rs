@@ -1,5 +1,5 @@
 //! Dedicated connections: a connection to one node that a single session owns while it needs one (a transaction,
-//! a blocking command; later a subscribed pub/sub client), so state kept on the connection by the node (MULTI,
+//! a blocking command, a subscribed pub/sub client — see [`super::subscriber`]), so state kept on the connection by the node (MULTI,
 //! watched keys, a blocked client) never touches other clients and a blocked command never stalls the shared,
 //! pipelined connections.
 //!
@@ -19,6 +19,7 @@ use super::{Identity, NodePool, ReplyTo, Request, UpstreamError};
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
+use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -36,8 +37,8 @@ const IN_USE: u8 = 0;
 const IDLE: u8 = 1;
 const CLOSED: u8 = 2;
 /// Frames at least this large are written on their own instead of being copied into the batch.
-const DIRECT_WRITE_MIN: usize = 64 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const DIRECT_WRITE_MIN: usize = 64 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// Why no dedicated connection could be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,6 +64,8 @@ pub(super) struct Lot {
 struct Idle {
     tx: mpsc::UnboundedSender<Request>,
     state: Arc<AtomicU8>,
+    /// What the connection speaks: it is only reused for a session speaking the same.
+    protocol: Protocol,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -74,28 +77,88 @@ pub struct Dedicated {
     pool: Arc<NodePool>,
     /// Index of its lot in the pool (worker and identity).
     lot: usize,
+    protocol: Protocol,
+    /// False for a subscriber connection: `release` closes it instead of keeping it.
+    reusable: bool,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node, authenticated as `identity`, for a session on `worker`: an idle one
-    /// if there is one, else a new one (connected in the background; requests sent meanwhile wait for it), unless
-    /// the worker's limit for this node and identity is reached. Must be called on `worker`'s runtime: a new
-    /// connection's task is spawned there.
-    pub fn take_dedicated(self: &Arc<Self>, identity: Identity, worker: usize) -> Result<Dedicated, DedicatedError> {
-        // Never another identity's connection: that would run the client's commands as another cluster user.
-        let Some(ctx) = self.ctxs.get(identity.index()) else {
-            return Err(DedicatedError::UnknownIdentity { addr: self.addr.clone() });
-        };
-        let metrics = &ctx.metrics;
-        let lot_index = identity.index() * self.workers.len() + worker % self.workers.len();
+    /// A dedicated connection to this node, authenticated as `identity` and speaking `protocol`, for a session on
+    /// `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
+    /// wait for it), unless the worker's limit for this node and identity is reached. Must be called on `worker`'s
+    /// runtime: a new connection's task is spawned there.
+    ///
+    /// The connection speaks the client's protocol (RESP3 after `HELLO 3`) so that its replies — EXEC's array of
+    /// maps, BLMPOP's nested arrays, a null — reach the client in the form the client asked for, byte for byte.
+    pub fn take_dedicated(
+        self: &Arc<Self>,
+        identity: Identity,
+        worker: usize,
+        protocol: Protocol,
+    ) -> Result<Dedicated, DedicatedError> {
+        let (ctx, lot_index) = self.lot_of(identity, worker)?;
         let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
-        while let Some(idle) = lot.idle.pop() {
+        reap(&mut lot, &ctx.metrics);
+        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol) {
+            let idle = lot.idle.swap_remove(i);
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
             {
-                return Ok(Dedicated { tx: Some(idle.tx), state: idle.state, pool: self.clone(), lot: lot_index });
+                return Ok(Dedicated {
+                    tx: Some(idle.tx),
+                    state: idle.state,
+                    pool: self.clone(),
+                    lot: lot_index,
+                    protocol,
+                    reusable: true,
+                });
             }
             // It closed itself (unused too long) or the node closed it.
+            lot.open -= 1;
+            ctx.metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.reserve(&mut lot, &ctx.metrics)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AtomicU8::new(IN_USE));
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: true })
+    }
+
+    /// The connect context of `identity` and the index of its lot on `worker`. Never another identity's: that
+    /// would run the client's commands as another cluster user.
+    fn lot_of(&self, identity: Identity, worker: usize) -> Result<(&Arc<ConnectContext>, usize), DedicatedError> {
+        let Some(ctx) = self.ctxs.get(identity.index()) else {
+            return Err(DedicatedError::UnknownIdentity { addr: self.addr.clone() });
+        };
+        Ok((ctx, identity.index() * self.workers.len() + worker % self.workers.len()))
+    }
+
+    /// A new pub/sub connection to this node speaking `protocol`, counted in `worker`'s lot like any dedicated
+    /// connection: every frame the node sends goes to `sink` (see [`super::subscriber`]). Never reused: once its
+    /// owner drops it, it closes. Must be called on `worker`'s runtime.
+    pub fn take_subscriber(
+        self: &Arc<Self>,
+        identity: Identity,
+        worker: usize,
+        protocol: Protocol,
+        sink: super::subscriber::Sink,
+    ) -> Result<Dedicated, DedicatedError> {
+        let (ctx, lot_index) = self.lot_of(identity, worker)?;
+        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
+        reap(&mut lot, &ctx.metrics);
+        self.reserve(&mut lot, &ctx.metrics)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AtomicU8::new(IN_USE));
+        tokio::spawn(super::subscriber::run(self.addr.clone(), ctx.clone(), protocol, rx, sink));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: false })
+    }
+
+    /// Counts one more open connection in `lot`, or fails when the lot is full.
+    fn reserve(&self, lot: &mut Lot, metrics: &Metrics) -> Result<(), DedicatedError> {
+        if lot.open >= self.max_dedicated && !lot.idle.is_empty() {
+            // Full, but with an idle connection of the other protocol: close it to make room (dropping its sender
+            // ends its task).
+            lot.idle.remove(0);
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -105,10 +168,15 @@ impl NodePool {
         }
         lot.open += 1;
         metrics.dedicated_open.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index })
+        Ok(())
+    }
+
+    /// Open dedicated connections (in use or idle) to this node on `worker`, for every identity.
+    pub fn dedicated_open(&self, worker: usize) -> usize {
+        let workers = self.workers.len();
+        (0..self.ctxs.len())
+            .map(|identity| self.lots[identity * workers + worker % workers].lock().expect("dedicated lot poisoned").open)
+            .sum()
     }
 }
 
@@ -130,6 +198,11 @@ impl Dedicated {
         &self.pool.addr
     }
 
+    /// The protocol the connection speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// Queues a request. If the connection has failed, the request gets `NotSent` at once.
     pub fn send(&self, req: Request) {
         let Some(tx) = &self.tx else { return };
@@ -149,6 +222,9 @@ impl Dedicated {
     /// Keeps the connection for reuse. Only for a clean connection: every reply received, and no state left on
     /// it (no MULTI, no watched keys, not blocked). A failed connection is closed instead.
     pub fn release(mut self) {
+        if !self.reusable {
+            return; // dropped: closed
+        }
         let Some(tx) = self.tx.take() else { return };
         let metrics = &self.pool.ctxs[0].metrics;
         let mut lot = self.pool.lots[self.lot].lock().expect("dedicated lot poisoned");
@@ -157,7 +233,7 @@ impl Dedicated {
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.state.store(IDLE, Ordering::Release);
-            lot.idle.push(Idle { tx, state: self.state.clone() });
+            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol });
         }
         reap(&mut lot, metrics);
     }
@@ -181,9 +257,15 @@ fn not_sent(addr: &NodeAddr, reason: &str) -> UpstreamError {
 
 /// The connection's task: connect, then write requests and read replies until the owner drops its handle (the
 /// socket is closed at once, even with replies outstanding) or the connection fails.
-async fn run(addr: NodeAddr, ctx: Arc<ConnectContext>, mut rx: mpsc::UnboundedReceiver<Request>, state: Arc<AtomicU8>) {
-    // Dedicated connections speak RESP2 and are never READONLY: transactions and blocking commands go to primaries.
-    let (rd, wr) = match connect(&addr, &ctx, resp::encode::Protocol::Resp2, false).await {
+async fn run(
+    addr: NodeAddr,
+    ctx: Arc<ConnectContext>,
+    protocol: Protocol,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    state: Arc<AtomicU8>,
+) {
+    // Never READONLY: transactions and blocking commands go to primaries.
+    let (rd, wr) = match connect(&addr, &ctx, protocol, false).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);
@@ -301,7 +383,7 @@ async fn serve(
     }
 }
 
-async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
+pub(super) async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String> {
     if bytes.is_empty() {
         return Ok(());
     }

@@ -12,6 +12,7 @@
 mod conn;
 pub mod connect;
 pub mod dedicated;
+pub mod subscriber;
 
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;

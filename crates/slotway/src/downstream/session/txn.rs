@@ -31,7 +31,6 @@ const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 const OK: &[u8] = b"+OK\r\n";
 const QUEUED: &[u8] = b"+QUEUED\r\n";
 const EMPTY_ARRAY: &[u8] = b"*0\r\n";
-const NIL_ARRAY: &[u8] = b"*-1\r\n";
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
 /// A transaction request's role, which decides what its reply means.
@@ -177,6 +176,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ))
             }
             Plan::Split { .. } => self.refuse_queued(CROSSSLOT),
+            // A subscription would outlive the transaction on its node connection.
+            Plan::PubSub { .. } => {
+                let name = dispatch::printable(&frame[ranges[0].clone()], 64).to_ascii_lowercase();
+                self.refuse_queued(&format!("ERR slotway: '{name}' cannot be queued in a transaction"))
+            }
             Plan::Reject(msg) => self.refuse_queued(&msg),
             Plan::Local(LocalCommand::Ping | LocalCommand::Echo | LocalCommand::Select) => {
                 self.queue(frame, ranges, None)
@@ -241,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Takes the transaction's connection to `pool` and sends MULTI and the commands queued so far.
     fn open_txn_conn(&mut self, pool: &Arc<NodePool>) -> Result<(), String> {
-        let conn = pool.take_dedicated(self.identity, self.worker).map_err(|e| format!("ERR slotway: {e}"))?;
+        let conn = pool.take_dedicated(self.identity, self.worker, self.client.protocol).map_err(|e| format!("ERR slotway: {e}"))?;
         let t = self.txn_mut();
         t.conn = Some(conn);
         t.multi_sent = true;
@@ -262,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return if aborted {
                     self.push_error(EXECABORT)
                 } else if dirty {
-                    self.push_final(Bytes::from_static(NIL_ARRAY))
+                    self.push_final(self.nil_array())
                 } else {
                     self.push_final(Bytes::from_static(EMPTY_ARRAY))
                 };
@@ -368,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Sends the first WATCH (or its redirect or retry) to `pool`, on a connection to that node.
     pub(super) fn send_watch(&mut self, pool: &Arc<NodePool>, req: UpstreamRequest) -> Result<(), String> {
-        let (identity, worker) = (self.identity, self.worker);
+        let (identity, worker, protocol) = (self.identity, self.worker, self.client.protocol);
         let Some(t) = self.txn.as_deref_mut() else {
             return Err("ERR slotway: the transaction was reset".to_string());
         };
@@ -376,7 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             t.conn = None;
         }
         if t.conn.is_none() {
-            t.conn = Some(pool.take_dedicated(identity, worker).map_err(|e| format!("ERR slotway: {e}"))?);
+            t.conn = Some(pool.take_dedicated(identity, worker, protocol).map_err(|e| format!("ERR slotway: {e}"))?);
         }
         t.conn.as_ref().expect("just set").send(req);
         Ok(())
@@ -443,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     (Some(Abort::WatchLost), r, _) => {
                         self.mark_broken_if(r.is_err());
-                        Bytes::from_static(NIL_ARRAY)
+                        self.nil_array()
                     }
                     (None, Ok(_), Some(ReplyClass::Moved(addr) | ReplyClass::Ask(addr))) => {
                         self.shared.topology.request_refresh(RefreshReason::Moved);
@@ -480,6 +484,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.end_txn();
             }
         }
+    }
+
+    /// EXEC's answer when a watched key changed: a null array (`_` in RESP3), as the node would give it.
+    fn nil_array(&self) -> Bytes {
+        let mut b = bytes::BytesMut::with_capacity(5);
+        resp::encode::nil_array(&mut b, self.client.protocol);
+        b.freeze()
     }
 
     fn mark_broken_if(&mut self, broken: bool) {
