@@ -232,8 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // Idle: nothing pending, and no reply for that long. Only armed when configured, and only while idle; as
             // in Redis, a subscribed client is never idle.
             let subscribed = self.pubsub.as_ref().is_some_and(|p| p.subscribed());
-            let idle_at =
-                idle_timeout.filter(|_| self.pending.is_empty() && !subscribed).map(|t| self.last_active + t);
+            let idle_at = idle_timeout.filter(|_| self.pending.is_empty() && !subscribed).map(|t| self.last_active + t);
             if std::mem::take(&mut self.handled) {
                 self.partial_since = None;
             }

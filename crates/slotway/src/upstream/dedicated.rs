@@ -175,7 +175,9 @@ impl NodePool {
     pub fn dedicated_open(&self, worker: usize) -> usize {
         let workers = self.workers.len();
         (0..self.ctxs.len())
-            .map(|identity| self.lots[identity * workers + worker % workers].lock().expect("dedicated lot poisoned").open)
+            .map(|identity| {
+                self.lots[identity * workers + worker % workers].lock().expect("dedicated lot poisoned").open
+            })
             .sum()
     }
 }

@@ -245,7 +245,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Takes the transaction's connection to `pool` and sends MULTI and the commands queued so far.
     fn open_txn_conn(&mut self, pool: &Arc<NodePool>) -> Result<(), String> {
-        let conn = pool.take_dedicated(self.identity, self.worker, self.client.protocol).map_err(|e| format!("ERR slotway: {e}"))?;
+        let conn = pool
+            .take_dedicated(self.identity, self.worker, self.client.protocol)
+            .map_err(|e| format!("ERR slotway: {e}"))?;
         let t = self.txn_mut();
         t.conn = Some(conn);
         t.multi_sent = true;
