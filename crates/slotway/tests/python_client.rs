@@ -76,13 +76,8 @@ fn redis_py_standalone_client_end_to_end() {
         "scan_iter over every shard",
         "client list and kill",
         "resp3",
+        "pubsub",
     ] {
         assert!(stdout.lines().any(|l| l == format!("ok {check}")), "no 'ok {check}' in:\n{stdout}");
     }
-    // PUB/SUB: standalone pub/sub is being built on another branch; until it is merged the script reports
-    // "skipped pubsub: slotway refuses SUBSCRIBE". TODO(pubsub): once merged, require "ok pubsub" only.
-    assert!(
-        stdout.lines().any(|l| l == "ok pubsub" || l.starts_with("skipped pubsub: slotway refuses SUBSCRIBE")),
-        "pubsub check neither passed nor was refused by slotway:\n{stdout}"
-    );
 }

@@ -175,20 +175,11 @@ def check_resp3(connect, shard_keys):
 
 
 def check_pubsub(r, connect):
-    # ------------------------------------------------------------------------------------------------------
-    # PUB/SUB — standalone pub/sub is being built on another branch. Until it is merged, slotway refuses
-    # SUBSCRIBE with "... pub/sub is not supported yet" and this check reports itself as skipped. Once it
-    # works, this check runs for real (and the Rust test should then require "ok pubsub").
-    # ------------------------------------------------------------------------------------------------------
+    # A RESP2 subscriber on slotway; messages published through slotway (any node forwards them cluster-wide).
     sub = connect(protocol=2)
     ps = sub.pubsub()
-    try:
-        ps.subscribe("py:channel")
-        first = ps.get_message(timeout=5)
-    except redis.ResponseError as e:
-        if "not supported" in str(e):
-            return f"slotway refuses SUBSCRIBE ({e})"
-        raise
+    ps.subscribe("py:channel")
+    first = ps.get_message(timeout=5)
     expect(first and first["type"] == "subscribe", f"subscribe confirmation: {first}")
     received = []
     done = threading.Event()
