@@ -6,7 +6,7 @@ mod support;
 
 use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -20,23 +20,10 @@ fn config(dir: &tempfile::TempDir) -> String {
 #[derive(Default)]
 struct Tally {
     ops: AtomicU64,
-    errors: AtomicU64,
-    first_errors: Mutex<Vec<String>>,
-    error_times: Mutex<Vec<Instant>>,
+    errors: ErrorLog,
 }
 
 impl Tally {
-    fn error(&self, what: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.error_times.lock().unwrap().push(Instant::now());
-        let mut first = self.first_errors.lock().unwrap();
-        if first.len() < 10 {
-            first.push(what);
-        }
-    }
-    fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
     fn ops(&self) -> u64 {
         self.ops.load(Ordering::Relaxed)
     }
@@ -72,10 +59,10 @@ fn write_load(
                                 redis::cmd("GET").arg(&key).query_async(&mut con).await;
                             match got {
                                 Ok(Some(v)) if v == value => {}
-                                other => tally.error(format!("GET {key} after SET {value}: {other:?}")),
+                                other => tally.errors.record(format!("GET {key} after SET {value}: {other:?}")),
                             }
                         }
-                        Err(e) => tally.error(format!("SET {key}: {e}")),
+                        Err(e) => tally.errors.record(format!("SET {key}: {e}")),
                     }
                     tally.ops.fetch_add(1, Ordering::Relaxed);
                     i += 1;
@@ -177,10 +164,10 @@ async fn fourth_primary_added_resharded_and_removed_under_load() {
     eprintln!(
         "{} SET+GET under load, {} errors; total {:.1}s",
         tally.ops(),
-        tally.errors(),
+        tally.errors.count(),
         t0.elapsed().as_secs_f64()
     );
-    assert_eq!(tally.errors(), 0, "client-visible errors: {:?}", tally.first_errors.lock().unwrap());
+    assert_eq!(tally.errors.count(), 0, "client-visible errors: {:?}", tally.errors.first());
     assert!(tally.ops() > 1000, "the load ran ({})", tally.ops());
     let got: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await.unwrap();
     assert_eq!(got.as_deref(), Some("on-the-new-node"), "the key moved back with its slot");
@@ -211,7 +198,7 @@ async fn killed_primary_restarted_rejoins_as_a_replica_and_is_read_from() {
                 let got: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&key).query_async(&mut con).await;
                 match got {
                     Ok(Some(v)) if v == format!("v{}", i % 300) => {}
-                    other => tally.error(format!("GET {key} through prefer-replica: {other:?}")),
+                    other => tally.errors.record(format!("GET {key} through prefer-replica: {other:?}")),
                 }
                 tally.ops.fetch_add(1, Ordering::Relaxed);
                 i += 1;
@@ -263,7 +250,7 @@ async fn killed_primary_restarted_rejoins_as_a_replica_and_is_read_from() {
     stop_load(&stop, load).await;
 
     let late: Vec<String> = {
-        let times = writes.error_times.lock().unwrap();
+        let times = writes.errors.times();
         times.iter().filter(|t| **t > window_end).map(|t| format!("{:?} after the kill", *t - killed)).collect()
     };
     eprintln!(
@@ -271,19 +258,15 @@ async fn killed_primary_restarted_rejoins_as_a_replica_and_is_read_from() {
          prefer-replica reads {} ok, {} errors; first write errors {:?}",
         promoted - killed,
         writes.ops(),
-        writes.errors(),
+        writes.errors.count(),
         reads.ops(),
-        reads.errors(),
-        writes.first_errors.lock().unwrap()
+        reads.errors.count(),
+        writes.errors.first()
     );
-    assert_eq!(reads.errors(), 0, "prefer-replica reads failed: {:?}", reads.first_errors.lock().unwrap());
-    assert!(
-        late.is_empty(),
-        "write errors after the promotion window: {late:?}: {:?}",
-        writes.first_errors.lock().unwrap()
-    );
+    assert_eq!(reads.errors.count(), 0, "prefer-replica reads failed: {:?}", reads.errors.first());
+    assert!(late.is_empty(), "write errors after the promotion window: {late:?}: {:?}", writes.errors.first());
     // Only writes in flight on the dead node's connections may fail (their fate is unknown).
-    assert!(writes.errors() <= 40, "{} write errors", writes.errors());
+    assert!(writes.errors.count() <= 40, "{} write errors", writes.errors.count());
     assert!(writes.ops() > 1000 && reads.ops() > 1000, "the load ran");
 }
 

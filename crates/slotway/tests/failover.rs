@@ -13,24 +13,10 @@ use support::*;
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
-    errors: AtomicU64,
+    errors: ErrorLog,
     stale: AtomicU64,
-    first_errors: Mutex<Vec<String>>,
     /// Last acknowledged value per key.
     acked: Mutex<HashMap<String, String>>,
-    /// When errors were seen (for the outage window).
-    error_times: Mutex<Vec<Instant>>,
-}
-
-impl Tally {
-    fn error(&self, what: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.error_times.lock().unwrap().push(Instant::now());
-        let mut first = self.first_errors.lock().unwrap();
-        if first.len() < 10 {
-            first.push(what);
-        }
-    }
 }
 
 /// 20 clients, each SETting its own keys (on every shard) and GETting them right back, until `stop`.
@@ -57,12 +43,12 @@ async fn run_load(addr: String, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
                             }
                             Ok(other) => {
                                 tally.stale.fetch_add(1, Ordering::Relaxed);
-                                tally.error(format!("stale read of {key}: {other:?}, wrote {value}"));
+                                tally.errors.record(format!("stale read of {key}: {other:?}, wrote {value}"));
                             }
-                            Err(e) => tally.error(format!("GET {key}: {e}")),
+                            Err(e) => tally.errors.record(format!("GET {key}: {e}")),
                         }
                     }
-                    Err(e) => tally.error(format!("SET {key}: {e}")),
+                    Err(e) => tally.errors.record(format!("SET {key}: {e}")),
                 }
                 i += 1;
             }
@@ -100,10 +86,10 @@ async fn manual_failover_under_load_is_invisible() {
     load.await.unwrap();
 
     let (ok, errors, stale) =
-        (tally.ok.load(Ordering::Relaxed), tally.errors.load(Ordering::Relaxed), tally.stale.load(Ordering::Relaxed));
+        (tally.ok.load(Ordering::Relaxed), tally.errors.count(), tally.stale.load(Ordering::Relaxed));
     println!("manual failover: {ok} SET+GET pairs ok, {errors} errors, {stale} stale reads");
     assert!(ok > 1000, "the load ran ({ok})");
-    assert_eq!(errors, 0, "client-visible errors: {:?}", tally.first_errors.lock().unwrap());
+    assert_eq!(errors, 0, "client-visible errors: {:?}", tally.errors.first());
     assert_eq!(stale, 0);
     check_acked(&proxy.addr, &tally).await;
     let info = proxy.cli(&["INFO", "proxy"]);
@@ -137,8 +123,8 @@ async fn primary_killed_under_load_recovers_with_few_errors() {
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
 
-    let errors = tally.errors.load(Ordering::Relaxed);
-    let times = tally.error_times.lock().unwrap().clone();
+    let errors = tally.errors.count();
+    let times = tally.errors.times();
     let window = match (times.first(), times.last()) {
         (Some(a), Some(b)) => format!("{:?}", *b - *a),
         _ => "none".to_string(),
@@ -146,11 +132,11 @@ async fn primary_killed_under_load_recovers_with_few_errors() {
     println!(
         "SIGKILL: promotion after {promoted_after:?}; {} ok, {errors} client-visible errors, error window {window}; first: {:?}",
         tally.ok.load(Ordering::Relaxed),
-        tally.first_errors.lock().unwrap()
+        tally.errors.first()
     );
     assert_eq!(tally.stale.load(Ordering::Relaxed), 0);
     // Only writes in flight on the dead node's connections may fail (their fate is unknown).
-    assert!(errors <= 40, "{errors} errors: {:?}", tally.first_errors.lock().unwrap());
+    assert!(errors <= 40, "{errors} errors: {:?}", tally.errors.first());
     // Everything slotway acknowledged is still there (on the promoted replica).
     check_acked(&proxy.addr, &tally).await;
 }

@@ -9,7 +9,7 @@ mod support;
 
 use redis::aio::ConnectionLike;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -18,22 +18,9 @@ const CLIENTS: usize = 20;
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
-    errors: AtomicU64,
-    error_times: Mutex<Vec<Instant>>,
-    first_errors: Mutex<Vec<String>>,
+    errors: ErrorLog,
     /// The longest one request took (µs): what a client waited during the outage.
     slowest_us: AtomicU64,
-}
-
-impl Tally {
-    fn error(&self, what: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.error_times.lock().unwrap().push(Instant::now());
-        let mut first = self.first_errors.lock().unwrap();
-        if first.len() < 5 {
-            first.push(what);
-        }
-    }
 }
 
 async fn client_loop<C: ConnectionLike>(mut con: C, c: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
@@ -49,10 +36,10 @@ async fn client_loop<C: ConnectionLike>(mut con: C, c: usize, stop: Arc<AtomicBo
                     Ok(Some(v)) if v == value => {
                         tally.ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    other => tally.error(format!("GET {key}: {other:?}")),
+                    other => tally.errors.record(format!("GET {key}: {other:?}")),
                 }
             }
-            Err(e) => tally.error(format!("SET {key}: {e}")),
+            Err(e) => tally.errors.record(format!("SET {key}: {e}")),
         }
         tally.slowest_us.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         i += 1;
@@ -82,7 +69,7 @@ async fn scenario<C: ConnectionLike + Send + 'static>(name: &str, cluster: &Clus
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
     }
-    let times = tally.error_times.lock().unwrap().clone();
+    let times = tally.errors.times();
     let window = match (times.first(), times.last()) {
         (Some(a), Some(b)) => format!("{:?} (from {:?} to {:?} after the kill)", *b - *a, *a - killed, *b - killed),
         _ => "none".to_string(),
@@ -91,9 +78,9 @@ async fn scenario<C: ConnectionLike + Send + 'static>(name: &str, cluster: &Clus
         "{name}: promotion after {promoted:.1?}; {} SET+GET ok, {} client-visible errors, error window {window}, \
          longest request {:.1?}; first errors: {:?}",
         tally.ok.load(Ordering::Relaxed),
-        tally.errors.load(Ordering::Relaxed),
+        tally.errors.count(),
         Duration::from_micros(tally.slowest_us.load(Ordering::Relaxed)),
-        tally.first_errors.lock().unwrap()
+        tally.errors.first()
     )
 }
 

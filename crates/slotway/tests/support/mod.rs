@@ -1217,3 +1217,37 @@ impl Drop for Proxy {
         let _ = &self.log_dir;
     }
 }
+
+// ------------------------------------------------------------------ client-visible errors
+
+/// The errors a load test's clients saw: how many, when (for the outage window), and the first few (for the
+/// failure message).
+#[derive(Default)]
+pub struct ErrorLog {
+    count: AtomicU64,
+    times: Mutex<Vec<Instant>>,
+    first: Mutex<Vec<String>>,
+}
+
+impl ErrorLog {
+    pub fn record(&self, what: String) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.times.lock().unwrap().push(Instant::now());
+        let mut first = self.first.lock().unwrap();
+        if first.len() < 10 {
+            first.push(what);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn times(&self) -> Vec<Instant> {
+        self.times.lock().unwrap().clone()
+    }
+
+    pub fn first(&self) -> Vec<String> {
+        self.first.lock().unwrap().clone()
+    }
+}
