@@ -207,15 +207,7 @@ async fn killed_primary_restarted_rejoins_as_a_replica_and_is_read_from() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let victim = cluster.primaries()[0];
-    let replica = cluster.replicas_of(victim)[0];
-    let killed = Instant::now();
-    tokio::task::block_in_place(|| cluster.kill_node(victim));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !tokio::task::block_in_place(|| cluster.primaries().contains(&replica)) {
-        assert!(Instant::now() < deadline, "replica {replica} was never promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (victim, replica, killed) = cluster.kill_a_primary_until_promoted().await;
     let promoted = Instant::now();
     // The promotion window: slotway's next refresh (at most a second) plus slack for a loaded machine.
     let window_end = promoted + Duration::from_secs(3);

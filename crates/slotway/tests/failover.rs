@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 #[derive(Default)]
@@ -105,19 +105,8 @@ async fn primary_killed_under_load_recovers_with_few_errors() {
     let load = tokio::spawn(run_load(proxy.addr.clone(), stop.clone(), tally.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let victim = cluster.primaries()[0];
-    let replica = cluster.replicas_of(victim)[0];
-    let killed_at = Instant::now();
-    tokio::task::block_in_place(|| cluster.kill_node(victim));
     // cluster-node-timeout is 5 s: wait for the promotion, then a little more load.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::task::block_in_place(|| cluster.primaries().contains(&replica)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replica {replica} was never promoted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_, _, killed_at) = cluster.kill_a_primary_until_promoted().await;
     let promoted_after = killed_at.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);

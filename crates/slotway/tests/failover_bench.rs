@@ -54,15 +54,7 @@ async fn scenario<C: ConnectionLike + Send + 'static>(name: &str, cluster: &Clus
         tasks.push(tokio::spawn(client_loop(con, c, stop.clone(), tally.clone())));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let victim = cluster.primaries()[0];
-    let replica = cluster.replicas_of(victim)[0];
-    let killed = Instant::now();
-    tokio::task::block_in_place(|| cluster.kill_node(victim));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !tokio::task::block_in_place(|| cluster.primaries().contains(&replica)) {
-        assert!(Instant::now() < deadline, "replica {replica} was never promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_, _, killed) = cluster.kill_a_primary_until_promoted().await;
     let promoted = killed.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);

@@ -826,6 +826,22 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// SIGKILLs the first primary and waits (up to 30 s, letting the runtime's other tasks run) until its first
+    /// replica is promoted. Returns (killed primary, promoted replica, when it was killed). Needs a multi-thread
+    /// runtime (`#[tokio::test(flavor = "multi_thread")]`).
+    pub async fn kill_a_primary_until_promoted(&self) -> (u16, u16, Instant) {
+        let victim = self.primaries()[0];
+        let replica = self.replicas_of(victim)[0];
+        let killed = Instant::now();
+        tokio::task::block_in_place(|| self.kill_node(victim));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !tokio::task::block_in_place(|| self.primaries().contains(&replica)) {
+            assert!(Instant::now() < deadline, "replica {replica} was never promoted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (victim, replica, killed)
+    }
+
     /// Starts one more node with the same settings as the others (TLS, password, node timeout) and adds it to the
     /// cluster as a primary without slots (`redis-cli --cluster add-node`); waits until every node knows it and
     /// the cluster is healthy. Its port is appended to `ports`, its files live with the other nodes'.
