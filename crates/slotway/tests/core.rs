@@ -13,6 +13,7 @@
 //! Each test starts its own cluster (several seconds), so related checks share one.
 
 mod support;
+mod support_raw;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use support::*;
+use support_raw::{bulk, c, err, int, nil, ok, parse_reply, show, simple, Reply};
 
 // =====================================================================================================================
 // Helpers (own to this file; the shared harness is tests/support/mod.rs)
@@ -49,126 +51,6 @@ fn owner_of(owners: &[u16], key: &str) -> u16 {
 /// `n` keys `prefix<i>` whose slots the primary on `port` serves.
 fn keys_on(owners: &[u16], port: u16, prefix: &str, n: usize) -> Vec<String> {
     (0..).map(|i| format!("{prefix}{i}")).filter(|k| owner_of(owners, k) == port).take(n).collect()
-}
-
-/// RESP encoding of one command.
-fn resp_cmd(args: &[&[u8]]) -> Vec<u8> {
-    let mut v = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        v.extend_from_slice(a);
-        v.extend_from_slice(b"\r\n");
-    }
-    v
-}
-
-/// RESP encoding of a command given as strings.
-fn c(args: &[&str]) -> Vec<u8> {
-    let b: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-    resp_cmd(&b)
-}
-
-fn show(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&b[..b.len().min(400)]).into_owned();
-    if b.len() > 400 {
-        format!("{s:?}... ({} bytes)", b.len())
-    } else {
-        format!("{s:?}")
-    }
-}
-
-/// A RESP2 reply, decoded exactly (so comparing two of them compares the bytes on the wire).
-#[derive(Clone, PartialEq, Eq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
-}
-
-impl Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reply::Simple(s) => write!(f, "+{s}"),
-            Reply::Error(s) => write!(f, "-{s}"),
-            Reply::Int(i) => write!(f, ":{i}"),
-            Reply::Bulk(None) => write!(f, "(nil)"),
-            Reply::Bulk(Some(b)) => write!(f, "${}", show(b)),
-            Reply::Array(None) => write!(f, "(nil array)"),
-            Reply::Array(Some(v)) => f.debug_list().entries(v).finish(),
-        }
-    }
-}
-
-fn ok() -> Reply {
-    Reply::Simple("OK".into())
-}
-fn simple(s: &str) -> Reply {
-    Reply::Simple(s.into())
-}
-fn err(s: &str) -> Reply {
-    Reply::Error(s.into())
-}
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(Some(s.as_bytes().to_vec()))
-}
-fn nil() -> Reply {
-    Reply::Bulk(None)
-}
-fn int(i: i64) -> Reply {
-    Reply::Int(i)
-}
-
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?.windows(2).position(|w| w == b"\r\n").map(|i| from + i)
-}
-
-/// Parses one reply at `buf[at..]`: `Ok(None)` when incomplete, else the reply and the offset after it.
-fn parse_reply(buf: &[u8], at: usize) -> Result<Option<(Reply, usize)>, String> {
-    let Some(&kind) = buf.get(at) else { return Ok(None) };
-    let Some(cr) = find_crlf(buf, at + 1) else { return Ok(None) };
-    let line = String::from_utf8_lossy(&buf[at + 1..cr]).into_owned();
-    let next = cr + 2;
-    let num = || line.parse::<i64>().map_err(|_| format!("bad length/integer line {line:?}"));
-    match kind {
-        b'+' => Ok(Some((Reply::Simple(line), next))),
-        b'-' => Ok(Some((Reply::Error(line), next))),
-        b':' => Ok(Some((Reply::Int(num()?), next))),
-        b'$' => {
-            let n = num()?;
-            if n < 0 {
-                return Ok(Some((Reply::Bulk(None), next)));
-            }
-            let end = next + n as usize;
-            if buf.len() < end + 2 {
-                return Ok(None);
-            }
-            if &buf[end..end + 2] != b"\r\n" {
-                return Err(format!("bulk of {n} bytes not followed by CRLF"));
-            }
-            Ok(Some((Reply::Bulk(Some(buf[next..end].to_vec())), end + 2)))
-        }
-        b'*' => {
-            let n = num()?;
-            if n < 0 {
-                return Ok(Some((Reply::Array(None), next)));
-            }
-            let mut items = Vec::with_capacity(n as usize);
-            let mut pos = next;
-            for _ in 0..n {
-                match parse_reply(buf, pos)? {
-                    Some((r, p)) => {
-                        items.push(r);
-                        pos = p;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some((Reply::Array(Some(items)), pos)))
-        }
-        other => Err(format!("not a RESP2 reply type byte: {:?}", other as char)),
-    }
 }
 
 /// A raw TCP client speaking RESP by hand.

@@ -1,4 +1,4 @@
-//! A raw RESP2 client for tests that check exact replies (shared by transactions.rs and blocking.rs).
+//! A raw RESP2 client for tests that check exact replies (shared by core.rs, transactions.rs, blocking.rs, ...).
 #![allow(dead_code)]
 
 use std::fmt::Debug;
@@ -23,10 +23,20 @@ impl Debug for Reply {
             Reply::Error(s) => write!(f, "-{s}"),
             Reply::Int(i) => write!(f, ":{i}"),
             Reply::Bulk(None) => write!(f, "(nil)"),
-            Reply::Bulk(Some(b)) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Reply::Bulk(Some(b)) => write!(f, "${}", show(b)),
             Reply::Array(None) => write!(f, "(nil array)"),
             Reply::Array(Some(v)) => f.debug_list().entries(v).finish(),
         }
+    }
+}
+
+/// Bytes for a failure message: quoted, the first 400 of them.
+pub fn show(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&b[..b.len().min(400)]).into_owned();
+    if b.len() > 400 {
+        format!("{s:?}... ({} bytes)", b.len())
+    } else {
+        format!("{s:?}")
     }
 }
 
@@ -89,6 +99,9 @@ pub fn parse_reply(buf: &[u8], at: usize) -> Result<Option<(Reply, usize)>, Stri
             let end = next + n as usize;
             if buf.len() < end + 2 {
                 return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(format!("bulk of {n} bytes not followed by CRLF"));
             }
             Ok(Some((Reply::Bulk(Some(buf[next..end].to_vec())), end + 2)))
         }
