@@ -227,25 +227,6 @@ fn scan_replies(stream: &[u8], limits: Limits, feed: Feed) -> Vec<Outcome<(usize
     })
 }
 
-fn kind_of(v: &Value) -> ReplyKind {
-    match v {
-        Value::Simple(_) => ReplyKind::Simple,
-        Value::Error(_) => ReplyKind::Error,
-        Value::Integer(_) => ReplyKind::Integer,
-        Value::Bulk(_) => ReplyKind::Bulk,
-        Value::Nil | Value::NilArray => ReplyKind::Null,
-        Value::Array(_) => ReplyKind::Array,
-        Value::Map(_) => ReplyKind::Map,
-        Value::Set(_) => ReplyKind::Set,
-        Value::Push(_) => ReplyKind::Push,
-        Value::Double(_) => ReplyKind::Double,
-        Value::Boolean(_) => ReplyKind::Boolean,
-        Value::BigNumber(_) => ReplyKind::BigNumber,
-        Value::Verbatim { .. } => ReplyKind::Verbatim,
-        Value::BlobError(_) => ReplyKind::BlobError,
-    }
-}
-
 /// Nesting of non-empty aggregates (what `Limits::max_depth` bounds), and the number of values.
 fn shape(v: &Value) -> (usize, usize) {
     let children: Vec<&Value> = match v {
@@ -276,7 +257,7 @@ fn check_replies(stream: &[u8], limits: Limits) {
         let rest = bytes.slice(at..);
         match (o, Value::parse(&rest, &limits)) {
             (_, Ok(Some((v, used)))) => {
-                assert_eq!(o, &Outcome::Frame((used, kind_of(&v))), "parse and scanner disagree");
+                assert_eq!(o, &Outcome::Frame((used, v.reply_kind())), "parse and scanner disagree");
                 let (depth, count) = shape(&v);
                 assert!(depth <= limits.max_depth, "depth {depth} over the limit {}", limits.max_depth);
                 // Memory follows the bytes: every value costs at least 3 bytes (`_\r\n`, `*0\r\n`, ...).

@@ -1,7 +1,7 @@
 //! Owned RESP values: full decoding (bulks sliced from the input, no copy) and encoding for RESP2/RESP3.
 use crate::encode::{self, Protocol};
 use crate::util::{byte_char, crlf_at, fast_len, find_cr, parse_i64};
-use crate::{Limits, ProtocolError};
+use crate::{Limits, ProtocolError, ReplyKind};
 use bytes::{Bytes, BytesMut};
 
 /// A fully decoded reply, used only off the hot path: topology replies and replies slotway builds or merges.
@@ -292,6 +292,26 @@ impl Value {
         match self {
             Value::Error(e) | Value::BlobError(e) => Some(e),
             _ => None,
+        }
+    }
+
+    /// The type the reply scanner reports for this value's frame (both nils are [`ReplyKind::Null`]).
+    pub fn reply_kind(&self) -> ReplyKind {
+        match self {
+            Value::Simple(_) => ReplyKind::Simple,
+            Value::Error(_) => ReplyKind::Error,
+            Value::Integer(_) => ReplyKind::Integer,
+            Value::Bulk(_) => ReplyKind::Bulk,
+            Value::Nil | Value::NilArray => ReplyKind::Null,
+            Value::Array(_) => ReplyKind::Array,
+            Value::Map(_) => ReplyKind::Map,
+            Value::Set(_) => ReplyKind::Set,
+            Value::Push(_) => ReplyKind::Push,
+            Value::Double(_) => ReplyKind::Double,
+            Value::Boolean(_) => ReplyKind::Boolean,
+            Value::BigNumber(_) => ReplyKind::BigNumber,
+            Value::Verbatim { .. } => ReplyKind::Verbatim,
+            Value::BlobError(_) => ReplyKind::BlobError,
         }
     }
 

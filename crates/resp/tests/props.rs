@@ -276,25 +276,6 @@ fn arb_value() -> impl Strategy<Value = Value> {
     })
 }
 
-fn kind_of(v: &Value) -> ReplyKind {
-    match v {
-        Value::Simple(_) => ReplyKind::Simple,
-        Value::Error(_) => ReplyKind::Error,
-        Value::Integer(_) => ReplyKind::Integer,
-        Value::Bulk(_) => ReplyKind::Bulk,
-        Value::Nil | Value::NilArray => ReplyKind::Null,
-        Value::Array(_) => ReplyKind::Array,
-        Value::Map(_) => ReplyKind::Map,
-        Value::Set(_) => ReplyKind::Set,
-        Value::Push(_) => ReplyKind::Push,
-        Value::Double(_) => ReplyKind::Double,
-        Value::Boolean(_) => ReplyKind::Boolean,
-        Value::BigNumber(_) => ReplyKind::BigNumber,
-        Value::Verbatim { .. } => ReplyKind::Verbatim,
-        Value::BlobError(_) => ReplyKind::BlobError,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -342,8 +323,8 @@ proptest! {
         let mut s = ReplyScanner::new(limits);
         let scanned = s.scan(&with_next).unwrap().unwrap();
         prop_assert_eq!(scanned.len, enc.len());
-        prop_assert_eq!(scanned.kind, kind_of(&v));
-        prop_assert_eq!(scan_chunked(&enc, limits, &cuts)[0].clone(), Outcome::Frame((enc.len(), kind_of(&v))));
+        prop_assert_eq!(scanned.kind, v.reply_kind());
+        prop_assert_eq!(scan_chunked(&enc, limits, &cuts)[0].clone(), Outcome::Frame((enc.len(), v.reply_kind())));
         let (back, used) = Value::parse(&with_next.freeze(), &limits).unwrap().unwrap();
         prop_assert_eq!(used, enc.len());
         prop_assert_eq!(&back, &v);
