@@ -251,7 +251,8 @@ mod tests {
         assert_eq!(classify_reply(b"-ERR MOVED 1 a:1\r\n", "h"), ReplyClass::Final);
     }
 
-    fn words(words: &[&str]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+    /// A request frame of bare words and each word's range (what the planners read; also used by `split`'s tests).
+    pub(super) fn words(words: &[&str]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
         let mut frame = Vec::new();
         let mut ranges = Vec::new();
         for w in words {

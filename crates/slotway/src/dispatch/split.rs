@@ -178,17 +178,8 @@ fn array_elements(reply: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ops::Range;
 
-    fn args_of(words: &[&str]) -> (Vec<u8>, Vec<Range<usize>>) {
-        let mut frame = Vec::new();
-        let mut ranges = Vec::new();
-        for w in words {
-            ranges.push(frame.len()..frame.len() + w.len());
-            frame.extend_from_slice(w.as_bytes());
-        }
-        (frame, ranges)
-    }
+    use crate::dispatch::tests::words as args_of;
 
     fn split_words(kind: SplitKind, words: &[&str]) -> Split {
         let (frame, ranges) = args_of(words);

@@ -367,7 +367,7 @@ async fn serve(
                         Ok(Some(reply)) => {
                             let frame = buf.split_to(reply.len).freeze();
                             if reply.kind == ReplyKind::Push {
-                                // Out-of-band data answers no request. (Pub/sub will hand these to the session.)
+                                // Out-of-band data answers no request here (pub/sub connections are `subscriber`'s).
                                 continue;
                             }
                             idle_timer.as_mut().reset(tokio::time::Instant::now() + IDLE_MAX);
