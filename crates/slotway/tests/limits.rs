@@ -20,19 +20,7 @@ fn start_with(cluster: &Cluster, client_toml: &str) -> (Proxy, tempfile::TempDir
 
 /// Reads whatever arrives within `wait` (until EOF); returns (bytes, closed by peer).
 fn read_for(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => return (got, true),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
-            Err(_) => {}
-        }
-    }
-    (got, false)
+    read_until(s, None, wait)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -59,20 +47,20 @@ fn served_connections(addr: &str, n: usize) -> Vec<TcpStream> {
         .map(|i| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(b"PING\r\n").unwrap();
-            let (got, _) = read_until(&mut s, b"\r\n", Duration::from_secs(2));
+            let (got, _) = read_until(&mut s, Some(b"\r\n"), Duration::from_secs(2));
             assert_eq!(String::from_utf8_lossy(&got), "+PONG\r\n", "connection {i} of {n}");
             s
         })
         .collect()
 }
 
-/// Reads until `end` has arrived (or EOF, or `wait` passes).
-fn read_until(s: &mut TcpStream, end: &[u8], wait: Duration) -> (Vec<u8>, bool) {
+/// Reads until `end` (if any) has arrived, or EOF, or `wait` passes; returns (bytes, closed by peer).
+fn read_until(s: &mut TcpStream, end: Option<&[u8]>, wait: Duration) -> (Vec<u8>, bool) {
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let deadline = Instant::now() + wait;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while Instant::now() < deadline && !got.ends_with(end) {
+    while Instant::now() < deadline && !end.is_some_and(|end| got.ends_with(end)) {
         match s.read(&mut buf) {
             Ok(0) => return (got, true),
             Ok(n) => got.extend_from_slice(&buf[..n]),
