@@ -3,6 +3,7 @@
 //! for a client that never tracks (TRACKING, CACHING, PAUSE) — through a real cluster.
 
 mod support;
+mod support_raw;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -69,11 +70,7 @@ impl Client {
 
     /// Sends one command (arguments as given, so they may contain spaces) without reading.
     fn send(&mut self, args: &[&str]) {
-        let mut frame = format!("*{}\r\n", args.len());
-        for a in args {
-            frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.s.write_all(frame.as_bytes()).unwrap();
+        self.s.write_all(&support_raw::c(args)).unwrap();
     }
 
     fn read(&mut self) -> String {

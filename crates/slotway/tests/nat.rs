@@ -6,6 +6,7 @@
 //! IP) or a `.private.invalid` hostname, and every node address in it must be `127.0.0.2:<a slotway port>`.
 
 mod support;
+mod support_raw;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::collections::BTreeMap;
@@ -256,11 +257,7 @@ struct Raw {
 
 impl Raw {
     fn send(&mut self, args: &[&str]) {
-        let mut frame = format!("*{}\r\n", args.len());
-        for a in args {
-            frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.s.write_all(frame.as_bytes()).unwrap();
+        self.s.write_all(&support_raw::c(args)).unwrap();
     }
 
     /// Reads one whole reply.
