@@ -430,9 +430,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let args = Args { frame: &frame, ranges };
-        // A handle of its own, so the command's entry can be held across the `&mut self` calls below.
-        let shared = self.shared.clone();
-        let info = shared.table.resolve(args);
+        let info = self.shared.table.resolve(args);
+        // The entry's index outlives the `&mut self` calls below (the entry itself borrows `self.shared`).
+        let index = info.map(|info| info.index);
         if let Some(info) = info {
             self.client.handle.note_command(info.index);
         }
@@ -453,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.subscribed_context(args) {
                     return;
                 }
-                dispatch::plan_resolved(info, args)
+                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args)
             }
         };
         if self.shared.users.is_some()
