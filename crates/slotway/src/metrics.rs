@@ -99,6 +99,10 @@ metrics! {
     upstream_connects,
     /// Upstream connection attempts that failed.
     upstream_connect_failures,
+    /// Writes on the shared upstream connections: each carries one batch of requests, from any number of clients.
+    upstream_batches,
+    /// Requests written on the shared upstream connections (divided by `upstream_batches`: the mean batch size).
+    upstream_batched_requests,
     /// Dedicated upstream connections (transactions, blocking commands) opened.
     dedicated_connects,
     /// Dedicated upstream connections open now, in use or idle.
