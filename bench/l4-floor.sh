@@ -7,7 +7,9 @@
 # Why: a forwarder does the least any proxy can do per request at pipeline 1: one read and one write on the
 # client's socket and one of each on the server's. Half of its cost is roughly the kernel's price for a proxy's
 # client side alone (one read, one write per request), which no proxy design can avoid. That puts a floor under
-# slotway's own CPU per request at pipeline 1 on this host.
+# slotway's own CPU per request at pipeline 1 on this host. The redis-server's own CPU per request in the direct
+# runs shows the same floor from another side: a server that does one read and one write per request and almost
+# nothing else.
 #
 #   bench/l4-floor.sh [--requests N] [--rounds N] [--port P]
 #
@@ -64,22 +66,27 @@ rps() {
   redis-benchmark -p "$1" -c 50 -n "$3" -r 100000 -d 3 -t get -P "$2" --csv 2>/dev/null |
     awk -F, 'NR == 2 { gsub(/"/, "", $2); print $2 }'
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$HAPROXY_PID/stat"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+REDIS_PID=$(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')
 TCK=$(getconf CLK_TCK)
 
-echo "| pipeline | direct req/s | haproxy req/s | haproxy µs/req (CPU) |"
-echo "|---:|---:|---:|---:|"
+per_req() { awk -v d="$1" -v t="$TCK" -v n="$2" 'BEGIN { printf "%.2f", d / t / n * 1e6 }'; }
+echo "| pipeline | direct req/s | redis-server µs/req (direct) | haproxy req/s | haproxy µs/req |"
+echo "|---:|---:|---:|---:|---:|"
 for p in 1 16; do
   n=$REQUESTS
   ((p > 1)) && n=$((REQUESTS * 6))
-  direct=() proxied=() cost=()
+  direct=() server=() proxied=() cost=()
   for _ in $(seq "$ROUNDS"); do
+    t0=$(cpu_ticks "$REDIS_PID")
     direct+=("$(rps "$REDIS_PORT" "$p" "$n")")
-    t0=$(cpu_ticks)
+    t1=$(cpu_ticks "$REDIS_PID")
+    server+=("$(per_req $((t1 - t0)) "$n")")
+    t0=$(cpu_ticks "$HAPROXY_PID")
     proxied+=("$(rps "$PROXY_PORT" "$p" "$n")")
-    t1=$(cpu_ticks)
-    cost+=("$(awk -v d=$((t1 - t0)) -v t="$TCK" -v n="$n" 'BEGIN { printf "%.2f", d / t / n * 1e6 }')")
+    t1=$(cpu_ticks "$HAPROXY_PID")
+    cost+=("$(per_req $((t1 - t0)) "$n")")
   done
   median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-  echo "| $p | $(median "${direct[@]}") | $(median "${proxied[@]}") | $(median "${cost[@]}") |"
+  echo "| $p | $(median "${direct[@]}") | $(median "${server[@]}") | $(median "${proxied[@]}") | $(median "${cost[@]}") |"
 done
