@@ -570,6 +570,17 @@ async fn ten_thousand_keys_of_every_type_round_trip_and_land_on_their_shard() {
 // 2. Pipelines: order across shards, local replies and errors in place
 // =====================================================================================================================
 
+/// `INFO proxy`'s (upstream_batches, upstream_batched_requests).
+async fn batch_counters(con: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
+    let text: String = redis::cmd("INFO").arg("proxy").query_async(con).await.expect("INFO proxy");
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':')?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("INFO proxy has no {name}:\n{text}"))
+    };
+    (get("upstream_batches"), get("upstream_batched_requests"))
+}
+
 /// A pipeline of `n` commands; command `i` goes to shard `i % 3`, so consecutive commands hit different shards.
 /// Returns the commands' keys and the expected reply of each.
 fn alternating_pipeline(
@@ -628,11 +639,18 @@ async fn pipelines_keep_order_across_shards_local_replies_and_errors() {
         assert_ne!(owner_of(&owners, &w[0]), owner_of(&owners, &w[1]), "consecutive commands on one shard: {w:?}");
     }
     let mut con = proxy.client().await;
+    let before = batch_counters(&mut con).await;
     let got: Vec<Value> = pipe.query_async(&mut con).await.expect("1000-command pipeline");
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "reply {i} of the 1000-command pipeline (key {})", keys[i]);
     }
+    // The pipeline reached the nodes in batches, not one write per command. (Health-check PINGs may add a few
+    // one-request batches meanwhile; the INFO itself is answered by slotway.)
+    let after = batch_counters(&mut con).await;
+    let (batches, requests) = (after.0 - before.0, after.1 - before.1);
+    assert!(requests >= 1000, "{requests} requests written upstream for a 1000-command pipeline");
+    assert!(batches * 5 <= requests, "1000 commands went upstream in {batches} writes: hardly batched");
 
     // --- Deeper than `client.max_pending` (1024): slotway pauses reading, the pipeline still completes in order.
     let (pipe, keys, want) = alternating_pipeline(&owners, &primaries, "deep", 5000);
