@@ -129,8 +129,21 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
         None => None,
     };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(addr) = config.metrics_listen {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+        tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health)");
+        let monitor = crate::monitor::Monitor {
+            metrics: metrics.clone(),
+            topology: topology.clone(),
+            started: Instant::now(),
+            shutdown: shutdown_rx.clone(),
+        };
+        tokio::spawn(crate::monitor::serve(l, monitor));
+    }
     if let Some(nat) = &config.nat {
-        return serve_nat(config.clone(), nat.clone(), topology, Arc::new(ctx()), client_tls, metrics, starts).await;
+        let shutdown = (shutdown_tx, shutdown_rx);
+        return serve_nat(config.clone(), nat.clone(), topology, Arc::new(ctx()), client_tls, starts, shutdown).await;
     }
     let table = Arc::new(load_command_table(&topology).await);
     let users = if config.users.is_empty() {
@@ -160,7 +173,6 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         }
     }
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config: config.clone(),
         topology: topology.clone(),
@@ -254,10 +266,10 @@ async fn serve_nat(
     topology: Arc<TopologyManager>,
     connect: Arc<ConnectContext>,
     client_tls: Option<Arc<ClientTls>>,
-    metrics: Arc<Metrics>,
     starts: Vec<oneshot::Sender<WorkerStart>>,
+    (shutdown_tx, shutdown_rx): (watch::Sender<bool>, watch::Receiver<bool>),
 ) -> Result<()> {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let metrics = connect.metrics.clone();
     let (map_tx, map_rx) = watch::channel(Arc::new(nat::listeners::NatMap::default()));
     let shared = Arc::new(nat::session::NatShared {
         config: config.clone(),

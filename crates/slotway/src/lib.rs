@@ -28,6 +28,7 @@ pub mod config;
 pub mod dispatch;
 pub mod downstream;
 pub mod metrics;
+pub mod monitor;
 pub mod nat;
 pub mod scripts;
 pub mod topology;

@@ -31,6 +31,10 @@ struct Cli {
     /// Plain-TCP address clients connect to [default: 127.0.0.1:6380, unless only --listen-tls is given].
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<String>,
+    /// Address of the monitoring HTTP endpoint: GET /metrics (Prometheus text format) and GET /health.
+    /// Off unless given. Keep it on a private interface: it needs no password.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<String>,
     /// TLS address clients connect to (needs --listen-tls-cert and --listen-tls-key). Can run beside --listen.
     #[arg(long, value_name = "IP:PORT")]
     listen_tls: Option<String>,
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         listen: cli.listen,
         listen_tls: cli.listen_tls,
+        metrics_listen: cli.metrics_listen,
         listen_tls_cert: cli.listen_tls_cert,
         listen_tls_key: cli.listen_tls_key,
         listen_tls_client_ca: cli.listen_tls_client_ca,

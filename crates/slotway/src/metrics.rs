@@ -15,6 +15,12 @@ macro_rules! metrics {
             pub fn render_info(&self, out: &mut String) {
                 $(let _ = write!(out, "{}:{}\r\n", stringify!($name), self.$name.load(Ordering::Relaxed));)*
             }
+
+            /// Every counter in Prometheus's text format: `slotway_<name>_total` for counters, `slotway_<name>`
+            /// for the gauges in [`GAUGES`], each with its doc comment as HELP.
+            pub fn render_prometheus(&self, out: &mut String) {
+                $(prometheus_line(out, stringify!($name), &[$($doc),*], self.$name.load(Ordering::Relaxed));)*
+            }
         }
     };
 }
@@ -123,6 +129,23 @@ metrics! {
     pubsub_output_limit_disconnects,
     /// Subscribers disconnected because a pub/sub connection to a node failed (their subscriptions were lost).
     pubsub_connection_failures,
+}
+
+/// The metrics that go up and down (the others only count up).
+pub const GAUGES: &[&str] = &["connections_current", "dedicated_open", "pubsub_clients", "pubsub_connections"];
+
+fn prometheus_line(out: &mut String, name: &str, doc: &[&str], value: u64) {
+    let help: Vec<&str> = doc.iter().map(|l| l.trim()).collect();
+    let help = if help.is_empty() { name.replace('_', " ") } else { help.join(" ") };
+    let (kind, suffix) = if GAUGES.contains(&name) { ("gauge", "") } else { ("counter", "_total") };
+    let _ = writeln!(out, "# HELP slotway_{name}{suffix} {}", prometheus_help(&help));
+    let _ = writeln!(out, "# TYPE slotway_{name}{suffix} {kind}");
+    let _ = writeln!(out, "slotway_{name}{suffix} {value}");
+}
+
+/// HELP text escaped as the exposition format asks: backslash and line feed.
+pub fn prometheus_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 impl Metrics {

@@ -259,12 +259,15 @@ pub struct Config {
     pub log_level: String,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// Where the monitoring HTTP endpoint (`/metrics`, `/health`) listens; None = not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Command-line flags that can override the config file; `None`/`false` means "not given".
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub listen_tls: Option<String>,
     pub listen_tls_cert: Option<PathBuf>,
     pub listen_tls_key: Option<PathBuf>,
@@ -347,6 +350,12 @@ impl Config {
                 None
             }
         };
+        let metrics_listen = o
+            .metrics_listen
+            .clone()
+            .or(raw.metrics_listen.clone())
+            .filter(|t| !t.is_empty())
+            .and_then(|t| parse_addr("metrics_listen", &t));
         let tls_text = o.listen_tls.clone().or(raw.listen_tls.clone());
         let tls_addr = tls_text.as_deref().and_then(|t| parse_addr("listen_tls", t));
         // The plain listener defaults to 127.0.0.1:6380 unless the user asked for a TLS listener only.
@@ -575,6 +584,7 @@ impl Config {
             },
             log_level: o.log_level.clone().or(raw.log_level).unwrap_or_else(|| "info".to_string()),
             shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),
+            metrics_listen,
         })
     }
 }

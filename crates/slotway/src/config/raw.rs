@@ -9,6 +9,7 @@ pub struct RawConfig {
     pub mode: Option<String>,
     pub listen: Option<String>,
     pub listen_tls: Option<String>,
+    pub metrics_listen: Option<String>,
     /// `[listen_tls_options]`: certificate settings of the TLS listener.
     #[serde(default)]
     pub listen_tls_options: RawDownstreamTls,

@@ -305,3 +305,18 @@ fn request_timeout_defaults_to_30s_and_0_turns_it_off() {
     let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
     assert_eq!(c.listen.request_timeout, Some(Duration::from_millis(250)));
 }
+
+#[test]
+fn metrics_listen_is_off_by_default_and_set_by_file_or_flag() {
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert!(c.metrics_listen.is_none());
+    let raw = RawConfig::parse("metrics_listen = \"127.0.0.1:9121\"\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9121");
+    let raw = RawConfig::parse("metrics_listen = \"127.0.0.1:9121\"\n").unwrap();
+    let o = Overrides { metrics_listen: Some("0.0.0.0:9200".into()), ..seeds_only() };
+    assert_eq!(Config::from_raw(raw, &o, &no_env).unwrap().metrics_listen.unwrap().to_string(), "0.0.0.0:9200");
+    let o = Overrides { metrics_listen: Some("localhost".into()), ..seeds_only() };
+    let e = Config::from_raw(RawConfig::default(), &o, &no_env).unwrap_err().to_string();
+    assert!(e.contains("metrics_listen: 'localhost' is not an IP:port address"), "{e}");
+}
