@@ -435,7 +435,15 @@ async fn cluster_clients_work_through_nat_and_see_only_announced_addresses() {
     assert!(text.contains(&hostname(*other)) || !text.contains("OK"), "direct redis-cli -c: {text}");
     assert!(!text.trim().ends_with("OK"), "direct redis-cli -c should not reach {other}: {text}");
 
-    let nat = Nat::start(&cluster, false, false);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let nat = Nat::start_with(&cluster, false, false, &format!("metrics_listen = {metrics_addr:?}"), &cluster.ports);
+    // The monitoring endpoint serves nat mode too.
+    let (status, _, body) = http(&metrics_addr, "GET", "/health");
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "health in nat mode");
+    let (status, _, page) = http(&metrics_addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(page.contains("\nslotway_cluster_shards 3\n"), "{page}");
+    assert!(page.contains("# TYPE slotway_nat_rewrites_total counter\n"), "{page}");
 
     // redis-cli -c on every slot range, starting from every listener.
     for &node in &cluster.ports {
