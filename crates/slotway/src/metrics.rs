@@ -129,6 +129,10 @@ metrics! {
     pubsub_output_limit_disconnects,
     /// Subscribers disconnected because a pub/sub connection to a node failed (their subscriptions were lost).
     pubsub_connection_failures,
+    /// Configuration reloads (SIGHUP, `SLOTWAY RELOAD`) applied.
+    config_reloads_ok,
+    /// Configuration reloads refused (invalid file, bad certificate, credentials the nodes refuse): nothing changed.
+    config_reloads_failed,
 }
 
 /// The metrics that go up and down (the others only count up).

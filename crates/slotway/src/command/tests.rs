@@ -53,8 +53,8 @@ fn builtin_table_loads() {
     let t = CommandTable::builtin();
     assert_eq!(
         t.len(),
-        372,
-        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 3"
+        373,
+        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 4"
     );
     assert!(!t.is_empty());
     let get = t.lookup(b"get").unwrap();
@@ -745,7 +745,7 @@ fn module_table(resp3: bool) -> CommandTable {
 fn module_commands_with_key_specs() {
     for resp3 in [false, true] {
         let t = module_table(resp3);
-        assert_eq!(t.len(), 9 + 4, "the module commands, plus SLOTWAY and its subcommands");
+        assert_eq!(t.len(), 9 + 5, "the module commands, plus SLOTWAY and its subcommands");
         assert_eq!(keys_of(&t, "MOD.COPY a b").unwrap(), [1, 2]);
         assert_eq!(keys_of(&t, "mod.copy a b KEYS 2 c d x").unwrap(), [1, 2, 5, 6]);
         assert_eq!(keys_of(&t, "mod.copy a b keys 0").unwrap(), [1, 2]);

@@ -69,6 +69,18 @@ impl ClientState {
         client
     }
 
+    /// Sets the client's user (a change of users replaced it or removed it) and shows it in CLIENT LIST.
+    pub(super) fn set_user(&mut self, user: Option<std::sync::Arc<crate::auth::User>>) {
+        let same = match (&self.user, &user) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.user = user;
+        if !same {
+            self.publish();
+        }
+    }
+
     /// Copies what CLIENT LIST shows of the client's settings into its registry entry.
     fn publish(&self) {
         self.handle.set_meta(Meta {
@@ -166,7 +178,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::ReadOnly | LocalCommand::ReadWrite => ok(),
         LocalCommand::Reset => {
             // As in Redis, RESET also logs the client out (back to the default user, if it needs no password).
-            client.user = shared.users.as_ref().and_then(|u| u.initial());
+            client.user = shared.users().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
             // As Redis's RESET: replies back on, NO-EVICT and NO-TOUCH off (the library name stays).
@@ -176,7 +188,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             encode::simple(&mut b, "RESET");
             reply(b)
         }
-        LocalCommand::Auth if shared.users.is_some() => match args.len() {
+        LocalCommand::Auth if shared.live.load().users.is_some() => match args.len() {
             2 => authenticate(None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
             3 => authenticate(Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok()),
             _ => err("ERR syntax error"),
@@ -221,7 +233,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     while i < args.len() {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-            if shared.users.is_some() {
+            if shared.live.load().users.is_some() {
                 if let Err(e) = authenticate(Some(args.get(i + 1)), args.get(i + 2), client, shared) {
                     return e;
                 }
@@ -272,7 +284,7 @@ fn authenticate(
     client: &mut ClientState,
     shared: &Shared,
 ) -> Result<(), Outcome> {
-    let users = shared.users.as_ref().expect("only called with users configured");
+    let users = shared.users().expect("only called with users configured");
     let shown = user.map(|u| crate::dispatch::printable(u, 64)).unwrap_or_else(|| "default".to_string());
     match users.authenticate(user, password, client.addr.ip()) {
         crate::auth::AuthResult::Ok(u) => {
@@ -337,6 +349,8 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
                 "    Refresh the cluster topology now (in the background).",
                 "TOPOLOGY",
                 "    The slot map in use: one line per shard with its slots, primary and replicas.",
+                "RELOAD",
+                "    Re-read the configuration file and apply what can change live (admin users only).",
                 "HELP",
                 "    Print this help.",
             ];
@@ -373,11 +387,18 @@ pub fn proxy_section(shared: &Shared) -> String {
     let mut text = String::new();
     text.push_str("# Proxy\r\n");
     text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    text.push_str(&format!("slotway_git_sha1:{}\r\n", crate::build_info::COMMIT));
+    text.push_str(&format!("slotway_build:{}\r\n", crate::build_info::PROFILE));
     text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
     text.push_str(&format!("topology_version:{}\r\n", topo.version));
     text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
     text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
     text.push_str(&format!("scripts_cached:{}\r\n", shared.scripts.len()));
+    let live = shared.live.load();
+    let loaded_at = live.loaded.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    text.push_str(&format!("config_sha256:{}\r\n", live.loaded.hash));
+    text.push_str(&format!("config_loaded_at:{loaded_at}\r\n"));
+    text.push_str(&format!("config_restart_needed:{}\r\n", live.restart_needed.join(",")));
     shared.metrics.render_info(&mut text);
     text
 }
@@ -610,7 +631,7 @@ fn client_kill(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome
                 b"laddr" => filter.laddr = Some(value.to_vec()),
                 b"user" => {
                     let name = String::from_utf8_lossy(value).into_owned();
-                    let known = match &shared.users {
+                    let known = match &shared.users() {
                         Some(users) => users.exists(&name),
                         // Without users of its own, slotway is a server with only the default user.
                         None => name == "default",

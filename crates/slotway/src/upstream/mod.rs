@@ -13,17 +13,20 @@ mod conn;
 pub mod connect;
 pub mod dedicated;
 pub mod subscriber;
+mod table;
 
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use resp::encode::Protocol;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use table::GrowTable;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook};
+pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook, UpstreamAuth};
 pub use dedicated::{Dedicated, DedicatedError};
 
 /// A node's answer to one request, or why there is none.
@@ -110,16 +113,49 @@ pub struct NodePool {
     /// The default identity's connections: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2 and RESP3 per
     /// worker. They connect on first use, so a protocol no client speaks costs an idle task and nothing more.
     conns: Box<[conn::ConnHandle]>,
-    /// Mapped identities' connections, `mapped[(identity - 1) * workers + worker]`, each `[protocol * per_worker
-    /// + i]`; created on the identity's first request on that worker (most pools never see most identities).
-    mapped: Box<[OnceLock<Box<[conn::ConnHandle]>>]>,
-    /// Connect contexts by identity (`[0]` = default).
-    ctxs: Arc<[Arc<ConnectContext>]>,
+    /// Mapped identities' connections, `mapped[identity - 1][worker]`, each `[protocol * per_worker + i]`;
+    /// created on the identity's first request on that worker (most pools never see most identities).
+    mapped: GrowTable<PerWorker<Box<[conn::ConnHandle]>>>,
+    /// Connect contexts by identity (`[0]` = default); shared with the registry, which adds identities.
+    ctxs: Arc<Contexts>,
     workers: Arc<[Handle]>,
     /// Dedicated connections allowed per worker and identity.
     max_dedicated: usize,
-    /// `lots[identity * workers + worker]`.
-    lots: Box<[Mutex<dedicated::Lot>]>,
+    /// `lots[identity][worker]`, created on the identity's first dedicated connection to this node.
+    lots: GrowTable<Box<[Mutex<dedicated::Lot>]>>,
+}
+
+/// One lazily created value per worker thread.
+type PerWorker<T> = Box<[OnceLock<T>]>;
+
+/// The connect contexts by [`Identity`], shared by the registry and every pool. Identities are only added (a
+/// reload or provisioning maps users to new cluster users); an identity's credentials change inside its context.
+#[derive(Default)]
+pub(crate) struct Contexts {
+    table: GrowTable<Arc<ConnectContext>>,
+    len: AtomicUsize,
+    /// Serializes additions.
+    add: Mutex<()>,
+}
+
+impl Contexts {
+    pub(crate) fn get(&self, index: usize) -> Option<&Arc<ConnectContext>> {
+        self.table.get(index)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Adds a context and returns its index, or None when the table is full (65535 identities).
+    fn push(&self, ctx: Arc<ConnectContext>) -> Option<usize> {
+        let _adding = self.add.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.len.load(Ordering::Acquire);
+        let mut ctx = Some(ctx);
+        self.table.get_or_init(index, || ctx.take().expect("set once"))?;
+        self.len.store(index + 1, Ordering::Release);
+        Some(index)
+    }
 }
 
 impl std::fmt::Debug for NodePool {
@@ -140,30 +176,29 @@ pub struct PoolLimits {
 impl NodePool {
     fn new(
         addr: NodeAddr,
-        ctxs: &Arc<[Arc<ConnectContext>]>,
+        ctxs: &Arc<Contexts>,
         workers: &Arc<[Handle]>,
         limits: PoolLimits,
         readonly: bool,
     ) -> NodePool {
         let per_worker = limits.per_node.max(1);
-        let ctx = &ctxs[0];
+        let ctx = ctxs.get(0).expect("the default identity's context");
         let conns = workers
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
             .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
             .collect();
-        let mapped = (0..(ctxs.len() - 1) * workers.len()).map(|_| OnceLock::new()).collect();
         NodePool {
             addr,
             per_worker,
             readonly,
             conns,
-            mapped,
+            mapped: GrowTable::default(),
             ctxs: ctxs.clone(),
             workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
-            lots: dedicated::lots(workers.len() * ctxs.len()),
+            lots: GrowTable::default(),
         }
     }
 
@@ -190,8 +225,11 @@ impl NodePool {
     fn mapped_conns(&self, identity: Identity, worker: usize) -> Option<&[conn::ConnHandle]> {
         let worker = worker % self.workers.len();
         let ctx = self.ctxs.get(identity.index())?;
-        let slot = self.mapped.get(identity.index().checked_sub(1)? * self.workers.len() + worker)?;
-        let conns = slot.get_or_init(|| {
+        let workers = self.workers.len();
+        let per_worker = self
+            .mapped
+            .get_or_init(identity.index().checked_sub(1)?, || (0..workers).map(|_| OnceLock::new()).collect())?;
+        let conns = per_worker[worker].get_or_init(|| {
             [Protocol::Resp2, Protocol::Resp3]
                 .into_iter()
                 .flat_map(|p| (0..self.per_worker).map(move |_| p))
@@ -219,7 +257,9 @@ impl NodePool {
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
     /// Connect contexts by [`Identity`] (`[0]` = the `[upstream]` credentials).
-    ctxs: Arc<[Arc<ConnectContext>]>,
+    ctxs: Arc<Contexts>,
+    /// The hook every context gets (see [`Upstreams::on_trouble`]), kept for identities added later.
+    trouble: OnceLock<TroubleHook>,
     /// Runtimes of the worker threads; each node gets `limits.per_node` connections on each.
     workers: Arc<[Handle]>,
     limits: PoolLimits,
@@ -233,21 +273,31 @@ impl Upstreams {
     pub fn new(ctxs: Vec<ConnectContext>, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
         assert!(!workers.is_empty(), "at least one worker runtime");
         assert!(!ctxs.is_empty() && ctxs.len() <= usize::from(u16::MAX), "1..=65535 upstream identities");
+        let table = Contexts::default();
+        for ctx in ctxs {
+            table.push(Arc::new(ctx));
+        }
         Upstreams {
-            ctxs: ctxs.into_iter().map(Arc::new).collect(),
+            ctxs: Arc::new(table),
+            trouble: OnceLock::new(),
             workers: workers.into(),
             limits,
             pools: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
+    fn default_context(&self) -> &Arc<ConnectContext> {
+        self.ctxs.get(0).expect("the default identity's context")
+    }
+
+    /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use). Fixed for the life of
+    /// the process: a reload can renew certificates but not turn TLS on or off.
     pub fn uses_tls(&self) -> bool {
-        self.ctxs[0].tls.is_some()
+        self.default_context().auth.load().tls.is_some()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.ctxs[0].metrics
+        &self.default_context().metrics
     }
 
     /// The connect context of `identity`, if there is one.
@@ -255,11 +305,30 @@ impl Upstreams {
         self.ctxs.get(identity.index())
     }
 
-    /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
-    /// the first call has an effect. Every upstream identity's connections report to the same hook.
-    pub fn on_trouble(&self, hook: TroubleHook) {
-        for ctx in self.ctxs.iter() {
+    /// How many identities there are (the default one included).
+    pub fn identities(&self) -> usize {
+        self.ctxs.len()
+    }
+
+    /// Adds an upstream identity (a cluster user that slotway's users map to) at run time; its connections are
+    /// opened on first use. None when there are already 65535.
+    pub fn add_identity(&self, ctx: ConnectContext) -> Option<Identity> {
+        if let Some(hook) = self.trouble.get() {
             let _ = ctx.on_trouble.set(hook.clone());
+        }
+        let index = self.ctxs.push(Arc::new(ctx))?;
+        Some(Identity::new(u16::try_from(index).ok()?))
+    }
+
+    /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
+    /// the first call has an effect. Every upstream identity's connections report to the same hook, those added
+    /// later too.
+    pub fn on_trouble(&self, hook: TroubleHook) {
+        let _ = self.trouble.set(hook.clone());
+        for i in 0..self.ctxs.len() {
+            if let Some(ctx) = self.ctxs.get(i) {
+                let _ = ctx.on_trouble.set(hook.clone());
+            }
         }
     }
 
