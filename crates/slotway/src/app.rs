@@ -229,7 +229,9 @@ async fn serve(
         acceptors
     };
 
+    sd_notify("READY=1");
     control_loop(&mut signals, reloader, reload_rx).await;
+    sd_notify("STOPPING=1");
     shut_down(&mut signals, &live, &metrics, draining_tx, stop_tx, stopped).await;
     let _ = done_tx.send(true);
     Ok(())
@@ -274,6 +276,27 @@ pub(crate) fn compile_users(
     Ok(compiled)
 }
 
+/// Tells systemd (a `Type=notify` unit: `NOTIFY_SOCKET` is set) how far slotway is: `READY=1` once it serves,
+/// `RELOADING=1` during a SIGHUP reload, `STOPPING=1` when shutdown begins. Nothing happens without systemd.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let socket = UnixDatagram::unbound()?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        let addr = match bytes.strip_prefix(b"@") {
+            // An abstract socket (Linux).
+            Some(name) => <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        socket.send_to_addr(state.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, state, "cannot notify systemd");
+    }
+}
+
 /// The signals slotway acts on.
 struct Signals {
     term: Signal,
@@ -313,7 +336,9 @@ async fn control_loop(signals: &mut Signals, mut reloader: Reloader, mut request
             sig = signals.next() => match sig {
                 Sig::Stop => return,
                 Sig::Reload => {
+                    sd_notify("RELOADING=1");
                     let _ = reloader.reload("SIGHUP").await;
+                    sd_notify("READY=1");
                 }
             },
             Some(reply_to) = requests.recv() => {
