@@ -169,8 +169,10 @@ async fn sighup_under_load_applies_users_limits_and_read_policy() {
     let denied: redis::RedisResult<()> = redis::cmd("SET").arg("other").arg(1).query_async(&mut newbie).await;
     assert!(denied.unwrap_err().code() == Some("NOPERM"));
     // The changed password: the old one is refused, the new one works.
-    let old = connect(&addr, "app", "app-pw-1").await;
-    let old = old.err().expect("the old password still works");
+    let old = match connect(&addr, "app", "app-pw-1").await {
+        Ok(_) => panic!("the old password still works"),
+        Err(e) => e,
+    };
     assert!(old.kind() == redis::ErrorKind::AuthenticationFailed || old.code() == Some("WRONGPASS"), "{old}");
     let mut app2 = connect(&addr, "app", "app-pw-2").await.expect("the new password");
     let mut spare = connect(&addr, "app", "app-pw-2").await.expect("the last place under the new limit");
