@@ -447,12 +447,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        // A reload or a change of users since the last command. (A client whose user was removed is closing: it
+        // reads nothing more, and what it already sent is answered NOAUTH.)
         if self.shared.live.generation() != self.live_gen && !self.refresh_live() {
             return self.hold(frame, ranges);
-        }
-        if self.closing {
-            // The client's user was removed by the change: nothing more runs.
-            return;
         }
         let args = Args { frame: &frame, ranges };
         let info = self.shared.table.resolve(args);
