@@ -213,7 +213,7 @@ async fn sighup_under_load_applies_users_limits_and_read_policy() {
             connected + 3,
             "prefer-replica",
             "on +@all -@dangerous -del ~*",
-            true,
+            false,
             &format!("workers = {workers_now}\nlog_level = \"debug\""),
         ),
     )
@@ -225,6 +225,13 @@ async fn sighup_under_load_applies_users_limits_and_read_policy() {
     let text = info(&mut admin).await;
     assert_eq!(info_field(&text, "config_restart_needed"), "workers");
     assert_eq!(info_field(&text, "config_reloads_ok"), "2");
+    // newbie was removed: its client is told NOAUTH and disconnected, as Redis does on ACL DELUSER.
+    let r: redis::RedisResult<Option<String>> = redis::cmd("GET").arg("new:x").query_async(&mut newbie).await;
+    let e = r.expect_err("a removed user's client still runs commands");
+    assert!(e.code() == Some("NOAUTH") || e.is_io_error() || e.is_connection_dropped(), "{e}");
+    let r: redis::RedisResult<Option<String>> = redis::cmd("GET").arg("new:x").query_async(&mut newbie).await;
+    assert!(r.is_err(), "the removed user's connection is still open");
+    assert!(connect(&addr, "newbie", "newbie-pw").await.is_err(), "the removed user can still log in");
     // The log level changed live: CLIENT KILL's debug line shows now.
     let spare_id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut spare).await.unwrap();
     let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(spare_id).query_async(&mut admin).await.unwrap();
