@@ -151,8 +151,9 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     } else {
         let mut compiled = Vec::new();
         for u in &config.users {
-            let mut user = crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table)
-                .map_err(anyhow::Error::msg)?;
+            let mut user =
+                crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table, config.acl_pubsub_default)
+                    .map_err(anyhow::Error::msg)?;
             if let Some(creds) = &u.upstream {
                 let index = mapped.iter().position(|c| c == creds).expect("collected from these users") + 1;
                 user.upstream = Identity::new(index as u16);
