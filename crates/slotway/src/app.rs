@@ -4,6 +4,7 @@ use crate::config::{tls, Config};
 use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::nat;
+use crate::provision::{NodeIdentity, Provisioner};
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::connect::connect;
@@ -114,8 +115,17 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     };
     // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
     let mapped = upstream_identities(&config.users);
+    // Then each `provision_upstream` user's own ACL user on the nodes, with a password made now.
+    let provisioned: Vec<NodeIdentity> = config
+        .users
+        .iter()
+        .filter(|u| u.provision_upstream)
+        .enumerate()
+        .map(|(i, u)| NodeIdentity::generate(&u.name, Identity::new((1 + mapped.len() + i) as u16)))
+        .collect();
     let mut ctxs = vec![ctx()];
     ctxs.extend(mapped.iter().map(|c| ctx_as(Some(c.user.clone()), Some(c.password.clone()))));
+    ctxs.extend(provisioned.iter().map(|p| ctx_as(Some(p.acl_user.clone()), Some(p.password.clone()))));
     let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
     let topology = TopologyManager::discover(
         upstreams.clone(),
@@ -158,12 +168,43 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
                 let index = mapped.iter().position(|c| c == creds).expect("collected from these users") + 1;
                 user.upstream = Identity::new(index as u16);
             }
+            if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
+                user.upstream = p.identity;
+                user.provisioned = true;
+            }
+            if user.has_pubsub_but_no_channels() {
+                tracing::warn!(
+                    user = %u.name,
+                    "user may run pub/sub commands but has no channels: as in Redis 7, a user gets no channel \
+                     unless granted (&pattern or allchannels in its rules, or auth.acl_pubsub_default)"
+                );
+            }
             compiled.push(user);
         }
         check_upstream_identities(&config, &mapped, &topology).await?;
-        tracing::info!(users = compiled.len(), upstream_users = mapped.len(), "clients must authenticate");
+        tracing::info!(
+            users = compiled.len(),
+            upstream_users = mapped.len(),
+            provisioned_users = provisioned.len(),
+            "clients must authenticate"
+        );
         Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
     };
+    let provisioner = Provisioner::new(topology.clone(), provisioned);
+    if let (false, Some(users)) = (provisioner.is_empty(), &users) {
+        match provisioner.reprovision(users).await {
+            Ok(_) => {}
+            Err(e) if e.refused => anyhow::bail!(
+                "cannot provision the cluster ACL users of provision_upstream (the [upstream] user needs \
+                 +acl|setuser and +acl|list on every node):\n  {e}"
+            ),
+            Err(e) => tracing::warn!(
+                errors = %e,
+                "some nodes could not be provisioned yet; slotway keeps trying in the background"
+            ),
+        }
+        tokio::spawn(provisioner.clone().run(shutdown_rx.clone()));
+    }
 
     let mut listeners = Vec::new();
     for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
@@ -209,6 +250,9 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         let _ = a.await;
     }
     drain(&config, &metrics).await;
+    if !provisioner.is_empty() {
+        provisioner.retire().await;
+    }
     Ok(())
 }
 

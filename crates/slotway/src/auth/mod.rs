@@ -74,6 +74,9 @@ pub struct User {
     script_ro_limits: Vec<&'static str>,
     /// The cluster user this user's requests run as on the nodes (set by the caller after `compile`).
     pub upstream: crate::upstream::Identity,
+    /// `provision_upstream`: `upstream` is an ACL user slotway creates on the nodes with these rules (set by the
+    /// caller after `compile`).
+    pub provisioned: bool,
 }
 
 /// Key patterns, as a Redis selector holds them.
@@ -254,6 +257,7 @@ pub fn compile(
         script_limits: Vec::new(),
         script_ro_limits: Vec::new(),
         upstream: crate::upstream::Identity::DEFAULT,
+        provisioned: false,
     };
     user.script_limits = user.script_escape(table, false);
     user.script_ro_limits = user.script_escape(table, true);
