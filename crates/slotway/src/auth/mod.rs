@@ -395,20 +395,6 @@ impl User {
             .fold(false, |ok, h| ok | (h.iter().zip(&digest).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0))
     }
 
-    /// May this user run `info` with these keys? `keys` are the request's key arguments. Checks the command and
-    /// the keys only; [`User::check_request`] checks everything.
-    pub fn check<'k>(&self, info: &CommandInfo, keys: impl IntoIterator<Item = &'k [u8]>) -> Result<(), Denied> {
-        if !self.allowed.contains(&info.name) {
-            return Err(Denied::Command(info.name.clone()));
-        }
-        for (i, key) in keys.into_iter().enumerate() {
-            if !self.key_allowed(key, info.flags.write) {
-                return Err(Denied::Key(i));
-            }
-        }
-        Ok(())
-    }
-
     /// Everything Redis 7 checks before running a request, in Redis's order — the command, its keys, its
     /// channels — plus the two checks Redis makes while running one: SORT's BY/GET patterns and, because
     /// slotway can't see into scripts, whether a script would escape the user's rules. `Denied::Key` and
@@ -555,11 +541,6 @@ impl User {
     fn channel_allowed(&self, channel: &[u8], literal: bool) -> bool {
         self.channels.all
             || self.channels.patterns.iter().any(|p| if literal { p == channel } else { glob_match(p, channel) })
-    }
-
-    /// May this user see `key` (used to filter keys the user can't read out of SCAN/KEYS results)?
-    pub fn can_read_key(&self, key: &[u8]) -> bool {
-        self.key_allowed(key, false)
     }
 
     /// Whether the user may run this command (full name, `client|list`).
