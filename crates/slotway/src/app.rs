@@ -159,36 +159,15 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     let users = if config.users.is_empty() {
         None
     } else {
-        let mut compiled = Vec::new();
-        for u in &config.users {
-            let mut user =
-                crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table, config.acl_pubsub_default)
-                    .map_err(anyhow::Error::msg)?;
-            if let Some(creds) = &u.upstream {
-                let index = mapped.iter().position(|c| c == creds).expect("collected from these users") + 1;
-                user.upstream = Identity::new(index as u16);
-            }
-            if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
-                user.upstream = p.identity;
-                user.provisioned = true;
-            }
-            if user.has_pubsub_but_no_channels() {
-                tracing::warn!(
-                    user = %u.name,
-                    "user may run pub/sub commands but has no channels: as in Redis 7, a user gets no channel \
-                     unless granted (&pattern or allchannels in its rules, or auth.acl_pubsub_default)"
-                );
-            }
-            compiled.push(user);
-        }
+        let users = compile_users(&config, &table, &mapped, &provisioned).map_err(anyhow::Error::msg)?;
         check_upstream_identities(&config, &mapped, &topology).await?;
         tracing::info!(
-            users = compiled.len(),
+            users = config.users.len(),
             upstream_users = mapped.len(),
             provisioned_users = provisioned.len(),
             "clients must authenticate"
         );
-        Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
+        Some(Arc::new(users))
     };
     let provisioner = Provisioner::new(topology.clone(), provisioned);
     if let (false, Some(users)) = (provisioner.is_empty(), &users) {
@@ -254,6 +233,40 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         provisioner.retire().await;
     }
     Ok(())
+}
+
+/// Compiles the configured users against the command table, each with its upstream identity: a mapped user's
+/// cluster user (`mapped[i]` is identity `i + 1`), a provisioned user's own. Warns about users that may run
+/// pub/sub commands but have no channel (Redis 7's default). What a reload that changes the users runs too, then
+/// [`Provisioner::reprovision`] with the result (a provisioned user added since start has no identity: it comes
+/// out as a user of `[upstream]`, and `reprovision` names it).
+pub fn compile_users(
+    config: &Config,
+    table: &CommandTable,
+    mapped: &[crate::config::UpstreamCredentials],
+    provisioned: &[NodeIdentity],
+) -> Result<crate::auth::Users, String> {
+    let mut compiled = Vec::new();
+    for u in &config.users {
+        let mut user =
+            crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, table, config.acl_pubsub_default)?;
+        if let Some(index) = u.upstream.as_ref().and_then(|creds| mapped.iter().position(|c| c == creds)) {
+            user.upstream = Identity::new(index as u16 + 1);
+        }
+        if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
+            user.upstream = p.identity;
+        }
+        user.provisioned = u.provision_upstream;
+        if user.has_pubsub_but_no_channels() {
+            tracing::warn!(
+                user = %u.name,
+                "user may run pub/sub commands but has no channels: as in Redis 7, a user gets no channel unless \
+                 granted (&pattern or allchannels in its rules, or auth.acl_pubsub_default)"
+            );
+        }
+        compiled.push(user);
+    }
+    Ok(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute))
 }
 
 /// The distinct cluster credentials slotway's users map to, in order of first mention: `[i]` is identity `i + 1`.

@@ -329,6 +329,20 @@ provision_upstream = true
     }
     assert!(!first.log().contains("alice-pw") && !second.log().contains("alice-pw"));
 
+    // Provisioning writes the rules, not only the password: started with other rules, the node users change
+    // (until config reload exists, a restart is what changes the rules).
+    let third = start_with(&cluster, dir.path(), &config_text.replace("~app:*", "~app2:*"));
+    for port in cluster.live_ports() {
+        let line = alice_line(&cluster, port).unwrap();
+        assert!(line.contains(" ~app2:* ") && !line.contains(" ~app:* "), "node {port}: {line}");
+    }
+    let mut alice3 = login(&third, "alice", "alice-pw");
+    assert_eq!(alice3.call(&["EVAL", "return redis.call('set','app2:{t}q','1')", "1", "app2:{t}y"]), ok());
+    let reply = alice3.call(&["EVAL", "return redis.call('set','app:{t}q','1')", "1", "app2:{t}y"]);
+    assert!(error_starting(&reply, key_error), "{reply:?}");
+    assert!(!exists(&cluster, "app:{t}q"));
+    drop(third);
+
     // An [upstream] user that may not run ACL SETUSER: slotway refuses to start, saying what it needs.
     for port in cluster.live_ports() {
         cluster.cli(port, &["ACL", "SETUSER", "noacl", "on", ">noacl-pw", "+@all", "-@admin", "~*", "&*"]);
