@@ -34,6 +34,9 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one node may take to answer one ACL command.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long shutdown waits for a node to drop this process's password.
+const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A provisioned user's identity on the nodes, made at start before the node connections exist.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -208,8 +211,10 @@ impl Provisioner {
             return;
         }
         let topology: Arc<Topology> = Arc::clone(&self.topology.load());
+        let nodes = nodes_of(&topology);
+        self.failing.lock().expect("provision lock").retain(|addr, _| nodes.contains(addr));
         let mut set = JoinSet::new();
-        for addr in nodes_of(&topology) {
+        for addr in nodes {
             let pool = self.topology.upstreams().pool(&addr);
             let wanted = wanted.clone();
             set.spawn(async move {
@@ -255,7 +260,7 @@ impl Provisioner {
                 for id in ids {
                     let remove = format!("<{}", id.password.expose());
                     let args: [&[u8]; 4] = [b"ACL", b"SETUSER", id.acl_user.as_bytes(), remove.as_bytes()];
-                    let _ = call_value(&pool, &args, CALL_TIMEOUT).await;
+                    let _ = call_value(&pool, &args, RETIRE_TIMEOUT).await;
                 }
             });
         }

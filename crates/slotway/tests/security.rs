@@ -297,7 +297,10 @@ provision_upstream = true
         assert!(Instant::now() < deadline, "the new node {new} was not provisioned\n{}", proxy.log());
         std::thread::sleep(Duration::from_millis(200));
     }
-    cluster.reshard(cluster.primaries()[0], new, 20);
+    // From a primary that wasn't restarted above, once every node agrees on the cluster again.
+    cluster.wait_healthy(Duration::from_secs(30));
+    let from = cluster.primaries().into_iter().find(|&p| p != node && p != new).unwrap();
+    cluster.reshard(from, new, 20);
     let key = cluster.key_on_node(new, "app:");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

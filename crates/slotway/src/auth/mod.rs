@@ -134,7 +134,10 @@ impl Denied {
                 "NOPERM this user has no permissions to run the '{command}' command: its {} rules restrict it, and \
                  a script would run on the nodes as slotway's own cluster user, which slotway can't check. Allow \
                  it by mapping the user to a cluster ACL user ([users.upstream]) or with provision_upstream = true",
-                limits.join(" and ")
+                match limits.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                    _ => limits.join(""),
+                }
             ),
         }
     }

@@ -176,6 +176,8 @@ fn scripts_of_restricted_users_need_a_cluster_user() {
     assert!(script(&user("on +@all ~*"), "EVAL_RO x 0").is_empty());
     assert_eq!(script(&user("on +@all -@dangerous ~* &*"), "EVAL x 0"), ["command"], "FLUSHALL from a script");
     assert_eq!(script(&user("on +@all ~app:* %R~*"), "EVAL x 0"), ["key", "channel"]);
+    let all_three = check(&user("on +@all -flushall ~app:*"), "EVAL x 0").unwrap_err().message();
+    assert!(all_three.contains("its key, channel and command rules restrict it"), "{all_three}");
     assert!(script(&user("on +@all ~app:* %R~* &*"), "EVAL_RO x 0").is_empty(), "reads every key");
     assert_eq!(script(&user("on +@read +@scripting ~*"), "EVAL_RO x 0"), ["command"], "reads outside @read");
     let msg = check(&keys, "EVAL x 0").unwrap_err().message();
@@ -262,4 +264,81 @@ fn dryrun_messages_as_redis_7_0() {
     assert_eq!(said("FLUSHALL"), Err("This user has no permissions to run the 'flushall' command".into()));
     assert_eq!(said("GET app:1"), Ok(()));
     assert!(said("EVAL x 0").unwrap_err().starts_with("This user has no permissions to run the 'eval' command: "));
+}
+
+mod acl_command {
+    use super::*;
+    use crate::auth::command::{acl, AclContext, LogReason};
+    use resp::encode::Protocol;
+
+    fn run(users: Option<&Users>, me: Option<&User>, protocol: Protocol, line: &str) -> String {
+        let (_, args) = request(line);
+        let ctx = AclContext { table: table(), users, me, protocol };
+        String::from_utf8(acl(args, &ctx).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn getuser_in_both_protocols() {
+        let users = Users::new(vec![user("on +@all ~k:* &c")], 10);
+        let resp2 = run(Some(&users), None, Protocol::Resp2, "ACL GETUSER u");
+        let hash = hex(&sha256(b"pw"));
+        assert_eq!(
+            resp2,
+            format!(
+                "*12\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$9\r\npasswords\r\n*1\r\n$64\r\n{hash}\r\n\
+                 $8\r\ncommands\r\n$5\r\n+@all\r\n$4\r\nkeys\r\n$4\r\n~k:*\r\n$8\r\nchannels\r\n$2\r\n&c\r\n\
+                 $9\r\nselectors\r\n*0\r\n"
+            )
+        );
+        let resp3 = run(Some(&users), None, Protocol::Resp3, "ACL GETUSER u");
+        assert!(resp3.starts_with("%6\r\n$5\r\nflags\r\n~1\r\n"), "{resp3}");
+        assert_eq!(run(Some(&users), None, Protocol::Resp3, "ACL GETUSER nobody"), "_\r\n");
+        assert_eq!(run(Some(&users), None, Protocol::Resp2, "ACL GETUSER nobody"), "$-1\r\n");
+    }
+
+    #[test]
+    fn errors_and_the_implicit_default_user() {
+        assert_eq!(run(None, None, Protocol::Resp2, "ACL WHOAMI"), "$7\r\ndefault\r\n");
+        assert_eq!(run(None, None, Protocol::Resp2, "ACL USERS"), "*1\r\n$7\r\ndefault\r\n");
+        assert_eq!(run(None, None, Protocol::Resp2, "ACL LIST"), "*1\r\n$34\r\nuser default on nopass ~* &* +@all\r\n");
+        assert_eq!(run(None, None, Protocol::Resp2, "ACL NOPE x"), "-ERR unknown subcommand 'NOPE'. Try ACL HELP.\r\n");
+        assert_eq!(
+            run(None, None, Protocol::Resp2, "ACL CAT a b"),
+            "-ERR unknown subcommand 'CAT'. Try ACL HELP.\r\n",
+            "as Redis: arguments the subcommand doesn't take"
+        );
+        assert_eq!(
+            run(None, None, Protocol::Resp2, "ACL WHOAMI x"),
+            "-ERR wrong number of arguments for 'acl|whoami' command\r\n"
+        );
+        assert_eq!(run(None, None, Protocol::Resp2, "ACL DRYRUN default SET k v"), "+OK\r\n");
+        assert!(run(None, None, Protocol::Resp2, "ACL CAT").starts_with("*21\r\n$8\r\nkeyspace\r\n"));
+        let pass = run(None, None, Protocol::Resp2, "ACL GENPASS 9");
+        assert!(pass.starts_with("$3\r\n") && pass.len() == 9, "{pass}");
+        assert!(
+            run(None, None, Protocol::Resp2, "ACL SETUSER x").starts_with("-ERR slotway: ACL SETUSER is not supported")
+        );
+    }
+
+    #[test]
+    fn log_groups_like_redis_and_stays_bounded() {
+        let users = Users::new(vec![user("on +@all ~k:*")], 10);
+        for _ in 0..3 {
+            users.log.add(LogReason::Key, false, b"other", "u", "id=1".into());
+        }
+        users.log.add(LogReason::Key, true, b"other", "u", "id=1".into());
+        users.log.add(LogReason::Channel, false, &vec![b'c'; 5000], "u", "id=2".into());
+        let log = run(Some(&users), None, Protocol::Resp2, "ACL LOG");
+        assert!(log.starts_with("*3\r\n*14\r\n$5\r\ncount\r\n:1\r\n$6\r\nreason\r\n$7\r\nchannel\r\n"), "{log}");
+        assert!(log.contains(&format!("$6\r\nobject\r\n$1024\r\n{}\r\n", "c".repeat(1024))), "objects are cut");
+        assert!(log.contains(":3\r\n$6\r\nreason\r\n$3\r\nkey\r\n$7\r\ncontext\r\n$8\r\ntoplevel"), "{log}");
+        assert!(log.contains("$5\r\nmulti"), "another context is another entry");
+        for i in 0..200 {
+            users.log.add(LogReason::Command, false, format!("cmd{i}").as_bytes(), "u", String::new());
+        }
+        assert!(run(Some(&users), None, Protocol::Resp2, "ACL LOG 1000").starts_with("*128\r\n"));
+        assert!(run(Some(&users), None, Protocol::Resp2, "ACL LOG 2").starts_with("*2\r\n"));
+        assert_eq!(run(Some(&users), None, Protocol::Resp2, "ACL LOG RESET"), "+OK\r\n");
+        assert_eq!(run(Some(&users), None, Protocol::Resp2, "ACL LOG"), "*0\r\n");
+    }
 }
