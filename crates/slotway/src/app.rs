@@ -171,12 +171,16 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     };
     let provisioner = Provisioner::new(topology.clone(), provisioned);
     if let (false, Some(users)) = (provisioner.is_empty(), &users) {
-        match provisioner.reprovision(users).await {
-            Ok(_) => {}
-            Err(e) if e.refused => anyhow::bail!(
+        let refused = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
                 "cannot provision the cluster ACL users of provision_upstream (the [upstream] user needs \
                  +acl|setuser and +acl|list on every node):\n  {e}"
-            ),
+            )
+        };
+        provisioner.verify_list().await.map_err(|e| refused(&e))?;
+        match provisioner.reprovision(users).await {
+            Ok(_) => {}
+            Err(e) if e.refused => return Err(refused(&e)),
             Err(e) => tracing::warn!(
                 errors = %e,
                 "some nodes could not be provisioned yet; slotway keeps trying in the background"

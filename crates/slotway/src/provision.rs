@@ -183,6 +183,18 @@ impl Provisioner {
         }
     }
 
+    /// Whether the `[upstream]` user may read ACL LIST (what keeps the users on the nodes), asked of one primary:
+    /// Err with the node's refusal. Run at start, so a missing permission stops slotway instead of leaving nodes
+    /// that restart without the users.
+    pub async fn verify_list(&self) -> Result<(), String> {
+        let pool = self.topology.load().any_primary(0).cloned();
+        let Some(pool) = pool else { return Ok(()) };
+        match call_value(&pool, &[b"ACL", b"LIST"], CALL_TIMEOUT).await {
+            Ok(Value::Error(e) | Value::BlobError(e)) => Err(format!("{}: {}", pool.addr, String::from_utf8_lossy(&e))),
+            _ => Ok(()),
+        }
+    }
+
     /// Keeps every node's users as they should be until `shutdown`: checks on every topology change (a node that
     /// joined, a replica promoted) and every [`CHECK_INTERVAL`] (a node that restarted).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
