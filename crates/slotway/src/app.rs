@@ -6,6 +6,7 @@ use crate::live::{ConfigSource, Live, LiveSettings, Loaded};
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::nat;
+use crate::provision::{NodeIdentity, Provisioner};
 use crate::reload::Reloader;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
@@ -120,6 +121,17 @@ async fn serve(
     for c in &mapped {
         ctxs.push(new_context(upstream_auth(&config, Some(c.user.clone()), Some(c.password.clone()))?));
     }
+    // Then each `provision_upstream` user's own ACL user on the nodes, with a password made now.
+    let provisioned: Vec<NodeIdentity> = config
+        .users
+        .iter()
+        .filter(|u| u.provision_upstream)
+        .enumerate()
+        .map(|(i, u)| NodeIdentity::generate(&u.name, Identity::new((1 + mapped.len() + i) as u16)))
+        .collect();
+    for p in &provisioned {
+        ctxs.push(new_context(upstream_auth(&config, Some(p.acl_user.clone()), Some(p.password.clone()))?));
+    }
     let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
     let identities: Vec<(UpstreamCredentials, Identity)> =
         mapped.iter().enumerate().map(|(i, c)| (c.clone(), Identity::new(i as u16 + 1))).collect();
@@ -157,13 +169,37 @@ async fn serve(
     };
     let users = match &table {
         Some(table) if !config.users.is_empty() => {
-            let compiled = compile_users(&config, table, &identities).map_err(anyhow::Error::msg)?;
+            let compiled = compile_users(&config, table, &identities, &provisioned).map_err(anyhow::Error::msg)?;
             check_upstream_identities(&config, &mapped, &topology).await?;
-            tracing::info!(users = compiled.len(), upstream_users = mapped.len(), "clients must authenticate");
+            tracing::info!(
+                users = compiled.len(),
+                upstream_users = mapped.len(),
+                provisioned_users = provisioned.len(),
+                "clients must authenticate"
+            );
             Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
         }
         _ => None,
     };
+    let provisioner = Provisioner::new(topology.clone(), provisioned.clone());
+    if let (false, Some(users)) = (provisioner.is_empty(), &users) {
+        let refused = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "cannot provision the cluster ACL users of provision_upstream (the [upstream] user needs \
+                 +acl|setuser and +acl|list on every node):\n  {e}"
+            )
+        };
+        provisioner.verify_list().await.map_err(|e| refused(&e))?;
+        match provisioner.reprovision(users).await {
+            Ok(_) => {}
+            Err(e) if e.refused => return Err(refused(&e)),
+            Err(e) => tracing::warn!(
+                errors = %e,
+                "some nodes could not be provisioned yet; slotway keeps trying in the background"
+            ),
+        }
+        tokio::spawn(provisioner.clone().run(done_rx.clone()));
+    }
     let live = Arc::new(Live::new(LiveSettings::new(config.clone(), users, runtime.loaded)));
     let (reload_tx, reload_rx) = mpsc::unbounded_channel::<ReplyTo>();
     let reloader = Reloader {
@@ -175,6 +211,8 @@ async fn serve(
         topology: topology.clone(),
         table: table.clone(),
         identities,
+        provisioned,
+        provisioner: provisioner.clone(),
     };
     tokio::spawn(topology.clone().run(done_rx));
 
@@ -233,6 +271,9 @@ async fn serve(
     control_loop(&mut signals, reloader, reload_rx).await;
     sd_notify("STOPPING=1");
     shut_down(&mut signals, &live, &metrics, draining_tx, stop_tx, stopped).await;
+    if !provisioner.is_empty() {
+        provisioner.retire().await;
+    }
     let _ = done_tx.send(true);
     Ok(())
 }
@@ -255,21 +296,38 @@ pub(crate) fn replica_reads(config: &Config) -> Option<i64> {
     (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes)
 }
 
-/// slotway's users compiled against the command table, each with the upstream identity of its cluster user.
+/// slotway's users compiled against the command table, each with its upstream identity: a mapped user's cluster
+/// user (from `identities`), a provisioned user's own (from `provisioned`). Warns about users that may run pub/sub
+/// commands but have no channel (Redis 7's default). Run at start and by a reload, which then calls
+/// [`Provisioner::reprovision`] with the result (a provisioned user added since start has no identity: it comes out
+/// as a user of `[upstream]`, and `reprovision` names it).
 pub(crate) fn compile_users(
     config: &Config,
     table: &CommandTable,
     identities: &[(UpstreamCredentials, Identity)],
+    provisioned: &[NodeIdentity],
 ) -> Result<Vec<crate::auth::User>, String> {
     let mut compiled = Vec::new();
     for u in &config.users {
-        let mut user = crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, table)?;
+        let mut user =
+            crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, table, config.acl_pubsub_default)?;
         if let Some(creds) = &u.upstream {
             user.upstream = identities
                 .iter()
                 .find(|(c, _)| c == creds)
                 .map(|(_, id)| *id)
                 .ok_or_else(|| format!("user {}: no upstream identity for '{}'", u.name, creds.user))?;
+        }
+        if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
+            user.upstream = p.identity;
+        }
+        user.provisioned = u.provision_upstream;
+        if user.has_pubsub_but_no_channels() {
+            tracing::warn!(
+                user = %u.name,
+                "user may run pub/sub commands but has no channels: as in Redis 7, a user gets no channel unless \
+                 granted (&pattern or allchannels in its rules, or auth.acl_pubsub_default)"
+            );
         }
         compiled.push(user);
     }

@@ -19,6 +19,8 @@
 //! - [`logging`] — stderr logs as text or JSON lines, with a reloadable level.
 //! - [`build_info`] — version, git commit and build profile.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
+//! - [`auth`] — slotway's own users: ACL rules (commands, keys, channels), passwords, the `ACL` command.
+//! - [`provision`] — `provision_upstream`: ACL users with slotway's users' rules, kept on every node.
 //! - [`app`] — wiring and shutdown.
 //!
 //! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `topology` ← `dispatch` ←
@@ -38,6 +40,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
+pub mod provision;
 pub mod reload;
 pub mod scripts;
 pub mod topology;

@@ -12,6 +12,7 @@ use crate::downstream::ClientTls;
 use crate::live::{restart_needed, running_config, ConfigSource, Live, LiveSettings};
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
+use crate::provision::{NodeIdentity, Provisioner};
 use crate::topology::TopologyManager;
 use crate::upstream::connect::connect;
 use crate::upstream::{ConnectContext, Identity, UpstreamAuth};
@@ -28,6 +29,10 @@ pub(crate) struct Reloader {
     pub table: Option<Arc<CommandTable>>,
     /// The cluster credentials slotway's users map to, and their identity in the upstream registry.
     pub identities: Vec<(UpstreamCredentials, Identity)>,
+    /// The `provision_upstream` users' node identities made at start (a user provisioned later needs a restart).
+    pub provisioned: Vec<NodeIdentity>,
+    /// Keeps the provisioned users' rules on the nodes in step with slotway's users.
+    pub provisioner: Arc<Provisioner>,
 }
 
 /// What happens to one mapped cluster user's credentials.
@@ -111,7 +116,7 @@ impl Reloader {
                     };
                     ids.push((creds.clone(), id));
                 }
-                Some((crate::app::compile_users(&next, table, &ids)?, ids))
+                Some((crate::app::compile_users(&next, table, &ids, &self.provisioned)?, ids))
             }
             _ => None,
         };
@@ -169,6 +174,16 @@ impl Reloader {
         };
         let hash = loaded.hash.clone();
         let next = Arc::new(next);
+        let mut provision_restart = Vec::new();
+        // The nodes' provisioned users follow the new rules (and a user no longer provisioned loses this
+        // process's password) before clients run commands under them.
+        let provisioning = !self.provisioner.is_empty() || next.users.iter().any(|u| u.provision_upstream);
+        if let (true, Some(users)) = (provisioning, &users) {
+            match self.provisioner.reprovision(users).await {
+                Ok(added) => provision_restart = added,
+                Err(e) => tracing::warn!(errors = %e, "reload: some nodes could not be re-provisioned yet; retrying"),
+            }
+        }
         let _ = self.live.update(|_| {
             let mut settings = LiveSettings::new(next, users, loaded);
             settings.restart_needed = restart.clone();
@@ -178,6 +193,11 @@ impl Reloader {
         if !restart.is_empty() {
             summary.push_str(&format!("; needs a restart (running values kept): {}", restart.join(", ")));
             tracing::warn!(settings = %restart.join(", "), "changed settings need a restart to take effect");
+        }
+        if !provision_restart.is_empty() {
+            let names = provision_restart.join(", ");
+            summary.push_str(&format!("; provision_upstream of new users needs a restart: {names}"));
+            tracing::warn!(users = %names, "users newly provisioned need a restart to get node connections of their own");
         }
         Ok(summary)
     }

@@ -60,6 +60,8 @@ pub enum LocalCommand {
     Client,
     /// `SLOTWAY REFRESH|TOPOLOGY|HELP`: slotway's own administration.
     Slotway,
+    /// `ACL ...` about slotway's own users.
+    Acl,
 }
 
 /// How a command is routed through the standalone endpoint.

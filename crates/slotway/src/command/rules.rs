@@ -57,6 +57,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "readwrite" => Some(LocalCommand::ReadWrite),
         "client" => Some(LocalCommand::Client),
         "slotway" => Some(LocalCommand::Slotway),
+        "acl" => Some(LocalCommand::Acl),
         _ => None,
     };
     if let Some(local) = local {
@@ -133,7 +134,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
-        "save" | "bgsave" | "bgrewriteaof" | "acl" | "latency" | "slowlog" => return unsupported(UNSUPPORTED_KEYLESS),
+        "save" | "bgsave" | "bgrewriteaof" | "latency" | "slowlog" => return unsupported(UNSUPPORTED_KEYLESS),
         "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),
         _ => {}
     }

@@ -230,6 +230,10 @@ pub struct UserConfig {
     /// The cluster ACL user this user's requests run as, so the cluster's own ACLs apply per application;
     /// None = the `[upstream]` credentials.
     pub upstream: Option<UpstreamCredentials>,
+    /// `provision_upstream = true`: slotway creates and keeps up to date a cluster ACL user `slotway:<name>` with
+    /// this user's rules on every node, with a random password it holds in memory, and runs the user's requests
+    /// as it (see `crate::provision`).
+    pub provision_upstream: bool,
 }
 
 /// A cluster ACL user and its password, as slotway authenticates its node connections.
@@ -245,6 +249,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Failed AUTH attempts allowed per source address per minute before further attempts are refused unchecked.
     pub auth_max_failures_per_minute: u32,
+    /// The channels a user has before any channel rule (`[auth] acl_pubsub_default`; Redis 7: none).
+    pub acl_pubsub_default: crate::auth::PubSubDefault,
     pub mode: Mode,
     /// Set in nat mode.
     pub nat: Option<NatConfig>,
@@ -557,7 +563,20 @@ impl Config {
                     }
                 }
             });
-            users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone(), upstream });
+            let provision_upstream = u.provision_upstream.unwrap_or(false);
+            if provision_upstream && upstream.is_some() {
+                errors.push(format!(
+                    "user {}: give either [users.upstream] or provision_upstream = true, not both",
+                    u.name
+                ));
+            }
+            users.push(UserConfig {
+                name: u.name.clone(),
+                password_hashes: hashes,
+                rules: u.rules.clone(),
+                upstream,
+                provision_upstream,
+            });
         }
         let log_level = o.log_level.clone().or(raw.log_level.clone()).unwrap_or_else(|| "info".to_string());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
@@ -579,8 +598,16 @@ impl Config {
                 errors.push(format!("shutdown.{what} must be at most 3600000 (an hour)"));
             }
         }
+        let acl_pubsub_default = match raw.auth.acl_pubsub_default.as_deref() {
+            None | Some("resetchannels") => crate::auth::PubSubDefault::ResetChannels,
+            Some("allchannels") => crate::auth::PubSubDefault::AllChannels,
+            Some(other) => {
+                errors.push(format!("auth.acl_pubsub_default must be resetchannels or allchannels, not '{other}'"));
+                crate::auth::PubSubDefault::ResetChannels
+            }
+        };
         let mut warnings = Vec::new();
-        check_users(&users, &raw.users, &mut errors, &mut warnings);
+        check_users(&users, &raw.users, acl_pubsub_default, &mut errors, &mut warnings);
         if let Some(t) = &downstream_tls {
             if [&t.cert, &t.key].into_iter().chain(&t.client_ca).all(|p| p.exists()) {
                 if let Err(e) = tls::server_config(t) {
@@ -607,6 +634,7 @@ impl Config {
         Ok(Config {
             users,
             auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
+            acl_pubsub_default,
             mode,
             nat,
             resolve,
@@ -669,13 +697,19 @@ impl Config {
 /// Checks every user's ACL rules against Redis 7.0's command table (the nodes' own table is only known once slotway
 /// has connected): syntax errors are errors; a command or category that table doesn't know is a warning, since a
 /// module on the nodes may provide it (slotway then checks again at start, against the nodes' table).
-fn check_users(users: &[UserConfig], raw: &[raw::RawUser], errors: &mut Vec<String>, warnings: &mut Vec<String>) {
+fn check_users(
+    users: &[UserConfig],
+    raw: &[raw::RawUser],
+    pubsub_default: crate::auth::PubSubDefault,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
     if users.is_empty() {
         return;
     }
     let table = crate::command::CommandTable::builtin();
     for (u, r) in users.iter().zip(raw) {
-        if let Err(e) = crate::auth::compile(&u.name, Vec::new(), &r.rules, &table) {
+        if let Err(e) = crate::auth::compile(&u.name, Vec::new(), &r.rules, &table, pubsub_default) {
             if e.starts_with("unknown ") {
                 warnings.push(format!(
                     "user {}: {e} (not in Redis 7.0's command table: fine if a module on the nodes provides it)",

@@ -361,7 +361,7 @@ log_format = "xml"
 grace_ms = 4000000
 [[users]]
 name = "a"
-rules = "on +@all &chan"
+rules = "on +@all >plaintext"
 [[users]]
 name = "b"
 rules = "on +json.get ~*"
@@ -373,7 +373,7 @@ rules = "on +json.get ~*"
     assert!(all.contains("log_level 'slotway=loud'"), "{all}");
     assert!(all.contains("log_format must be 'text' or 'json'"), "{all}");
     assert!(all.contains("shutdown.grace_ms"), "{all}");
-    assert!(all.contains("unsupported ACL rule '&chan'"), "{all}");
+    assert!(all.contains("unsupported ACL rule '>plaintext'"), "{all}");
     assert_eq!(e.0.len(), 4, "{all}");
     // A command only a module would provide is a warning, not an error.
     let raw = RawConfig::parse("[[users]]\nname = \"b\"\nrules = \"on +json.get ~*\"\n").unwrap();
@@ -384,4 +384,22 @@ rules = "on +json.get ~*"
     let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
     assert_eq!(c.shutdown.grace, std::time::Duration::from_secs(2));
     assert_eq!(c.shutdown.drain_timeout, std::time::Duration::from_millis(100), "the old name still works");
+}
+
+#[test]
+fn provision_upstream_and_the_channel_default() {
+    let text = "[auth]\nacl_pubsub_default = \"allchannels\"\n\n[[users]]\nname = \"a\"\nprovision_upstream = true\n\n\
+                [[users]]\nname = \"b\"\n";
+    let c = Config::from_raw(RawConfig::parse(text).unwrap(), &seeds_only(), &no_env).unwrap();
+    assert!(c.users[0].provision_upstream && !c.users[1].provision_upstream);
+    assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::AllChannels);
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::ResetChannels, "Redis 7's default");
+
+    let both = "[auth]\nacl_pubsub_default = \"some\"\n\n[[users]]\nname = \"a\"\nprovision_upstream = true\n\
+                upstream = { user = \"u\", password_env = \"PW\" }\n";
+    let env = |k: &str| (k == "PW").then(|| "pw".to_string());
+    let err = Config::from_raw(RawConfig::parse(both).unwrap(), &seeds_only(), &env).unwrap_err().to_string();
+    assert!(err.contains("user a: give either [users.upstream] or provision_upstream = true, not both"), "{err}");
+    assert!(err.contains("auth.acl_pubsub_default must be resetchannels or allchannels, not 'some'"), "{err}");
 }

@@ -189,8 +189,10 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             reply(b)
         }
         LocalCommand::Auth if shared.live.load().users.is_some() => match args.len() {
-            2 => authenticate(None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
-            3 => authenticate(Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok()),
+            2 => authenticate(args.get(0), None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
+            3 => {
+                authenticate(args.get(0), Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok())
+            }
             _ => err("ERR syntax error"),
         },
         LocalCommand::Auth => {
@@ -211,6 +213,16 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Info => info(args, shared),
         LocalCommand::Client => client_command(args, client, shared),
         LocalCommand::Slotway => slotway_command(args, shared),
+        LocalCommand::Acl => {
+            let users = shared.users();
+            let ctx = crate::auth::command::AclContext {
+                table: &shared.table,
+                users: users.as_deref(),
+                me: client.user.as_deref(),
+                protocol: client.protocol,
+            };
+            reply(crate::auth::command::acl(args, &ctx))
+        }
     }
 }
 
@@ -234,7 +246,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
             if shared.live.load().users.is_some() {
-                if let Err(e) = authenticate(Some(args.get(i + 1)), args.get(i + 2), client, shared) {
+                if let Err(e) = authenticate(args.get(0), Some(args.get(i + 1)), args.get(i + 2), client, shared) {
                     return e;
                 }
             } else if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
@@ -277,8 +289,10 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
 }
 
 /// AUTH against slotway's users: on success the client is that user; failures are counted, logged without the
-/// password, and rate-limited per source address.
+/// password (and in ACL LOG, under `command` — AUTH or HELLO as the client wrote it), and rate-limited per source
+/// address.
 fn authenticate(
+    command: &[u8],
     user: Option<&[u8]>,
     password: &[u8],
     client: &mut ClientState,
@@ -293,6 +307,9 @@ fn authenticate(
         }
         crate::auth::AuthResult::Denied => {
             crate::metrics::Metrics::incr(&shared.metrics.auth_failures);
+            let mut info = String::new();
+            client.handle.info_line(&shared.table, &mut info);
+            users.log.add(crate::auth::command::LogReason::Auth, false, command, &shown, info);
             tracing::warn!(client = %client.addr, user = %shown, "AUTH failed");
             Err(err("WRONGPASS invalid username-password pair or user is disabled."))
         }

@@ -587,7 +587,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// With users configured: NOAUTH before authentication (except the commands Redis allows then), NOPERM for
-    /// commands or keys the user's rules don't allow. None = go ahead.
+    /// commands, keys or channels the user's rules don't allow, for scripts that would escape them, and Redis's
+    /// error for SORT's BY/GET without access to every key (see [`crate::auth::User::check_request`]); denials
+    /// go to ACL LOG. None = go ahead.
     fn access_denied(&self, info: Option<&crate::command::CommandInfo>, args: Args<'_>) -> Option<String> {
         let info = info?;
         let container = info.name.split('|').next().unwrap_or(&info.name);
@@ -597,14 +599,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.client.user else {
             return Some("NOAUTH Authentication required.".to_string());
         };
-        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-        // Shard channels (SSUBSCRIBE, SPUBLISH) are found like keys, for routing, but are not keys: Redis checks
-        // them against channel rules, which slotway's users don't have, so key patterns don't restrict them.
-        if !info.flags.pubsub {
-            // Malformed requests are left to the planner, which words the error as Redis does.
-            let _ = crate::command::key_indexes(info, args, &mut keys);
+        let denied = user.check_request(info, args).err()?;
+        if let (Some(users), Some((reason, object))) = (&self.shared.users(), denied.log_entry(args)) {
+            let mut client_info = String::new();
+            self.client.handle.info_line(&self.shared.table, &mut client_info);
+            let multi = self.txn.as_ref().is_some_and(|t| t.multi);
+            users.log.add(reason, multi, object, &user.name, client_info);
         }
-        user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
+        Some(denied.message())
     }
 
     fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
@@ -629,7 +631,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let generation = self.shared.live.generation();
         let live = self.shared.live.load();
         let user = match (&self.client.user, &live.users) {
-            (Some(user), Some(users)) => match users.get(&user.name) {
+            (Some(user), Some(users)) => match users.get(user.name.as_bytes()).cloned() {
                 Some(new) => Some(new),
                 None => {
                     tracing::info!(client = %self.client.addr, user = %user.name, "user removed: disconnecting its client");
@@ -640,7 +642,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // Authentication turned off: everyone may run everything again.
             (_, None) => None,
             // Authentication turned on: a client that was connected without it was the default user.
-            (None, Some(users)) => users.get("default"),
+            (None, Some(users)) => users.get(b"default").cloned(),
         };
         let identity = user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         if identity != self.identity && !self.all_answered() {
