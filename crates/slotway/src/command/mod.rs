@@ -16,8 +16,8 @@ mod tests;
 
 use rules::Dynamic;
 pub use rules::{
-    UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_CONFIG, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS,
-    UNSUPPORTED_MIGRATE, UNSUPPORTED_PUBSUB, UNSUPPORTED_SCRIPT_DEBUG, UNSUPPORTED_UNKNOWN_KEYS,
+    UNSUPPORTED_ADMIN, UNSUPPORTED_BLOCKING, UNSUPPORTED_DATABASES, UNSUPPORTED_KEYLESS, UNSUPPORTED_MIGRATE,
+    UNSUPPORTED_PUBSUB, UNSUPPORTED_SCRIPT_DEBUG, UNSUPPORTED_UNKNOWN_KEYS,
 };
 use spec::{BeginSearch, FindKeys, KeyRule, KeySpec, NumkeysWording};
 
@@ -106,8 +106,11 @@ pub enum FanOut {
     ConcatArrays,
     /// RANDOMKEY: a random non-nil reply (nil only when every shard is empty).
     RandomKey,
-    /// FLUSHALL, FLUSHDB, FUNCTION DELETE/FLUSH/RESTORE, CONFIG RESETSTAT: `+OK` when every node said so.
+    /// FLUSHALL, FLUSHDB, FUNCTION DELETE/FLUSH/RESTORE: `+OK` when every node said so.
     AllOk,
+    /// CONFIG SET, CONFIG REWRITE, CONFIG RESETSTAT: sent to every node of the cluster, primaries and replicas
+    /// (see `dispatch::fanout::every_node`); `+OK` when every node said so, else the first error.
+    EveryNode,
     /// SCRIPT KILL, FUNCTION KILL: `+OK` when some node killed something, else the first node's error (NOTBUSY).
     AnyOk,
     /// FUNCTION LOAD: every node must give the same reply (the library name); it is the client's reply.
@@ -135,6 +138,7 @@ impl FanOut {
         matches!(
             self,
             FanOut::ScriptLoad
+                | FanOut::EveryNode
                 | FanOut::AllOnes
                 | FanOut::Info
                 | FanOut::SumIntegers

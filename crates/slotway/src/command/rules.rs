@@ -10,9 +10,6 @@ pub const UNSUPPORTED_PUBSUB: &str = "this pub/sub command is not supported thro
 /// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, SLOWLOG, LATENCY, PUBSUB,
 /// MEMORY STATS, ...) and for keyless commands no rule knows.
 pub const UNSUPPORTED_KEYLESS: &str = "not supported through the standalone endpoint yet";
-/// Reason given for CONFIG SET and CONFIG REWRITE.
-pub const UNSUPPORTED_CONFIG: &str =
-    "node configuration is not changed through the proxy; configure every node of the cluster directly";
 /// Reason given for SCRIPT DEBUG.
 pub const UNSUPPORTED_SCRIPT_DEBUG: &str = "the Lua debugger needs a connection of its own to one node";
 /// Reason given for node administration and replication commands (MONITOR, SYNC, SHUTDOWN, CLUSTER, DEBUG, ...).
@@ -99,8 +96,9 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         }
         "config" if sub.is_some() => {
             return match sub {
-                Some("resetstat") => all(FanOut::AllOk),
-                Some("set" | "rewrite") => unsupported(UNSUPPORTED_CONFIG),
+                // What a standalone server's CONFIG changes is every node's here: replicas too, so a read
+                // served by a replica (or a replica promoted later) behaves the same.
+                Some("set" | "rewrite" | "resetstat") => all(FanOut::EveryNode),
                 _ => any, // GET, HELP: one node
             };
         }

@@ -402,8 +402,6 @@ fn routes() {
         ("MIGRATE h 1 k 0 10", UNSUPPORTED_MIGRATE),
         ("MOVE k 1", UNSUPPORTED_DATABASES),
         ("SWAPDB 0 1", UNSUPPORTED_DATABASES),
-        ("CONFIG SET x y", UNSUPPORTED_CONFIG),
-        ("CONFIG REWRITE", UNSUPPORTED_CONFIG),
         ("SCRIPT DEBUG YES", UNSUPPORTED_SCRIPT_DEBUG),
         ("SAVE", UNSUPPORTED_KEYLESS),
         ("BGSAVE", UNSUPPORTED_KEYLESS),
@@ -471,7 +469,10 @@ fn keyless_commands_for_every_primary() {
         ("FUNCTION FLUSH", FanOut::AllOk),
         ("FUNCTION RESTORE payload", FanOut::AllOk),
         ("FUNCTION KILL", FanOut::AnyOk),
-        ("CONFIG RESETSTAT", FanOut::AllOk),
+        ("CONFIG RESETSTAT", FanOut::EveryNode),
+        ("CONFIG SET maxmemory-policy allkeys-lru", FanOut::EveryNode),
+        ("config set a 1 b 2", FanOut::EveryNode),
+        ("CONFIG REWRITE", FanOut::EveryNode),
     ];
     for (line, kind) in all {
         assert_eq!(route_of(t, line), Route::AllPrimaries(kind), "{line}");

@@ -92,7 +92,8 @@ pub fn build(
         FanOut::SumIntegers => (every(), Merge::SumIntegers),
         FanOut::ConcatArrays => (every(), Merge::Concat),
         FanOut::RandomKey => (every(), Merge::RandomKey { start: rand::random_range(0..shards.len()) }),
-        FanOut::AllOk | FanOut::ScriptFlush => (every(), Merge::AllOk),
+        // (The session sends EveryNode commands by `every_node`; as a plan of its own it is every primary.)
+        FanOut::AllOk | FanOut::ScriptFlush | FanOut::EveryNode => (every(), Merge::AllOk),
         FanOut::AnyOk => (every(), Merge::AnyOk),
         FanOut::SameReply | FanOut::ScriptLoad => (every(), Merge::SameReply),
         FanOut::AllOnes => (every(), Merge::AllOnes),
@@ -101,6 +102,68 @@ pub fn build(
         FanOut::ShardNumSub => shard_numsub(args, frame),
     };
     Ok(Parts { parts, merge })
+}
+
+/// CONFIG SET parameters slotway doesn't send to the nodes: they decide how slotway (and the nodes among
+/// themselves) reach and log in to the nodes, or which addresses the cluster announces, so changing them through
+/// slotway would cut it off from the cluster it serves.
+const CONFIG_NOT_THROUGH_SLOTWAY: &[&str] = &[
+    "requirepass",
+    "masterauth",
+    "masteruser",
+    "port",
+    "tls-port",
+    "bind",
+    "bind-source-addr",
+    "unixsocket",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-key-file-pass",
+    "tls-client-cert-file",
+    "tls-client-key-file",
+    "tls-client-key-file-pass",
+    "tls-ca-cert-file",
+    "tls-ca-cert-dir",
+    "tls-auth-clients",
+    "tls-cluster",
+    "tls-replication",
+    "cluster-port",
+    "cluster-announce-ip",
+    "cluster-announce-port",
+    "cluster-announce-tls-port",
+    "cluster-announce-bus-port",
+    "cluster-announce-hostname",
+    "cluster-preferred-endpoint-type",
+];
+
+/// The nodes a command for every node goes to (CONFIG SET / REWRITE / RESETSTAT): every primary and replica in
+/// the slot map that the cluster doesn't report failed (a failed node comes back with its own config file), each
+/// once. Errors (the client's reply, without `-`) for a CONFIG SET of a parameter slotway doesn't pass on, and
+/// when no shard serves slots.
+pub fn every_node(args: Args<'_>, topo: &Topology) -> Result<Vec<crate::cluster::NodeAddr>, String> {
+    if args.len() >= 3 && args.get(1).eq_ignore_ascii_case(b"set") {
+        for i in (2..args.len()).step_by(2) {
+            let name = args.get(i);
+            if let Some(p) = CONFIG_NOT_THROUGH_SLOTWAY.iter().find(|p| p.as_bytes().eq_ignore_ascii_case(name)) {
+                return Err(format!(
+                    "ERR slotway: CONFIG SET {p} is not sent to the nodes: it decides how slotway reaches or logs in \
+                     to them; change it on each node directly (and slotway's [upstream] settings with it)"
+                ));
+            }
+        }
+    }
+    if shard_slots(topo).is_empty() {
+        return Err(NOT_SERVED.to_string());
+    }
+    let mut nodes: Vec<crate::cluster::NodeAddr> = Vec::new();
+    for shard in &topo.map.shards {
+        for node in std::iter::once(&shard.primary).chain(&shard.replicas) {
+            if node.health != crate::cluster::Health::Failed && !nodes.contains(&node.addr) {
+                nodes.push(node.addr.clone());
+            }
+        }
+    }
+    Ok(nodes)
 }
 
 /// PUBSUB SHARDNUMSUB ch ...: a shard channel's subscribers are all on its slot's primary, so each channel is asked

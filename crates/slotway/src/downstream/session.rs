@@ -89,6 +89,9 @@ struct Part {
     frame: Bytes,
     /// Where it is routed: a slot's primary, or any primary when None.
     slot: Option<Slot>,
+    /// A part for one particular node whatever it serves (CONFIG SET goes to every node): sent, and resent,
+    /// there; `slot` is then None.
+    node: Option<Arc<NodePool>>,
     /// The node it was last sent to; a redirect with an empty host means this node's host.
     sent_to: Option<Arc<NodePool>>,
     /// A read that the `read_from` policy may send to a replica.
@@ -111,6 +114,7 @@ impl Part {
         Part {
             frame,
             slot,
+            node: None,
             sent_to: None,
             replica_ok: false,
             redirects: 0,
@@ -549,6 +553,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     _ => {}
                 }
                 let topo = self.shared.topology.load();
+                if kind == FanOut::EveryNode {
+                    return match fanout::every_node(args, &topo) {
+                        Ok(nodes) => {
+                            let upstreams = self.shared.topology.upstreams();
+                            let parts = nodes
+                                .iter()
+                                .map(|addr| {
+                                    let mut part = Part::new(frame.clone(), None);
+                                    part.node = Some(upstreams.pool(addr));
+                                    part
+                                })
+                                .collect();
+                            self.push_merged(parts, Merge::AllOk, readonly)
+                        }
+                        Err(msg) => self.push_error(&msg),
+                    };
+                }
                 match fanout::build(kind, args, &frame, &topo, || local::proxy_section(&self.shared)) {
                     Ok(fan) => {
                         let parts = fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
@@ -799,6 +820,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Sends one part of pending request `seq` to the node the current topology says serves it.
     fn send_routed(&mut self, seq: u64, part: usize) {
+        if let Some(pool) = self.part_mut(seq, part).node.clone() {
+            return self.send_to(seq, part, pool, false);
+        }
         let topo = self.shared.topology.load();
         let (slot, replica_ok) = {
             let p = self.part_mut(seq, part);

@@ -1,0 +1,188 @@
+//! What a standalone server's admin and connection commands mean through slotway, against a real TLS+AUTH
+//! cluster with replicas: CONFIG SET/REWRITE/RESETSTAT on every node, CONFIG GET, and the commands Redis's own
+//! test suite relies on (see scripts/redis-suite.sh).
+
+mod support;
+
+use redis::AsyncCommands;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// `INFO <section>` field of one node, read directly.
+fn node_info_field(cluster: &Cluster, port: u16, section: &str, field: &str) -> Option<String> {
+    let text = cluster.cli(port, &["INFO", section]);
+    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+fn every_node(cluster: &Cluster) -> Vec<u16> {
+    let mut nodes = cluster.primaries();
+    nodes.extend(cluster.replicas());
+    assert!(nodes.len() >= 6, "3 primaries and their replicas: {nodes:?}");
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_reaches_every_node_and_config_get_reads_one() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut con = proxy.client().await;
+    let nodes = every_node(&cluster);
+
+    // One parameter, then several at once: every primary and every replica has them.
+    let ok: String =
+        redis::cmd("CONFIG").arg(&["SET", "hash-max-listpack-entries", "7"]).query_async(&mut con).await.unwrap();
+    assert_eq!(ok, "OK");
+    let ok: String = redis::cmd("CONFIG")
+        .arg(&["SET", "zset-max-listpack-entries", "9", "notify-keyspace-events", "KEA"])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(ok, "OK");
+    for &p in &nodes {
+        assert_eq!(
+            cluster.cli(p, &["CONFIG", "GET", "hash-max-listpack-entries"]),
+            "hash-max-listpack-entries\n7",
+            "node {p}"
+        );
+        assert_eq!(
+            cluster.cli(p, &["CONFIG", "GET", "zset-max-listpack-entries"]),
+            "zset-max-listpack-entries\n9",
+            "node {p}"
+        );
+        let events = cluster.cli(p, &["CONFIG", "GET", "notify-keyspace-events"]);
+        assert!(
+            events.starts_with("notify-keyspace-events\n") && events.contains('K') && events.contains('E'),
+            "{events}"
+        );
+    }
+    // CONFIG GET: one node's answer, as Redis shapes it.
+    let got: Vec<String> =
+        redis::cmd("CONFIG").arg(&["GET", "hash-max-listpack-entries"]).query_async(&mut con).await.unwrap();
+    assert_eq!(got, ["hash-max-listpack-entries", "7"]);
+    // The setting is in force where the keys are: a hash of 8 fields is a hashtable on any shard.
+    for (_, key) in cluster.keys_on_every_primary("cfg:h") {
+        for i in 0..7 {
+            let () = con.hset(&key, format!("f{i}"), "v").await.unwrap();
+        }
+        let enc: String = redis::cmd("OBJECT").arg(&["ENCODING", &key]).query_async(&mut con).await.unwrap();
+        assert_eq!(enc, "listpack", "{key}");
+        let () = con.hset(&key, "f7", "v").await.unwrap();
+        let enc: String = redis::cmd("OBJECT").arg(&["ENCODING", &key]).query_async(&mut con).await.unwrap();
+        assert_eq!(enc, "hashtable", "{key}");
+    }
+
+    // A value the nodes refuse: the node's own error, and no node changed.
+    let err = redis::cmd("CONFIG")
+        .arg(&["SET", "hash-max-listpack-entries", "lots"])
+        .query_async::<String>(&mut con)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("CONFIG SET failed (possibly related to argument 'hash-max-listpack-entries')"),
+        "{err}"
+    );
+    for &p in &nodes {
+        assert_eq!(cluster.cli(p, &["CONFIG", "GET", "hash-max-listpack-entries"]), "hash-max-listpack-entries\n7");
+    }
+    // What decides how slotway reaches the nodes is not passed on: the nodes keep their password.
+    let err = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "allkeys-lru", "REQUIREPASS", "x"])
+        .query_async::<String>(&mut con)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("CONFIG SET requirepass is not sent to the nodes"), "{err}");
+    for &p in &nodes {
+        assert_eq!(cluster.cli(p, &["CONFIG", "GET", "maxmemory-policy"]), "maxmemory-policy\nnoeviction");
+        assert_eq!(cluster.cli(p, &["PING"]), "PONG");
+    }
+    let pong: String = redis::cmd("PING").query_async(&mut proxy.client().await).await.unwrap();
+    assert_eq!(pong, "PONG");
+
+    // CONFIG RESETSTAT resets every node's statistics, replicas included.
+    for i in 0..50 {
+        let _: Option<String> = con.get(format!("cfg:miss:{i}")).await.unwrap();
+    }
+    for &p in &cluster.replicas() {
+        cluster.cli(p, &["READONLY"]);
+        assert!(cluster.cli(p, &["CONFIG", "SET", "hz", "10"]) == "OK");
+    }
+    let primaries_misses: u64 = cluster
+        .primaries()
+        .iter()
+        .map(|&p| node_info_field(&cluster, p, "stats", "keyspace_misses").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(primaries_misses >= 50, "{primaries_misses}");
+    let replica_commands: Vec<u64> = cluster
+        .replicas()
+        .iter()
+        .map(|&p| node_info_field(&cluster, p, "stats", "total_commands_processed").unwrap().parse().unwrap())
+        .collect();
+    assert!(replica_commands.iter().all(|&n| n > 20), "{replica_commands:?}");
+    let ok: String = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await.unwrap();
+    assert_eq!(ok, "OK");
+    for &p in &nodes {
+        let misses: u64 = node_info_field(&cluster, p, "stats", "keyspace_misses").unwrap().parse().unwrap();
+        assert_eq!(misses, 0, "node {p}");
+        // (The INFO asking included.)
+        let n: u64 = node_info_field(&cluster, p, "stats", "total_commands_processed").unwrap().parse().unwrap();
+        assert!(n < 10, "node {p}: {n} commands after RESETSTAT");
+    }
+
+    // CONFIG REWRITE: every node writes its config file.
+    let ok: String = redis::cmd("CONFIG").arg("REWRITE").query_async(&mut con).await.unwrap();
+    assert_eq!(ok, "OK");
+    for &p in &nodes {
+        let conf = std::fs::read_to_string(cluster.node_dir(p).join("redis.conf")).unwrap();
+        assert!(conf.contains("hash-max-listpack-entries 7"), "node {p}:\n{conf}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_follows_slotway_acl_rules() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotway.toml");
+    let ops_pw = dir.path().join("ops.pw");
+    std::fs::write(&ops_pw, "ops-secret\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r##"
+[[users]]
+name = "default"
+rules = "on nopass ~* &* +@all -config|set -config|rewrite"
+
+[[users]]
+name = "ops"
+password_file = {:?}
+rules = "on ~* &* +@all"
+"##,
+            ops_pw.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
+
+    let denied = proxy.cli(&["CONFIG", "SET", "hash-max-listpack-entries", "5"]);
+    assert_eq!(denied, "NOPERM this user has no permissions to run the 'config|set' command");
+    for p in every_node(&cluster) {
+        assert_eq!(cluster.cli(p, &["CONFIG", "GET", "hash-max-listpack-entries"]), "hash-max-listpack-entries\n512");
+    }
+    // CONFIG GET is still allowed.
+    assert_eq!(proxy.cli(&["CONFIG", "GET", "hash-max-listpack-entries"]), "hash-max-listpack-entries\n512");
+    // A user allowed to: every node.
+    let ops = redis::Client::open(format!("redis://ops:ops-secret@{}", proxy.addr)).unwrap();
+    let mut ops = ops.get_multiplexed_async_connection().await.unwrap();
+    let out: String =
+        redis::cmd("CONFIG").arg(&["SET", "hash-max-listpack-entries", "5"]).query_async(&mut ops).await.unwrap();
+    assert_eq!(out, "OK");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in every_node(&cluster) {
+        while cluster.cli(p, &["CONFIG", "GET", "hash-max-listpack-entries"]) != "hash-max-listpack-entries\n5" {
+            assert!(Instant::now() < deadline, "node {p} did not get the setting");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

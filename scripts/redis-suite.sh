@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Redis's own test suite against slotway's standalone view of a 3-primary TLS+AUTH cluster.
+#
+#   scripts/redis-suite.sh [--min-passed N] [--units "unit/a unit/b"] [--unit-timeout SECS]
+#                          [--slotway BIN] [--src DIR] [--mode cluster|singledb] [--keep]
+#
+# 1. Gets the suite of the installed redis-server from Debian's source package: `apt-get source
+#    --download-only redis` with a deb-src entry that exists only for that call (a private sources list and
+#    package lists under target/redis-suite/apt; the system's apt configuration is not touched). The
+#    unpacked tree is cached in target/redis-suite/ (or use --src DIR / $REDIS_SUITE_SRC).
+# 2. Starts the dev cluster (scripts/dev-cluster.sh: 3 primaries, 3 replicas, TLS, a random password) on
+#    free ports and slotway in front of it (target/debug/slotway unless --slotway / $SLOTWAY_BIN).
+# 3. Runs each unit in its own process in external mode through slotway (`--cluster-mode` by default: the
+#    suite skips what a Redis Cluster node refuses, as when it tests a cluster node directly), with a
+#    per-unit timeout, and prints `N passed, N failed`, the failures, units that aborted or timed out,
+#    and whether slotway kept running.
+#
+# Exits 1 when fewer than --min-passed ($REDIS_SUITE_MIN_PASSED, default 0) tests passed, when a unit
+# aborted or timed out, or when slotway exited; 2 on a setup problem. Logs: target/redis-suite/logs/.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+UNITS_DEFAULT="unit/protocol unit/keyspace unit/scan unit/type/string unit/type/incr unit/type/list
+  unit/type/list-2 unit/type/list-3 unit/type/set unit/type/zset unit/type/hash unit/type/stream
+  unit/type/stream-cgroups unit/sort unit/expire unit/other unit/multi unit/quit unit/dump unit/pubsub
+  unit/scripting unit/bitops unit/bitfield unit/geo unit/hyperloglog"
+# The issue's deny list: tests that need a node's DEBUG, replication, SAVE, maxmemory, RESET of the
+# server's stats, PFDEBUG, LATENCY or the server process on this machine.
+TAGS="-needs:debug -needs:repl -needs:save -needs:config-maxmemory -needs:config-resetstat -needs:reset -needs:pfdebug -needs:latency -needs:local-process"
+
+WORK="${REDIS_SUITE_DIR:-$REPO_ROOT/target/redis-suite}"
+MIN_PASSED="${REDIS_SUITE_MIN_PASSED:-0}"
+UNITS="${REDIS_SUITE_UNITS:-$UNITS_DEFAULT}"
+UNIT_TIMEOUT="${REDIS_SUITE_UNIT_TIMEOUT:-600}"
+SLOTWAY_BIN="${SLOTWAY_BIN:-$REPO_ROOT/target/debug/slotway}"
+SRC="${REDIS_SUITE_SRC:-}"
+MODE="${REDIS_SUITE_MODE:-cluster}"
+KEEP=0
+
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+die() { echo "redis-suite: error: $*" >&2; exit 2; }
+log() { echo "redis-suite: $*" >&2; }
+
+while (($#)); do
+  case "$1" in
+    --min-passed) MIN_PASSED="$2"; shift 2 ;;
+    --units) UNITS="$2"; shift 2 ;;
+    --unit-timeout) UNIT_TIMEOUT="$2"; shift 2 ;;
+    --slotway) SLOTWAY_BIN="$2"; shift 2 ;;
+    --src) SRC="$2"; shift 2 ;;
+    --mode) MODE="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+done
+[[ "$MIN_PASSED" =~ ^[0-9]+$ ]] || die "--min-passed must be a number"
+[[ "$UNIT_TIMEOUT" =~ ^[0-9]+$ ]] || die "--unit-timeout must be a number of seconds"
+case "$MODE" in
+  cluster) MODE_ARGS=(--cluster-mode) ;;
+  singledb) MODE_ARGS=(--singledb) ;;
+  *) die "--mode is cluster or singledb" ;;
+esac
+mkdir -p "$WORK"
+WORK="$(cd "$WORK" && pwd)"
+
+# ------------------------------------------------------------ tools
+SUDO=()
+[[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+missing=()
+command -v tclsh >/dev/null 2>&1 || missing+=(tcl)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+[[ -x "$SLOTWAY_BIN" ]] || die "no slotway binary at $SLOTWAY_BIN (cargo build -p slotway --bin slotway, or --slotway BIN)"
+
+# ------------------------------------------------------------ the suite's source
+# The version of the installed server: the suite must be the one that server was released with.
+redis_version() { redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p'; }
+
+fetch_suite() { # prints the unpacked source directory
+  local ver dir apt tarball codename debver
+  ver="$(redis_version)"
+  [[ -n "$ver" ]] || die "cannot tell the installed redis-server's version"
+  dir="$WORK/redis-$ver"
+  if [[ -f "$dir/tests/test_helper.tcl" ]]; then echo "$dir"; return; fi
+  codename="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release | tr -d '"')"
+  [[ -n "$codename" ]] || die "cannot tell the Debian release (VERSION_CODENAME in /etc/os-release)"
+  apt="$WORK/apt"
+  rm -rf "$apt"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/download"
+  # deb-src only for this call: a private sources list and private package lists.
+  local key=/usr/share/keyrings/debian-archive-keyring.gpg
+  {
+    echo "deb-src [signed-by=$key] http://deb.debian.org/debian $codename main"
+    echo "deb-src [signed-by=$key] http://deb.debian.org/debian $codename-updates main"
+    echo "deb-src [signed-by=$key] http://deb.debian.org/debian-security $codename-security main"
+  } >"$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/none"
+              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Sandbox::User=root"
+              -o "Debug::NoLocking=1")
+  log "fetching Redis $ver's source from Debian ($codename, deb-src for this call only)"
+  apt-get -qq "${opts[@]}" update >&2 || die "apt-get update (deb-src) failed"
+  debver="$(dpkg-query -W -f='${source:Version}' redis-server 2>/dev/null || true)"
+  (
+    cd "$apt/download"
+    apt-get -qq "${opts[@]}" source --download-only "redis=$debver" >&2 2>/dev/null ||
+      apt-get -qq "${opts[@]}" source --download-only redis >&2
+  ) || die "apt-get source redis failed"
+  tarball="$(find "$apt/download" -maxdepth 1 -name "redis_$ver.orig.tar.*" | head -1)"
+  [[ -n "$tarball" ]] || die "Debian's source of redis has no redis_$ver.orig.tar.* (installed server is $ver)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  tar -xf "$tarball" -C "$dir.tmp" --strip-components=1
+  [[ -f "$dir.tmp/tests/test_helper.tcl" ]] || die "$tarball has no tests/test_helper.tcl"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  rm -rf "$apt"
+  echo "$dir"
+}
+if [[ -z "$SRC" ]]; then SRC="$(fetch_suite)"; fi
+[[ -f "$SRC/tests/test_helper.tcl" ]] || die "$SRC is not a Redis source tree (no tests/test_helper.tcl)"
+SRC="$(cd "$SRC" && pwd)"
+
+# ------------------------------------------------------------ cluster and slotway
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_ports() { # count: prints free ports whose bus ports (+10000) are free too
+  local want="$1" got=() p tries=0
+  while ((${#got[@]} < want)); do
+    ((tries++ < 2000)) || die "no free ports"
+    p=$((20000 + RANDOM % 25000))
+    [[ " ${got[*]} " == *" $p "* ]] && continue
+    port_free "$p" && port_free $((p + 10000)) && got+=("$p")
+  done
+  echo "${got[*]}"
+}
+
+CLUSTER_DIR="$WORK/cluster"
+LOGS="$WORK/logs"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+SLOTWAY_PID=""
+# shellcheck disable=SC2317 # called by the traps
+cleanup() {
+  if [[ -n "$SLOTWAY_PID" ]] && kill -0 "$SLOTWAY_PID" 2>/dev/null; then
+    kill "$SLOTWAY_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SLOTWAY_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SLOTWAY_PID" 2>/dev/null || true
+  fi
+  if ((KEEP == 0)); then
+    "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r -a ports <<<"$(pick_ports 7)"
+CLUSTER_PORTS="${ports[*]:0:6}"
+SLOTWAY_PORT="${ports[6]}"
+DEV_CLUSTER_PASSWORD="$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')" \
+  "$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$CLUSTER_PORTS" --replicas 1 \
+  >"$LOGS/dev-cluster.log" 2>&1 || { cat "$LOGS/dev-cluster.log" >&2; die "the dev cluster did not start"; }
+# shellcheck disable=SC1091
+source "$CLUSTER_DIR/env"
+# shellcheck disable=SC2086 # SLOTWAY_CLUSTER_ARGS is a word list
+"$SLOTWAY_BIN" --listen "127.0.0.1:$SLOTWAY_PORT" $SLOTWAY_CLUSTER_ARGS >"$LOGS/slotway.log" 2>&1 &
+SLOTWAY_PID=$!
+deadline=$((SECONDS + 60))
+until [[ "$(env -u REDISCLI_AUTH redis-cli -h 127.0.0.1 -p "$SLOTWAY_PORT" PING 2>/dev/null)" == PONG ]]; do
+  kill -0 "$SLOTWAY_PID" 2>/dev/null || { tail -20 "$LOGS/slotway.log" >&2; die "slotway exited at start"; }
+  ((SECONDS < deadline)) || die "slotway does not answer PING on 127.0.0.1:$SLOTWAY_PORT"
+  sleep 0.2
+done
+log "cluster ${CLUSTER_PORTS// /,} (TLS, AUTH), slotway $("$SLOTWAY_BIN" --version | awk '{print $2}') on 127.0.0.1:$SLOTWAY_PORT, suite $SRC, mode $MODE"
+
+# ------------------------------------------------------------ the units
+total_ok=0 total_err=0 crashed=0
+failures=() aborted=() summary=()
+start_all=$SECONDS
+for unit in $UNITS; do
+  name="${unit//\//_}"
+  out="$LOGS/$name.log"
+  t0=$SECONDS
+  rc=0
+  (
+    cd "$SRC"
+    TERM=dumb env -u REDISCLI_AUTH timeout --kill-after=10 "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl \
+      --host 127.0.0.1 --port "$SLOTWAY_PORT" "${MODE_ARGS[@]}" --tags "$TAGS" \
+      --single "$unit" --timeout "$UNIT_TIMEOUT" --clients 1
+  ) >"$out" 2>&1 </dev/null || rc=$?
+  ok="$(grep -c '^\[ok\]: ' "$out" || true)"
+  err="$(grep -c '^\[err\]: ' "$out" || true)"
+  total_ok=$((total_ok + ok))
+  total_err=$((total_err + err))
+  while IFS= read -r line; do failures+=("$unit: ${line#\[err\]: }"); done < <(grep '^\[err\]: ' "$out" || true)
+  state=""
+  if ((rc == 124 || rc == 137)); then
+    state="timed out after ${UNIT_TIMEOUT}s"
+  elif grep -q '^\[exception\]\|^\[TIMEOUT\]\|I/O error reading reply\|Killing still running Redis' "$out"; then
+    state="aborted: $(grep -m1 -A2 '^\[exception\]\|^\[TIMEOUT\]\|I/O error reading reply' "$out" | tr '\n' ' ' | cut -c1-200)"
+  elif ! grep -q 'All tests passed without errors\|The following tests failed' "$out"; then
+    state="aborted: exit $rc, no summary ($(tail -1 "$out" | cut -c1-150))"
+  fi
+  [[ -n "$state" ]] && aborted+=("$unit: $state")
+  line="$(printf '%-26s %4d ok %4d err %4ds%s' "$unit" "$ok" "$err" $((SECONDS - t0)) "${state:+  ($state)}")"
+  summary+=("$line")
+  echo "$line"
+  if ! kill -0 "$SLOTWAY_PID" 2>/dev/null; then
+    crashed=1
+    echo "slotway exited during $unit:" >&2
+    tail -20 "$LOGS/slotway.log" >&2
+    break
+  fi
+done
+
+echo
+echo "Redis $(redis_version) test suite through slotway ($MODE mode, $(wc -w <<<"$UNITS") units, $((SECONDS - start_all)) s)"
+if ((${#failures[@]})); then
+  echo "Failed tests:"
+  printf '  %s\n' "${failures[@]}"
+fi
+if ((${#aborted[@]})); then
+  echo "Units that did not finish:"
+  printf '  %s\n' "${aborted[@]}"
+fi
+grep -q 'panicked' "$LOGS/slotway.log" && { echo "slotway logged a panic (see $LOGS/slotway.log)"; crashed=1; }
+echo "$total_ok passed, $total_err failed"
+
+status=0
+if ((crashed)); then echo "FAIL: slotway crashed"; status=1; fi
+if ((${#aborted[@]})); then echo "FAIL: ${#aborted[@]} unit(s) aborted or timed out"; status=1; fi
+if ((total_ok < MIN_PASSED)); then echo "FAIL: $total_ok passed, below the floor of $MIN_PASSED"; status=1; fi
+exit "$status"
