@@ -365,6 +365,14 @@ fn check_routing(args_owned: &[Vec<u8>]) {
     let plan = dispatch::plan(table, args);
     let slot_of = |i: usize| Slot::for_key(args.get(i));
     match &plan {
+        // PUBLISH: keyless, routed by its channel (where its subscribers through slotway are).
+        Plan::Forward { slot, .. } if route == Some(Route::Publish) => {
+            let want = match dispatch::channel_placement(args.get(1)) {
+                dispatch::Placement::Slot(s) => Some(s),
+                dispatch::Placement::EveryPrimary => None,
+            };
+            assert_eq!(*slot, want, "PUBLISH routed away from its channel's placement");
+        }
         Plan::Forward { slot: Some(slot), .. } | Plan::Eval { slot: Some(slot), .. } => {
             assert!(matches!(keys_result, Some(Ok(()))) && !keys.is_empty());
             assert!(keys.iter().all(|&k| slot_of(k) == *slot), "forwarded to a slot that is not every key's");

@@ -204,7 +204,9 @@ fn messages_published_on_every_node_reach_a_subscriber() {
     );
     assert_eq!(sub.call(&["PSUBSCRIBE", "ne*"]), conf("psubscribe", "ne*", 3));
     assert_eq!(proxy_counter(&proxy, "pubsub_clients"), 1);
-    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 1, "channels and patterns share one connection");
+    // One connection per node it has subscriptions on: each channel on its slot's primary, the pattern on
+    // every primary (shared with the channels there).
+    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 3, "one connection per primary");
 
     // PUBLISH on each of the six nodes, primaries and replicas: the cluster forwards it to every node.
     let ports = cluster.ports.clone();
@@ -222,9 +224,16 @@ fn messages_published_on_every_node_reach_a_subscriber() {
     }
     // And through slotway, by another client; binary-safe payloads.
     let mut publisher = Conn::connect(&proxy.addr);
-    // (PUBLISH answers the receivers on the node it reached, as in Redis Cluster: not asserted.)
-    assert!(matches!(publisher.call(&["PUBLISH", "other", "a\r\nb c"]), Value::Integer(_)));
+    // PUBLISH counts the receivers as one server would: the channel's subscriber (its own node) and the
+    // pattern's (on every primary), each message once.
+    assert_eq!(publisher.call(&["PUBLISH", "other", "a\r\nb c"]), Value::Integer(1));
     assert_eq!(sub.next(), arr(&["message", "other", "a\r\nb c"]));
+    assert_eq!(publisher.call(&["PUBLISH", "news", "both"]), Value::Integer(2));
+    assert_same_frames(
+        next_frames(&mut sub, 2),
+        vec![arr(&["message", "news", "both"]), arr(&["pmessage", "ne*", "news", "both"])],
+        "through slotway",
+    );
     assert!(sub.read_within(Duration::from_millis(200)).is_none(), "nothing else arrives");
 
     // Unsubscribing from everything returns to normal mode and closes the connection.
@@ -437,12 +446,16 @@ fn pubsub_introspection_is_merged_over_the_nodes() {
     let cluster = Cluster::start(ClusterOpts::default());
     let proxy = Proxy::start(&cluster, &[]);
     let shard: Vec<String> = cluster.keys_on_every_primary("psi:").into_iter().map(|(_, k)| k).collect();
-    // Four subscribers; slotway spreads their connections over the primaries.
+    // Two channels whose slots are on different primaries.
+    let on_nodes = cluster.keys_on_every_primary("pc:");
+    let (ca, cb) = (on_nodes[0].1.clone(), on_nodes[1].1.clone());
+    let (ca, cb) = (ca.as_str(), cb.as_str());
+    // Four subscribers.
     let mut subs: Vec<Conn> = (0..4).map(|_| Conn::connect(&proxy.addr)).collect();
     for (i, c) in subs.iter_mut().enumerate() {
-        assert_eq!(c.call(&["SUBSCRIBE", "pc:a"]), conf("subscribe", "pc:a", 1));
+        assert_eq!(c.call(&["SUBSCRIBE", ca]), conf("subscribe", ca, 1));
         if i < 2 {
-            assert_eq!(c.call(&["SUBSCRIBE", "pc:b"]), conf("subscribe", "pc:b", 2));
+            assert_eq!(c.call(&["SUBSCRIBE", cb]), conf("subscribe", cb, 2));
         }
     }
     assert_eq!(subs[2].call(&["PSUBSCRIBE", "pc:*"]), conf("psubscribe", "pc:*", 2));
@@ -453,31 +466,33 @@ fn pubsub_introspection_is_merged_over_the_nodes() {
     }
     assert_eq!(subs[1].call(&["SSUBSCRIBE", &shard[0]]), conf("ssubscribe", &shard[0], 1));
 
-    // The regular subscriptions really are on several nodes, so the merge matters.
+    // Each channel's subscribers are on its slot's primary; the two channels are on different nodes, so the
+    // merge matters. Patterns are on every primary.
     let primaries = cluster.primaries();
-    let per_node: Vec<i64> = primaries
-        .iter()
-        .map(|&p| cluster.cli(p, &["PUBSUB", "NUMSUB", "pc:a"]).lines().nth(1).unwrap().trim().parse().unwrap())
-        .collect();
-    assert_eq!(per_node.iter().sum::<i64>(), 4, "{per_node:?}");
-    assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "subscribers on one node only: {per_node:?}");
-    let numpat_direct: i64 =
-        primaries.iter().map(|&p| cluster.cli(p, &["PUBSUB", "NUMPAT"]).trim().parse::<i64>().unwrap()).sum();
+    let numsub = |p: u16, ch: &str| -> i64 {
+        cluster.cli(p, &["PUBSUB", "NUMSUB", ch]).lines().nth(1).unwrap().trim().parse().unwrap()
+    };
+    for &p in &primaries {
+        assert_eq!(numsub(p, ca), if p == on_nodes[0].0 { 4 } else { 0 }, "node {p}");
+        assert_eq!(numsub(p, cb), if p == on_nodes[1].0 { 2 } else { 0 }, "node {p}");
+        assert_eq!(cluster.cli(p, &["PUBSUB", "NUMPAT"]).trim(), "2", "node {p}: pc:* and pq*");
+    }
 
     let mut q = Conn::connect(&proxy.addr);
-    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS"])), ["pc:a", "pc:b"]);
-    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS", "pc:[a]"])), ["pc:a"]);
+    let mut both = vec![ca.to_string(), cb.to_string()];
+    both.sort();
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS"])), both);
+    assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS", ca])), [ca]);
     assert_eq!(sorted_names(&q.call(&["PUBSUB", "CHANNELS", "none*"])), Vec::<String>::new());
-    assert_eq!(
-        q.call(&["PUBSUB", "NUMSUB", "pc:b", "pc:a", "pc:none"]),
-        arr_int(&[("pc:b", 2), ("pc:a", 4), ("pc:none", 0)])
-    );
+    assert_eq!(q.call(&["PUBSUB", "NUMSUB", cb, ca, "pc:none"]), arr_int(&[(cb, 2), (ca, 4), ("pc:none", 0)]));
     assert_eq!(q.call(&["PUBSUB", "NUMSUB"]), Value::Array(vec![]));
-    // NUMPAT: each node counts its own patterns; slotway sums them (2 or 3 here: "pc:*" twice on one node
-    // counts once there, as in Redis Cluster).
-    let numpat = q.call(&["PUBSUB", "NUMPAT"]);
-    assert_eq!(numpat, Value::Integer(numpat_direct));
-    assert!(matches!(numpat, Value::Integer(2 | 3)), "{numpat:?}");
+    // NUMPAT: the unique patterns, as one server counts them ("pc:*" of two clients once).
+    assert_eq!(q.call(&["PUBSUB", "NUMPAT"]), Value::Integer(2));
+    // PUBLISH: every receiver once, as one server counts them.
+    assert_eq!(q.call(&["PUBLISH", ca, "m"]), Value::Integer(4 + 2));
+    assert_eq!(q.call(&["PUBLISH", cb, "m"]), Value::Integer(2 + 2));
+    assert_eq!(q.call(&["PUBLISH", "pqr", "m"]), Value::Integer(1));
+    assert_eq!(q.call(&["PUBLISH", "nobody", "m"]), Value::Integer(0));
     let mut want = shard.clone();
     want.sort();
     assert_eq!(sorted_names(&q.call(&["PUBSUB", "SHARDCHANNELS"])), want);
@@ -490,13 +505,15 @@ fn pubsub_introspection_is_merged_over_the_nodes() {
     assert!(matches!(q.call(&["PUBSUB", "HELP"]), Value::Array(_)));
     assert!(matches!(q.call(&["PUBSUB", "NOSUCH"]), Value::Error(_)));
     assert_eq!(proxy_counter(&proxy, "pubsub_clients"), 4);
-    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 4 + 3 + 1);
+    // One connection per node a client has subscriptions on: 3 (two channel nodes and shard channels on
+    // every node) + 2 + 3 (patterns) + 3.
+    assert_eq!(proxy_counter(&proxy, "pubsub_connections"), 3 + 2 + 3 + 3);
 
     // After the subscribers leave, nothing is left anywhere.
     drop(subs);
     wait_counter(&proxy, "pubsub_connections", 0);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while q.call(&["PUBSUB", "NUMSUB", "pc:a"]) != arr_int(&[("pc:a", 0)]) {
+    while q.call(&["PUBSUB", "NUMSUB", ca]) != arr_int(&[(ca, 0)]) {
         assert!(Instant::now() < deadline, "subscriptions outlived their clients");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -628,9 +645,11 @@ fn a_shard_channel_whose_slot_moves_is_unsubscribed_and_can_be_subscribed_again(
     let id_of = |port: u16| cluster.cluster_nodes(port).into_iter().find(|n| n.is_myself()).unwrap().id;
     let dst_id = id_of(dst);
 
+    // A channel subscription on the third primary (channels live on their slot's primary).
+    let (_, keep) = cluster.keys_on_every_primary("keep:").into_iter().find(|(p, _)| *p != src && *p != dst).unwrap();
     let mut sub = Conn::connect(&proxy.addr);
     assert_eq!(sub.call(&["SSUBSCRIBE", &ch]), conf("ssubscribe", &ch, 1));
-    assert_eq!(sub.call(&["SUBSCRIBE", "keep"]), conf("subscribe", "keep", 1));
+    assert_eq!(sub.call(&["SUBSCRIBE", &keep]), conf("subscribe", &keep, 1));
     // Move the (empty) slot to another primary, as redis-cli does: the destination, the source, the others.
     for port in std::iter::once(dst)
         .chain(std::iter::once(src))
@@ -686,4 +705,86 @@ rules = "on nopass +@all -@pubsub ~* allchannels"
         error("NOPERM this user has no permissions to run the 'subscribe' command")
     );
     assert_eq!(q.call(&["PING"]), Value::Simple(Bytes::from_static(b"PONG")), "not subscribed");
+}
+
+#[test]
+fn keyspace_notifications_from_every_shard_arrive_once() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut c = Conn::connect(&proxy.addr);
+    assert_eq!(c.call(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]), Value::Simple(Bytes::from_static(b"OK")));
+    let keys = cluster.keys_on_every_primary("ksn:");
+    // A pattern that matches notifications and ordinary channels alike.
+    let mut all = Conn::connect(&proxy.addr);
+    assert_eq!(all.call(&["PSUBSCRIBE", "*"]), conf("psubscribe", "*", 1));
+    // A key's own channel, and an event channel.
+    let (_, watched) = &keys[1];
+    let mut one = Conn::connect(&proxy.addr);
+    let watched_channel = format!("__keyspace@0__:{watched}");
+    assert_eq!(one.call(&["SUBSCRIBE", &watched_channel]), conf("subscribe", &watched_channel, 1));
+    assert_eq!(one.call(&["SUBSCRIBE", "__keyevent@0__:del"]), conf("subscribe", "__keyevent@0__:del", 2));
+
+    for (port, key) in &keys {
+        assert_eq!(c.call(&["SET", key, "v"]), Value::Simple(Bytes::from_static(b"OK")));
+        assert_eq!(
+            next_frames(&mut all, 2),
+            vec![
+                arr(&["pmessage", "*", &format!("__keyspace@0__:{key}"), "set"]),
+                arr(&["pmessage", "*", "__keyevent@0__:set", key]),
+            ],
+            "SET on node {port}"
+        );
+        assert_eq!(c.call(&["DEL", key]), Value::Integer(1));
+        assert_eq!(
+            next_frames(&mut all, 2),
+            vec![
+                arr(&["pmessage", "*", &format!("__keyspace@0__:{key}"), "del"]),
+                arr(&["pmessage", "*", "__keyevent@0__:del", key]),
+            ]
+        );
+        let mut want = vec![arr(&["message", "__keyevent@0__:del", key])];
+        if key == watched {
+            want.insert(0, arr(&["message", &watched_channel, "set"]));
+            want.insert(1, arr(&["message", &watched_channel, "del"]));
+        }
+        assert_eq!(next_frames(&mut one, want.len()), want, "node {port}");
+    }
+    // An ordinary message reaches the pattern on every primary, and the client once.
+    let mut p = Conn::connect(&proxy.addr);
+    assert_eq!(p.call(&["PUBLISH", "plain", "x"]), Value::Integer(1));
+    assert_eq!(all.next(), arr(&["pmessage", "*", "plain", "x"]));
+    assert!(all.read_within(Duration::from_millis(300)).is_none(), "one copy only");
+    assert!(one.read_within(Duration::from_millis(10)).is_none());
+}
+
+#[test]
+fn confirmations_and_messages_are_pushes_under_client_reply_off() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    // RESP3: CLIENT REPLY OFF drops replies, not pushes.
+    let mut c = Conn::connect(&proxy.addr);
+    assert!(matches!(c.call(&["HELLO", "3"]), Value::Map(_)));
+    c.send(&["CLIENT", "REPLY", "OFF"]);
+    c.send(&["SUBSCRIBE", "ro:ch"]);
+    assert_eq!(c.next(), conf3("subscribe", "ro:ch", 1));
+    c.send(&["PSUBSCRIBE", "ro:*"]);
+    assert_eq!(c.next(), conf3("psubscribe", "ro:*", 2));
+    c.send(&["PING"]);
+    let mut p = Conn::connect(&proxy.addr);
+    assert_eq!(p.call(&["PUBLISH", "ro:ch", "hello"]), Value::Integer(2));
+    assert_eq!(c.next(), push(&["message", "ro:ch", "hello"]), "the PING's reply was dropped");
+    assert_eq!(c.next(), push(&["pmessage", "ro:*", "ro:ch", "hello"]));
+    c.send(&["UNSUBSCRIBE", "ro:ch"]);
+    assert_eq!(c.next(), conf3("unsubscribe", "ro:ch", 1));
+    c.send(&["PUNSUBSCRIBE", "ro:*"]);
+    assert_eq!(c.next(), conf3("punsubscribe", "ro:*", 0));
+    c.send(&["CLIENT", "REPLY", "ON"]);
+    assert_eq!(c.next(), Value::Simple(Bytes::from_static(b"OK")));
+    // RESP2: the same for confirmations (CLIENT REPLY SKIP is used up by the subscribe).
+    let mut r2 = Conn::connect(&proxy.addr);
+    r2.send(&["CLIENT", "REPLY", "SKIP"]);
+    r2.send(&["PSUBSCRIBE", "ro2:*"]);
+    assert_eq!(r2.next(), conf("psubscribe", "ro2:*", 1));
+    r2.send(&["PING"]);
+    assert_eq!(r2.next(), arr(&["pong", ""]));
 }

@@ -77,6 +77,9 @@ pub enum Route {
     Split(SplitKind),
     /// Answered by slotway.
     Local(LocalCommand),
+    /// PUBLISH: to the primary where its channel's subscribers through slotway are (`dispatch::channel_placement`),
+    /// so its count is a standalone server's.
+    Publish,
     /// Keyless, and its answer depends on the whole keyspace or every node: sent to every primary that serves
     /// slots (one sub-request per shard) and the replies merged as [`FanOut`] says.
     AllPrimaries(FanOut),

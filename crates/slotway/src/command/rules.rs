@@ -61,7 +61,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         return (Route::Local(local), Dynamic::None);
     }
     match container {
-        "time" | "lastsave" | "publish" | "command" | "lolwut" => return (Route::AnyNode, Dynamic::None),
+        "time" | "lastsave" | "command" | "lolwut" => return (Route::AnyNode, Dynamic::None),
+        "publish" => return (Route::Publish, Dynamic::None),
         "spublish" => return (Route::Keys, Dynamic::None),
         "mget" => return (Route::Split(SplitKind::MGet), Dynamic::None),
         "mset" => return (Route::Split(SplitKind::MSet), Dynamic::None),
@@ -123,7 +124,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
             return match sub {
                 Some("channels" | "shardchannels") => all(FanOut::Union),
                 Some("numsub") => all(FanOut::NumSub),
-                Some("numpat") => all(FanOut::SumIntegers),
+                // Patterns through slotway are subscribed on every primary: one node counts each once.
+                Some("numpat") => any,
                 Some("shardnumsub") => all(FanOut::ShardNumSub),
                 _ => any, // HELP
             };

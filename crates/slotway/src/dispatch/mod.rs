@@ -40,6 +40,28 @@ pub enum Plan {
     Reject(String),
 }
 
+/// Where a subscription lives: the primary of one slot, or every primary.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Slot(Slot),
+    EveryPrimary,
+}
+
+/// Where a channel is subscribed (and where PUBLISH of it goes): the primary of its slot, except keyspace
+/// notification channels, which live where their events are fired: `__keyspace@<db>__:<key>` on the node of
+/// the key, `__keyevent@<db>__:<event>` on every primary.
+pub fn channel_placement(channel: &[u8]) -> Placement {
+    if channel.starts_with(b"__keyevent@") {
+        return Placement::EveryPrimary;
+    }
+    if let Some(rest) = channel.strip_prefix(b"__keyspace@") {
+        if let Some(at) = rest.windows(3).position(|w| w == b"__:") {
+            return Placement::Slot(Slot::for_key(&rest[at + 3..]));
+        }
+    }
+    Placement::Slot(Slot::for_key(channel))
+}
+
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// Classifies and routes one request. Runs once per request on the hot path: no allocation unless it rejects.
@@ -59,6 +81,13 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>) -> Plan {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly },
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
+        Route::Publish if !arity_ok(info, args) => {
+            Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
+        }
+        Route::Publish => match channel_placement(args.get(1)) {
+            Placement::Slot(slot) => Plan::Forward { slot: Some(slot), readonly },
+            Placement::EveryPrimary => Plan::Forward { slot: None, readonly },
+        },
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
         }

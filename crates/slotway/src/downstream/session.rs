@@ -431,7 +431,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.route(frame, ranges);
         if self.client.mute != local::Mute::No {
             for i in before..self.pending.len() {
-                if self.client.mute_next() {
+                // Subscribe-family confirmations are pushes, which Redis delivers under CLIENT REPLY OFF/SKIP
+                // too (the SKIP is used up all the same).
+                if self.client.mute_next() && !matches!(self.pending[i].kind, Kind::PubSub | Kind::Message) {
                     self.muted.push_back(self.base + i as u64);
                 }
             }

@@ -1,31 +1,36 @@
 //! Pub/sub: SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE and their UN... forms on the session's own pub/sub connections
 //! (`upstream::subscriber`), and Redis's rules for a subscribed client.
 //!
-//! - **Connections.** Channels and patterns share one connection, to a primary picked per client (a cluster
-//!   forwards every PUBLISH to every node, so any node sees every message). Shard channels live on their slot's
-//!   primary: one connection per node the client has shard channels on. All of them feed one event channel, so the
-//!   client gets one stream. A connection is opened on the first subscription that needs it and closed as soon as
-//!   it holds none (unsubscribing everything releases every connection; so do RESET and disconnecting).
+//! - **Where subscriptions live.** One connection per node the client has subscriptions on; channels, patterns
+//!   and shard channels share it. A channel is subscribed on the primary of its slot ([`channel_placement`]), where
+//!   PUBLISH of that channel goes too, so PUBLISH counts its subscribers through slotway as one server would. A
+//!   keyspace notification channel `__keyspace@<db>__:<key>` is placed by its key's slot (the node that fires its
+//!   events); `__keyevent@...` channels and every pattern are subscribed on every primary, because keyspace
+//!   notifications are local to the node of the key while PUBLISH messages reach every node of a cluster. For a
+//!   subscription held on several nodes, a message is relayed from one of them only (the first), except keyspace
+//!   notifications, which each come from the one node that fired them: the client gets each message once. A
+//!   connection is opened on the first subscription that needs it and closed as soon as it holds none
+//!   (unsubscribing everything releases every connection; so do RESET and disconnecting).
 //! - **One at a time.** A subscribe-family command waits until every earlier request is answered, and nothing
 //!   after it is sent until its confirmations are in (`fence`). That costs a round trip per command (subscribing is
-//!   rare) and buys exact Redis behaviour: the subscription counts in confirmations are computed here, in request
-//!   order, from the session's own record of its subscriptions (for shard channels the client's total across
-//!   shards, which no single node knows), and a RESP2 client's "subscribed" state is known for the next command.
-//! - **Confirmations** arrive one per channel; the command's reply is all of them. The node's own count is
-//!   replaced by the session's. An unsubscribe the session didn't ask for (a node that lost a shard channel's slot
-//!   in resharding sends `sunsubscribe`) is passed to the client as Redis Cluster itself would send it, with the
-//!   client's count: the client learns the channel is gone and may SSUBSCRIBE again (slotway then routes it to the
-//!   slot's new owner, following MOVED).
+//!   rare) and buys exact Redis behaviour: the confirmations the client gets are computed here when the command
+//!   starts, from the session's own record of its subscriptions, in argument order with Redis's counts (for shard
+//!   channels the client's total across shards, which no single node knows), and sent once every node has
+//!   confirmed; a RESP2 client's "subscribed" state is known for the next command.
+//! - **Confirmations** arrive one per channel and connection; they update the record. An unsubscribe the session
+//!   didn't ask for (a node that lost a shard channel's slot in resharding sends `sunsubscribe`) is passed to the
+//!   client as Redis Cluster itself would send it, with the client's count: the client learns the channel is gone
+//!   and may SSUBSCRIBE again (slotway then routes it to the slot's new owner, following MOVED).
 //! - **Messages** are relayed as the node sent them (RESP2 arrays or RESP3 pushes; converted if the client has
 //!   switched protocol since). They go out between replies, never inside one: straight to the output when nothing
 //!   is pending, else queued behind the pending requests (so a message never overtakes its subscription's
-//!   confirmation).
+//!   confirmation). Like Redis's pushes, confirmations and messages reach the client under CLIENT REPLY OFF too.
 //! - **Failures.** A pub/sub connection that fails loses its subscriptions on the node; the client is then
 //!   disconnected (as it would be by its own node), and reconnects and subscribes again.
 use super::{error_reply, Kind, Lane, Part, Pending, Session};
 use crate::cluster::Slot;
 use crate::command::{Args, PubSubCommand};
-use crate::dispatch::{classify_reply, ReplyClass};
+use crate::dispatch::{channel_placement, classify_reply, Placement, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
 use crate::upstream::subscriber::{Event, OutputBudget, Sink};
@@ -159,7 +164,7 @@ fn reencode(frame: &Bytes, proto: Protocol) -> Bytes {
     }
 }
 
-/// One pub/sub connection of the session.
+/// One pub/sub connection of the session (to one node).
 struct SubConn {
     /// The session's number for it (events carry it; 0 is never used).
     id: u64,
@@ -170,10 +175,10 @@ struct SubConn {
 struct Current {
     seq: u64,
     want: Confirmation,
-    /// The client's protocol when it sent the command: its confirmations are rendered in it.
-    proto: Protocol,
-    /// The confirmations (and errors) so far: the command's reply.
-    reply: BytesMut,
+    /// The client's reply once every part is confirmed: Redis's confirmations, computed when the command started.
+    reply: Bytes,
+    /// Errors from parts (they replace the reply).
+    errors: BytesMut,
     /// One per part (per connection the command went to).
     waits: SmallVec<[Wait; 1]>,
 }
@@ -187,20 +192,27 @@ struct Wait {
     done: bool,
 }
 
-/// A session's pub/sub state: its connections and what it is subscribed to.
+/// Whether `channel` is a keyspace notification channel: its messages come from the node that fired them only.
+fn is_notification(channel: &[u8]) -> bool {
+    channel.starts_with(b"__keyspace@") || channel.starts_with(b"__keyevent@")
+}
+
+/// A session's pub/sub state: its connections and what it is subscribed to where.
 pub(super) struct PubSub {
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
     pub(super) budget: Arc<OutputBudget>,
     next_conn: u64,
-    /// Channels and patterns.
-    main: Option<SubConn>,
-    /// Shard channels, one connection per node.
-    shards: Vec<SubConn>,
-    channels: HashSet<Bytes>,
-    patterns: HashSet<Bytes>,
+    /// One per node the client has subscriptions on.
+    conns: Vec<SubConn>,
+    /// Channel → the connections it is subscribed on (one; every primary's for `__keyevent@` channels).
+    channels: HashMap<Bytes, SmallVec<[u64; 1]>>,
+    /// Pattern → the connections it is subscribed on (every primary's).
+    patterns: HashMap<Bytes, SmallVec<[u64; 4]>>,
     /// Shard channel → the connection it is subscribed on.
     shard_channels: HashMap<Bytes, u64>,
+    /// Some channel or pattern is held on more than one connection: messages are deduplicated.
+    spread: bool,
     current: Option<Current>,
     metrics: Arc<Metrics>,
     /// Counted in `pubsub_clients` (while it holds a connection).
@@ -231,11 +243,11 @@ impl PubSub {
             rx,
             budget: Arc::new(OutputBudget::new(limit)),
             next_conn: 1,
-            main: None,
-            shards: Vec::new(),
-            channels: HashSet::new(),
-            patterns: HashSet::new(),
+            conns: Vec::new(),
+            channels: HashMap::new(),
+            patterns: HashMap::new(),
             shard_channels: HashMap::new(),
+            spread: false,
             current: None,
             metrics,
             counted: false,
@@ -255,20 +267,96 @@ impl PubSub {
         }
     }
 
+    /// Whether the client holds `name` as a subscription of `class`.
+    fn holds(&self, class: Class, name: &[u8]) -> bool {
+        match class {
+            Class::Channel => self.channels.contains_key(name),
+            Class::Pattern => self.patterns.contains_key(name),
+            Class::Shard => self.shard_channels.contains_key(name),
+        }
+    }
+
+    /// The names the client holds of `class`.
+    fn names(&self, class: Class) -> Vec<Bytes> {
+        match class {
+            Class::Channel => self.channels.keys().cloned().collect(),
+            Class::Pattern => self.patterns.keys().cloned().collect(),
+            Class::Shard => self.shard_channels.keys().cloned().collect(),
+        }
+    }
+
+    /// The connections `name` of `class` is subscribed on.
+    fn conns_of(&self, class: Class, name: &[u8]) -> SmallVec<[u64; 4]> {
+        match class {
+            Class::Channel => self.channels.get(name).map(|c| c.iter().copied().collect()).unwrap_or_default(),
+            Class::Pattern => self.patterns.get(name).cloned().unwrap_or_default(),
+            Class::Shard => self.shard_channels.get(name).copied().into_iter().collect(),
+        }
+    }
+
+    /// How many subscriptions of `class` connection `conn` holds.
+    fn held_on(&self, class: Class, conn: u64) -> u32 {
+        let n = match class {
+            Class::Channel => self.channels.values().filter(|c| c.contains(&conn)).count(),
+            Class::Pattern => self.patterns.values().filter(|c| c.contains(&conn)).count(),
+            Class::Shard => self.shard_channels.values().filter(|&&c| c == conn).count(),
+        };
+        n as u32
+    }
+
+    /// Records a confirmation from connection `conn`.
     fn apply(&mut self, c: Confirmation, channel: Option<&Bytes>, conn: u64) {
         let Some(ch) = channel else { return };
+        fn add<const N: usize>(map: &mut HashMap<Bytes, SmallVec<[u64; N]>>, ch: &Bytes, conn: u64) {
+            let on = map.entry(ch.clone()).or_default();
+            if !on.contains(&conn) {
+                on.push(conn);
+            }
+        }
+        fn remove<const N: usize>(map: &mut HashMap<Bytes, SmallVec<[u64; N]>>, ch: &Bytes, conn: u64) {
+            if let Some(on) = map.get_mut(ch) {
+                on.retain(|c| *c != conn);
+                if on.is_empty() {
+                    map.remove(ch);
+                }
+            }
+        }
         match (c.class, c.subscribe) {
-            (Class::Channel, true) => drop(self.channels.insert(ch.clone())),
-            (Class::Channel, false) => drop(self.channels.remove(ch)),
-            (Class::Pattern, true) => drop(self.patterns.insert(ch.clone())),
-            (Class::Pattern, false) => drop(self.patterns.remove(ch)),
+            (Class::Channel, true) => add(&mut self.channels, ch, conn),
+            (Class::Channel, false) => remove(&mut self.channels, ch, conn),
+            (Class::Pattern, true) => add(&mut self.patterns, ch, conn),
+            (Class::Pattern, false) => remove(&mut self.patterns, ch, conn),
             (Class::Shard, true) => drop(self.shard_channels.insert(ch.clone(), conn)),
             (Class::Shard, false) => drop(self.shard_channels.remove(ch)),
+        }
+        self.spread = self.channels.values().any(|c| c.len() > 1) || self.patterns.values().any(|c| c.len() > 1);
+    }
+
+    /// Whether a message frame from `conn` is one the client should get: a message for a subscription held on
+    /// several connections arrives on each of them (a cluster sends PUBLISH messages to every node), so only the
+    /// first connection's is relayed, unless it is a keyspace notification (fired by one node only).
+    fn wanted(&self, conn: u64, frame: &Bytes) -> bool {
+        if !self.spread || frame.starts_with(b"*3\r\n$8\r\nsmessage") || frame.starts_with(b">3\r\n$8\r\nsmessage") {
+            return true;
+        }
+        let Ok(Some((v, _))) = Value::parse(frame, &resp::Limits::default()) else { return true };
+        let Some(items) = v.as_array() else { return true };
+        let pattern = items.len() == 4;
+        let (Some(name), Some(channel)) =
+            (items.get(1).and_then(Value::as_bytes), items.get(if pattern { 2 } else { 1 }).and_then(Value::as_bytes))
+        else {
+            return true;
+        };
+        let on =
+            if pattern { self.patterns.get(name).map(|c| &c[..]) } else { self.channels.get(name).map(|c| &c[..]) };
+        match on {
+            Some(on) if on.len() > 1 => is_notification(channel) || on[0] == conn,
+            _ => true,
         }
     }
 
     fn conn(&self, id: u64) -> Option<&SubConn> {
-        self.main.iter().chain(self.shards.iter()).find(|c| c.id == id)
+        self.conns.iter().find(|c| c.id == id)
     }
 
     fn waiting_on(&self, id: u64) -> bool {
@@ -277,25 +365,23 @@ impl PubSub {
 
     /// Closes the connections that hold no subscription and wait for nothing.
     fn tidy(&mut self) {
-        if self
-            .main
-            .as_ref()
-            .is_some_and(|m| self.channels.is_empty() && self.patterns.is_empty() && !self.waiting_on(m.id))
-        {
-            self.main = None;
-        }
         let keep: Vec<bool> = self
-            .shards
+            .conns
             .iter()
-            .map(|c| self.waiting_on(c.id) || self.shard_channels.values().any(|&id| id == c.id))
+            .map(|c| {
+                self.waiting_on(c.id)
+                    || self.channels.values().any(|on| on.contains(&c.id))
+                    || self.patterns.values().any(|on| on.contains(&c.id))
+                    || self.shard_channels.values().any(|&id| id == c.id)
+            })
             .collect();
         let mut keep = keep.into_iter();
-        self.shards.retain(|_| keep.next().unwrap_or(true));
+        self.conns.retain(|_| keep.next().unwrap_or(true));
         self.update_gauge();
     }
 
     fn update_gauge(&mut self) {
-        let active = self.main.is_some() || !self.shards.is_empty();
+        let active = !self.conns.is_empty();
         if active != self.counted {
             self.counted = active;
             if active {
@@ -308,19 +394,43 @@ impl PubSub {
 
     /// Forgets a failed connection and the subscriptions it held; true if it held some.
     fn forget(&mut self, id: u64) -> bool {
-        let mut lost = false;
-        if self.main.as_ref().is_some_and(|m| m.id == id) {
-            lost = self.channels.len() + self.patterns.len() > 0;
-            self.main = None;
-            self.channels.clear();
-            self.patterns.clear();
-        }
-        let before = self.shard_channels.len();
+        let before = self.channels.len() + self.patterns.len() + self.shard_channels.len();
+        let held =
+            self.channels.values().any(|on| on.contains(&id)) || self.patterns.values().any(|on| on.contains(&id));
+        // A subscription held on several nodes is incomplete without this one: it is gone as a whole.
+        self.channels.retain(|_, on| !on.contains(&id));
+        self.patterns.retain(|_, on| !on.contains(&id));
         self.shard_channels.retain(|_, c| *c != id);
-        lost |= self.shard_channels.len() != before;
-        self.shards.retain(|c| c.id != id);
+        self.conns.retain(|c| c.id != id);
         self.update_gauge();
-        lost
+        held || self.channels.len() + self.patterns.len() + self.shard_channels.len() != before
+    }
+
+    /// The confirmations Redis sends for `want` with these arguments (none: the unsubscribe-all form), given what
+    /// the client holds now: one per argument in order, each with the client's count after it.
+    fn confirmations(&self, want: Confirmation, args: &[Bytes], proto: Protocol) -> Bytes {
+        let mut out = BytesMut::new();
+        let mut held: HashSet<Bytes> = self.names(want.class).into_iter().collect();
+        let others = self.count(want.class) - held.len();
+        if args.is_empty() {
+            if held.is_empty() {
+                render(&mut out, proto, want, None, others);
+            }
+            let names: Vec<Bytes> = held.iter().cloned().collect();
+            for name in names {
+                held.remove(&name);
+                render(&mut out, proto, want, Some(&name), others + held.len());
+            }
+        }
+        for name in args {
+            if want.subscribe {
+                held.insert(name.clone());
+            } else {
+                held.remove(name);
+            }
+            render(&mut out, proto, want, Some(name), others + held.len());
+        }
+        out.freeze()
     }
 }
 
@@ -337,6 +447,25 @@ impl Drop for PubSub {
             self.metrics.pubsub_clients.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One part of a subscribe-family command: the connection it goes on (0: routed by slot), the confirmations that
+/// complete it, and its frame.
+struct PartPlan {
+    conn: u64,
+    expect: u32,
+    frame: Bytes,
+}
+
+/// `NAME arg ...` as a RESP array.
+fn command_frame(name: &[u8], args: &[&Bytes]) -> Bytes {
+    let mut f = BytesMut::new();
+    encode::array_header(&mut f, 1 + args.len());
+    encode::bulk(&mut f, name);
+    for a in args {
+        encode::bulk(&mut f, a);
+    }
+    f.freeze()
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -392,80 +521,120 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.lane = Lane::PubSub;
         self.fence = true;
-        let channels: SmallVec<[Bytes; 4]> = ranges[1..].iter().map(|r| frame.slice(r.clone())).collect();
-        let n = channels.len() as u32;
+        let args: SmallVec<[Bytes; 4]> = ranges[1..].iter().map(|r| frame.slice(r.clone())).collect();
         let want = Confirmation::of(cmd);
         if self.pubsub.is_none() {
             let limit = self.live.config.listen.pubsub_output_limit;
             self.pubsub = Some(Box::new(PubSub::new(limit, self.shared.metrics.clone())));
         }
         let ps = self.pubsub.as_deref().expect("just set");
-        match cmd {
-            PubSubCommand::Subscribe | PubSubCommand::PSubscribe => match self.main_conn() {
-                Ok(id) => self.start(frame, want, &[(id, n)], None),
+        let reply = ps.confirmations(want, &args, self.client.protocol);
+        let parts = match cmd {
+            PubSubCommand::Subscribe | PubSubCommand::PSubscribe => match self.placed_parts(want, &args) {
+                Ok(parts) => parts,
                 Err(msg) => {
                     self.push_error(&msg);
-                    self.drop_pubsub_if_unused();
+                    return self.drop_pubsub_if_unused();
                 }
             },
-            PubSubCommand::Unsubscribe | PubSubCommand::PUnsubscribe => match &ps.main {
-                None => self.answer_locally(want, &channels),
-                Some(m) => {
-                    let held = if want.class == Class::Channel { ps.channels.len() } else { ps.patterns.len() };
-                    let expect = if n > 0 { n } else { held.max(1) as u32 };
-                    let id = m.id;
-                    self.start(frame, want, &[(id, expect)], None)
-                }
-            },
-            PubSubCommand::SSubscribe => self.start(frame, want, &[(0, n)], slot),
-            PubSubCommand::SUnsubscribe if n > 0 => {
-                match channels.iter().find_map(|ch| ps.shard_channels.get(ch)).copied() {
-                    Some(id) => self.start(frame, want, &[(id, n)], None),
-                    // Not subscribed to any of them: a node would only confirm, changing nothing.
-                    None => self.answer_locally(want, &channels),
-                }
-            }
-            PubSubCommand::SUnsubscribe => {
-                let waits: SmallVec<[(u64, u32); 4]> = ps
-                    .shards
+            // SSUBSCRIBE: every channel in one slot (checked by the planner), routed there following MOVED.
+            PubSubCommand::SSubscribe => vec![PartPlan { conn: 0, expect: args.len() as u32, frame }],
+            _ if args.is_empty() => {
+                // Every connection that holds some of this class: each confirms what it held.
+                let ps = self.pubsub.as_deref().expect("pub/sub state");
+                let name = want.name().to_ascii_uppercase();
+                ps.conns
                     .iter()
-                    .map(|c| (c.id, ps.shard_channels.values().filter(|&&id| id == c.id).count() as u32))
+                    .map(|c| (c.id, ps.held_on(want.class, c.id)))
                     .filter(|&(_, held)| held > 0)
-                    .collect();
-                if waits.is_empty() {
-                    self.answer_locally(want, &channels);
-                } else {
-                    self.start(frame, want, &waits, None);
+                    .map(|(conn, expect)| PartPlan { conn, expect, frame: command_frame(&name, &[]) })
+                    .collect()
+            }
+            _ => {
+                // Each argument on the connections that hold it; arguments held nowhere need no node.
+                let ps = self.pubsub.as_deref().expect("pub/sub state");
+                let mut groups: Vec<(u64, Vec<&Bytes>)> = Vec::new();
+                for a in &args {
+                    for conn in ps.conns_of(want.class, a) {
+                        match groups.iter_mut().find(|(c, _)| *c == conn) {
+                            Some((_, g)) => g.push(a),
+                            None => groups.push((conn, vec![a])),
+                        }
+                    }
+                }
+                let name = want.name().to_ascii_uppercase();
+                groups
+                    .into_iter()
+                    .map(|(conn, g)| PartPlan { conn, expect: g.len() as u32, frame: command_frame(&name, &g) })
+                    .collect()
+            }
+        };
+        if parts.is_empty() {
+            // Nothing to change on any node: confirmed here, as a node would.
+            Metrics::incr(&self.shared.metrics.commands_local);
+            self.push_pubsub_reply(reply);
+            return self.drop_pubsub_if_unused();
+        }
+        self.start(want, parts, slot, reply);
+    }
+
+    /// SUBSCRIBE / PSUBSCRIBE: each argument on the connection(s) of its placement, one part per connection.
+    fn placed_parts(&mut self, want: Confirmation, args: &[Bytes]) -> Result<Vec<PartPlan>, String> {
+        let topo = self.shared.topology.load();
+        let every: Vec<Arc<NodePool>> = topo
+            .map
+            .shards
+            .iter()
+            .zip(&topo.primaries)
+            .filter(|(s, _)| !s.slots.is_empty())
+            .filter_map(|(_, p)| p.clone())
+            .collect();
+        let mut groups: Vec<(Arc<NodePool>, Vec<&Bytes>)> = Vec::new();
+        for a in args {
+            let placement = if want.class == Class::Pattern { Placement::EveryPrimary } else { channel_placement(a) };
+            let targets: Vec<Arc<NodePool>> = match placement {
+                Placement::EveryPrimary => every.clone(),
+                Placement::Slot(slot) => topo.primary_for(slot).cloned().into_iter().collect(),
+            };
+            if targets.is_empty() {
+                self.shared.topology.request_refresh(RefreshReason::ClusterDown);
+                return Err("CLUSTERDOWN Hash slot not served".to_string());
+            }
+            for t in targets {
+                match groups.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &t)) {
+                    Some((_, g)) => g.push(a),
+                    None => groups.push((t, vec![a])),
                 }
             }
         }
-    }
-
-    /// Confirms an unsubscribe that changes nothing, as a node would (`nil` channel when none was named).
-    fn answer_locally(&mut self, want: Confirmation, channels: &[Bytes]) {
-        self.answer_locally_inner(want, channels);
-        self.drop_pubsub_if_unused();
-    }
-
-    fn answer_locally_inner(&mut self, want: Confirmation, channels: &[Bytes]) {
-        Metrics::incr(&self.shared.metrics.commands_local);
-        let ps = self.pubsub.as_deref().expect("pub/sub state");
-        let count = ps.count(want.class);
-        let mut out = BytesMut::new();
-        if channels.is_empty() {
-            render(&mut out, self.client.protocol, want, None, count);
+        drop(topo);
+        let name = want.name().to_ascii_uppercase();
+        let mut parts = Vec::with_capacity(groups.len());
+        for (pool, g) in groups {
+            let conn = self.conn_for(&pool)?;
+            parts.push(PartPlan { conn, expect: g.len() as u32, frame: command_frame(&name, &g) });
         }
-        for ch in channels {
-            render(&mut out, self.client.protocol, want, Some(ch), count);
-        }
-        self.push_final(out.freeze());
+        Ok(parts)
     }
 
-    /// Queues the command with one part per `(connection, confirmations expected)` and sends it; a connection
-    /// of 0 with `slot` is routed (SSUBSCRIBE: the slot's primary, following MOVED).
-    fn start(&mut self, frame: Bytes, want: Confirmation, waits: &[(u64, u32)], slot: Option<Slot>) {
-        let parts = waits.iter().map(|_| Part::new(frame.clone(), slot)).collect();
-        let remaining = waits.len();
+    /// A reply to a subscribe-family command that no node needed to see: confirmations are pushes, so they reach
+    /// the client under CLIENT REPLY OFF too.
+    fn push_pubsub_reply(&mut self, reply: Bytes) {
+        self.pending.push_back(Pending {
+            reply: Some(reply),
+            readonly: true,
+            parts: SmallVec::new(),
+            remaining: 0,
+            merge: None,
+            kind: Kind::PubSub,
+        });
+    }
+
+    /// Queues the command with one part per planned connection and sends it; a connection of 0 is routed by
+    /// `slot` (SSUBSCRIBE: the slot's primary, following MOVED).
+    fn start(&mut self, want: Confirmation, plan: Vec<PartPlan>, slot: Option<Slot>, reply: Bytes) {
+        let parts = plan.iter().map(|p| Part::new(p.frame.clone(), slot)).collect();
+        let remaining = plan.len();
         self.pending.push_back(Pending {
             reply: None,
             readonly: true,
@@ -475,69 +644,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             kind: Kind::PubSub,
         });
         let seq = self.base + self.pending.len() as u64 - 1;
-        let proto = self.client.protocol;
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
         ps.current = Some(Current {
             seq,
             want,
-            proto,
-            reply: BytesMut::new(),
-            waits: waits.iter().map(|&(conn, expect)| Wait { conn, expect, got: 0, done: false }).collect(),
+            reply,
+            errors: BytesMut::new(),
+            waits: plan.iter().map(|p| Wait { conn: p.conn, expect: p.expect, got: 0, done: false }).collect(),
         });
-        for (part, &(conn, _)) in waits.iter().enumerate() {
-            if conn != 0 {
-                send_on(self.pubsub.as_deref().expect("pub/sub state"), conn, frame.clone());
+        for (part, p) in plan.into_iter().enumerate() {
+            if p.conn != 0 {
+                send_on(self.pubsub.as_deref().expect("pub/sub state"), p.conn, p.frame);
             } else {
                 self.send_routed(seq, part);
             }
         }
     }
 
-    /// The channels-and-patterns connection, opened (to a primary picked per client) if there is none.
-    fn main_conn(&mut self) -> Result<u64, String> {
-        if let Some(m) = self.pubsub.as_ref().and_then(|p| p.main.as_ref()) {
-            return Ok(m.id);
+    /// The session's connection to `pool`'s node, opened if there is none.
+    fn conn_for(&mut self, pool: &Arc<NodePool>) -> Result<u64, String> {
+        let existing =
+            self.pubsub.as_ref().and_then(|p| p.conns.iter().find(|c| c.conn.addr() == &pool.addr)).map(|c| c.id);
+        if let Some(id) = existing {
+            return Ok(id);
         }
-        let topo = self.shared.topology.load();
-        let Some(pool) = topo.any_primary(self.pick).cloned() else {
-            self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-            return Err("CLUSTERDOWN Hash slot not served".to_string());
-        };
-        drop(topo);
-        let conn = self.open_subscriber(&pool)?;
-        let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
-        let id = conn.id;
-        ps.main = Some(conn);
-        ps.update_gauge();
-        Ok(id)
-    }
-
-    fn open_subscriber(&mut self, pool: &Arc<NodePool>) -> Result<SubConn, String> {
         let (identity, worker, proto) = (self.identity, self.worker, self.client.protocol);
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
         let id = ps.next_conn;
         ps.next_conn += 1;
         let sink = Sink { tx: ps.tx.clone(), conn: id, budget: ps.budget.clone() };
         let conn = pool.take_subscriber(identity, worker, proto, sink).map_err(|e| format!("ERR slotway: {e}"))?;
-        Ok(SubConn { id, conn })
+        ps.conns.push(SubConn { id, conn });
+        ps.update_gauge();
+        Ok(id)
     }
 
     /// Sends part `part` of SSUBSCRIBE `seq` on the session's connection to `pool`'s node (opened if needed).
     pub(super) fn pubsub_send(&mut self, seq: u64, part: usize, pool: &Arc<NodePool>) {
-        let existing =
-            self.pubsub.as_ref().and_then(|p| p.shards.iter().find(|c| c.conn.addr() == &pool.addr)).map(|c| c.id);
-        let id = match existing {
-            Some(id) => id,
-            None => match self.open_subscriber(pool) {
-                Ok(conn) => {
-                    let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
-                    let id = conn.id;
-                    ps.shards.push(conn);
-                    ps.update_gauge();
-                    id
-                }
-                Err(msg) => return self.finish_part(seq, part, error_reply(&msg)),
-            },
+        let id = match self.conn_for(pool) {
+            Ok(id) => id,
+            Err(msg) => return self.finish_part(seq, part, error_reply(&msg)),
         };
         let frame = self.part_mut(seq, part).frame.clone();
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
@@ -562,7 +708,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return self.pubsub_conn_failed(ev.conn, &e.to_string()),
         };
         match classify(&frame) {
-            Frame::Message => self.relay(ev.conn, frame),
+            Frame::Message if ps.wanted(ev.conn, &frame) => self.relay(ev.conn, frame),
+            // The same message from another node of a subscription held on several.
+            Frame::Message => ps.budget.release(frame.len()),
             Frame::Confirm { c, channel } => {
                 ps.budget.release(frame.len());
                 self.on_confirmation(ev.conn, c, channel);
@@ -611,6 +759,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn on_confirmation(&mut self, conn: u64, c: Confirmation, channel: Option<Bytes>) {
         let proto = self.client.protocol;
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
+        let was_held = channel.as_ref().is_some_and(|ch| ps.holds(c.class, ch));
         ps.apply(c, channel.as_ref(), conn);
         let count = ps.count(c.class);
         let expected = ps.current.as_mut().filter(|cur| cur.want == c).and_then(|cur| {
@@ -619,19 +768,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         });
         let Some((cur, part)) = expected else {
             // Unasked: a node dropped a shard channel whose slot it no longer serves. Tell the client, with its
-            // count; the slot map is stale, so refresh it for the client's next SSUBSCRIBE.
+            // count (once: a subscription still held on another node is not gone); the slot map is stale, so
+            // refresh it for the client's next SSUBSCRIBE.
             if c.class == Class::Shard {
                 self.shared.topology.request_refresh(RefreshReason::Moved);
             }
-            let mut out = BytesMut::new();
-            render(&mut out, proto, c, channel.as_deref(), count);
-            ps.budget.charge(out.len());
+            let gone = was_held && !channel.as_ref().is_some_and(|ch| ps.holds(c.class, ch));
             ps.tidy();
-            tracing::debug!(client = %self.client.addr, kind = ?c, "unrequested pub/sub confirmation relayed");
-            self.push_out_of_band(out.freeze());
+            if gone || c.subscribe {
+                let mut out = BytesMut::new();
+                render(&mut out, proto, c, channel.as_deref(), count);
+                ps.budget.charge(out.len());
+                tracing::debug!(client = %self.client.addr, kind = ?c, "unrequested pub/sub confirmation relayed");
+                self.push_out_of_band(out.freeze());
+            }
             return self.drop_pubsub_if_unused();
         };
-        render(&mut cur.reply, cur.proto, c, channel.as_deref(), count);
         let w = &mut cur.waits[part];
         w.got += 1;
         if w.got >= w.expect {
@@ -691,7 +843,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             p.reply = Some(reply);
             return;
         };
-        cur.reply.extend_from_slice(&reply);
+        cur.errors.extend_from_slice(&reply);
         if let Some(w) = cur.waits.get_mut(part) {
             w.done = true;
             w.conn = 0;
@@ -707,16 +859,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let cur = ps.current.take().expect("checked");
         ps.tidy();
+        self.client.handle.set_subscriptions(
+            ps.channels.len() as u32,
+            ps.patterns.len() as u32,
+            ps.shard_channels.len() as u32,
+        );
         let p = &mut self.pending[(seq - self.base) as usize];
         p.remaining = 0;
-        p.reply = Some(cur.reply.freeze());
+        // An error from any node is the reply (what the others confirmed stays recorded).
+        p.reply = Some(if cur.errors.is_empty() { cur.reply } else { cur.errors.freeze() });
         self.drop_pubsub_if_unused();
     }
 
     /// Forgets the pub/sub state once it holds no connection and nothing is in flight: a client that has left
     /// pub/sub costs nothing more (its budget goes too; what it still has to write is plain output now).
     pub(super) fn drop_pubsub_if_unused(&mut self) {
-        if self.pubsub.as_ref().is_some_and(|p| p.main.is_none() && p.shards.is_empty() && p.current.is_none()) {
+        if self.pubsub.as_ref().is_some_and(|p| p.conns.is_empty() && p.current.is_none()) {
             self.pubsub = None;
             self.out_pushed = 0;
         }
@@ -823,5 +981,90 @@ mod tests {
         ps.apply(Confirmation::of(PubSubCommand::Unsubscribe), Some(&b(b"a")), 1);
         ps.apply(Confirmation::of(PubSubCommand::PUnsubscribe), Some(&b(b"p*")), 1);
         assert!(!ps.subscribed());
+    }
+
+    #[test]
+    fn subscriptions_on_several_nodes_count_once() {
+        let mut ps = PubSub::new(0, Arc::new(Metrics::default()));
+        let psub = Confirmation::of(PubSubCommand::PSubscribe);
+        let punsub = Confirmation::of(PubSubCommand::PUnsubscribe);
+        for conn in [1, 2, 3] {
+            ps.apply(psub, Some(&b(b"news.*")), conn);
+        }
+        ps.apply(Confirmation::of(PubSubCommand::Subscribe), Some(&b(b"a")), 2);
+        assert_eq!(ps.count(Class::Pattern), 2);
+        assert!(ps.spread);
+        assert_eq!(ps.held_on(Class::Pattern, 2), 1);
+        ps.apply(punsub, Some(&b(b"news.*")), 1);
+        assert!(ps.holds(Class::Pattern, b"news.*"), "still held on 2 and 3");
+        ps.apply(punsub, Some(&b(b"news.*")), 2);
+        ps.apply(punsub, Some(&b(b"news.*")), 3);
+        assert!(!ps.holds(Class::Pattern, b"news.*"));
+        assert!(!ps.spread);
+        // Losing one node of a spread subscription loses it.
+        for conn in [1, 2] {
+            ps.apply(psub, Some(&b(b"x*")), conn);
+        }
+        assert!(ps.forget(1));
+        assert!(!ps.holds(Class::Pattern, b"x*"));
+        assert!(ps.holds(Class::Channel, b"a"));
+    }
+
+    #[test]
+    fn messages_of_spread_subscriptions_come_from_one_node_but_notifications_from_any() {
+        let mut ps = PubSub::new(0, Arc::new(Metrics::default()));
+        let psub = Confirmation::of(PubSubCommand::PSubscribe);
+        for conn in [4, 5, 6] {
+            ps.apply(psub, Some(&b(b"*")), conn);
+        }
+        ps.apply(Confirmation::of(PubSubCommand::Subscribe), Some(&b(b"plain")), 5);
+        let published = b(b"*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$2\r\nch\r\n$1\r\nx\r\n");
+        assert!(ps.wanted(4, &published), "the first node's copy");
+        assert!(!ps.wanted(5, &published) && !ps.wanted(6, &published), "the other nodes' copies");
+        let event = b(b">4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$19\r\n__keyspace@0__:foo\r\n$3\r\nset\r\n");
+        assert!(ps.wanted(6, &event), "fired by node 6 only");
+        let plain = b(b"*3\r\n$7\r\nmessage\r\n$5\r\nplain\r\n$1\r\nx\r\n");
+        assert!(ps.wanted(5, &plain));
+    }
+
+    #[test]
+    fn channels_are_placed_by_slot_and_notifications_where_they_fire() {
+        assert_eq!(channel_placement(b"news"), Placement::Slot(Slot::for_key(b"news")));
+        assert_eq!(channel_placement(b"{u1}.chat"), Placement::Slot(Slot::for_key(b"u1")));
+        assert_eq!(channel_placement(b"__keyspace@0__:foo"), Placement::Slot(Slot::for_key(b"foo")));
+        assert_eq!(channel_placement(b"__keyspace@0__:{t}a"), Placement::Slot(Slot::for_key(b"t")));
+        assert_eq!(channel_placement(b"__keyevent@0__:set"), Placement::EveryPrimary);
+        // Not a notification channel after all: by its own slot.
+        assert_eq!(channel_placement(b"__keyspace@broken"), Placement::Slot(Slot::for_key(b"__keyspace@broken")));
+    }
+
+    #[test]
+    fn confirmations_follow_argument_order_with_redis_counts() {
+        let mut ps = PubSub::new(0, Arc::new(Metrics::default()));
+        ps.apply(Confirmation::of(PubSubCommand::Subscribe), Some(&b(b"a")), 1);
+        ps.apply(Confirmation::of(PubSubCommand::PSubscribe), Some(&b(b"p*")), 1);
+        let sub = Confirmation::of(PubSubCommand::Subscribe);
+        let got = ps.confirmations(sub, &[b(b"b"), b(b"a"), b(b"c"), b(b"b")], Protocol::Resp2);
+        let mut want = BytesMut::new();
+        for (ch, n) in [(&b"b"[..], 3), (b"a", 3), (b"c", 4), (b"b", 4)] {
+            render(&mut want, Protocol::Resp2, sub, Some(ch), n);
+        }
+        assert_eq!(got, want.freeze());
+        let unsub = Confirmation::of(PubSubCommand::Unsubscribe);
+        let got = ps.confirmations(unsub, &[b(b"x"), b(b"a")], Protocol::Resp3);
+        let mut want = BytesMut::new();
+        render(&mut want, Protocol::Resp3, unsub, Some(b"x"), 2);
+        render(&mut want, Protocol::Resp3, unsub, Some(b"a"), 1);
+        assert_eq!(got, want.freeze());
+        // Unsubscribe-all: one per channel held, counting down; nil when none.
+        let got = ps.confirmations(unsub, &[], Protocol::Resp2);
+        let mut want = BytesMut::new();
+        render(&mut want, Protocol::Resp2, unsub, Some(b"a"), 1);
+        assert_eq!(got, want.freeze());
+        let sunsub = Confirmation::of(PubSubCommand::SUnsubscribe);
+        let got = ps.confirmations(sunsub, &[], Protocol::Resp2);
+        let mut want = BytesMut::new();
+        render(&mut want, Protocol::Resp2, sunsub, None, 0);
+        assert_eq!(got, want.freeze());
     }
 }
