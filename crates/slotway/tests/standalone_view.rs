@@ -186,3 +186,69 @@ rules = "on ~* &* +@all"
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_kill_and_function_kill_reach_the_busy_node() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = proxy.client().await;
+    let ok: String =
+        redis::cmd("CONFIG").arg(&["SET", "busy-reply-threshold", "10"]).query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    let notbusy = redis::cmd("SCRIPT").arg("KILL").query_async::<String>(&mut admin).await.unwrap_err();
+    assert!(notbusy.to_string().contains("No scripts in execution"), "{notbusy}");
+
+    // (Asked before a node gets busy: a busy node answers CLUSTER NODES with BUSY.)
+    let primaries = cluster.primaries();
+    for (start, kill) in [(vec!["EVAL", "while true do end", "0"], "SCRIPT"), (vec!["FCALL", "spin", "0"], "FUNCTION")]
+    {
+        if kill == "FUNCTION" {
+            let lib = "#!lua name=spinlib\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}";
+            let _: String =
+                redis::cmd("FUNCTION").arg(&["LOAD", "REPLACE", lib]).query_async(&mut admin).await.unwrap();
+        }
+        // The script runs on some primary, on a connection other clients share.
+        let busy = tokio::spawn({
+            let addr = proxy.addr.clone();
+            async move {
+                let mut c = redis::Client::open(format!("redis://{addr}"))
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                redis::cmd(start[0]).arg(&start[1..]).query_async::<redis::Value>(&mut c).await
+            }
+        });
+        // Wait until some node says it is busy.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let busy_node = loop {
+            let found = primaries.iter().copied().find(|&p| {
+                let out = cluster.cli_command(p).arg("PING").output().unwrap();
+                String::from_utf8_lossy(&out.stdout).contains("BUSY")
+                    || String::from_utf8_lossy(&out.stderr).contains("BUSY")
+            });
+            if let Some(p) = found {
+                break p;
+            }
+            if Instant::now() >= deadline {
+                panic!("no node got busy");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // KILL through slotway reaches it, though its shared connection is stuck behind the script.
+        let killed: String = tokio::time::timeout(
+            Duration::from_secs(10),
+            redis::cmd(kill).arg("KILL").query_async(&mut proxy.client().await),
+        )
+        .await
+        .expect("KILL answered in time")
+        .unwrap();
+        assert_eq!(killed, "OK", "{kill} KILL");
+        let err = tokio::time::timeout(Duration::from_secs(10), busy).await.unwrap().unwrap().unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("killed"), "{err}");
+        assert_eq!(cluster.cli(busy_node, &["PING"]), "PONG");
+        let pong: String = redis::cmd("PING").query_async(&mut admin).await.unwrap();
+        assert_eq!(pong, "PONG");
+        let _: Option<String> = admin.get("after-kill").await.unwrap();
+    }
+}

@@ -50,6 +50,9 @@ enum Kind {
     PubSub,
     /// A pub/sub message (or an unrequested confirmation) queued behind pending requests: answers no request.
     Message,
+    /// SCRIPT KILL / FUNCTION KILL: each part on a dedicated connection of its own (released when answered), as
+    /// the node's shared connections may be stuck behind the very script to kill.
+    Side,
 }
 
 /// Which connections the session's outstanding requests use.
@@ -107,6 +110,8 @@ struct Part {
     reply: Option<Bytes>,
     /// An EVALSHA answered NOSCRIPT, the script was loaded on the node and the EVALSHA resent (done once).
     script_reloaded: bool,
+    /// The dedicated connection a [`Kind::Side`] part went on.
+    side: Option<Dedicated>,
 }
 
 impl Part {
@@ -123,6 +128,7 @@ impl Part {
             first_failure: None,
             reply: None,
             script_reloaded: false,
+            side: None,
         }
     }
 }
@@ -574,7 +580,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 match fanout::build(kind, args, &frame, &topo, || local::proxy_section(&self.shared)) {
                     Ok(fan) => {
-                        let parts = fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
+                        let parts: SmallVec<[Part; 1]> =
+                            fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
+                        if kind == FanOut::AnyOk {
+                            // SCRIPT KILL / FUNCTION KILL: around the script, not behind it.
+                            let (remaining, merge) = (parts.len(), Some(Box::new(fan.merge)));
+                            let kind = Kind::Side;
+                            return self.push_forwarded(Pending {
+                                reply: None,
+                                readonly,
+                                parts,
+                                remaining,
+                                merge,
+                                kind,
+                            });
+                        }
                         self.push_merged(parts, fan.merge, readonly);
                     }
                     Err(msg) => self.push_error(&msg),
@@ -888,6 +908,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             Kind::PubSub => self.pubsub_send(seq, part, &pool),
+            Kind::Side => match pool.take_dedicated(self.identity, worker, protocol) {
+                Ok(conn) => {
+                    conn.send(req);
+                    self.pending[idx].parts[part].side = Some(conn);
+                }
+                Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
+            },
             Kind::Message => {}
         }
         self.pending[idx].parts[part].sent_to = Some(pool);
@@ -941,6 +968,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 return;
+            }
+            Kind::Side => {
+                // Answered (or failed): the connection goes back to the lot, or closes with the failure.
+                if let Some(conn) = self.part_mut(seq, part).side.take() {
+                    if d.result.is_ok() {
+                        conn.release();
+                    }
+                }
             }
             Kind::Txn(step) => return self.on_txn_delivery(seq, part, step, d.result),
             // Their replies come from the pub/sub connections' events, never as deliveries.

@@ -193,7 +193,9 @@ async fn connect_inner(
             crate::config::UPSTREAM_PASSWORD_ENV
         )));
     }
-    if reply.first() == Some(&b'-') {
+    // A node busy running a script answers everything but a few commands with BUSY: it is up, and this connection
+    // is what a SCRIPT KILL to it needs (the busy connection itself is stuck behind the script).
+    if reply.first() == Some(&b'-') && !reply.starts_with(b"-BUSY ") {
         return Err(ConnectError::Protocol(error_text(&reply)));
     }
     if !buf.is_empty() {
