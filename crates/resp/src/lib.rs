@@ -58,6 +58,16 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
+impl Limits {
+    /// For replies from the nodes: as [`Limits::default`], with nesting as deep as a node may send. Redis has no
+    /// depth limit of its own for replies (a script's reply is bounded only by Lua's stack, thousands of levels);
+    /// [`ReplyScanner`] tracks nesting on an explicit stack of 16 bytes per level, and every level takes at least
+    /// 4 bytes of the reply, so this bounds its memory by the reply's own size and then by 16 MiB.
+    pub fn node_replies() -> Limits {
+        Limits { max_depth: 1 << 20, ..Limits::default() }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

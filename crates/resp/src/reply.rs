@@ -423,6 +423,25 @@ mod tests {
     }
 
     #[test]
+    fn node_replies_nest_as_deep_as_a_script_can() {
+        // What a Lua script returning a table that contains itself gives: arrays nested until Lua's stack ran
+        // out, and the error at the bottom.
+        let depth = 100_000;
+        let mut frame = b"*1\r\n".repeat(depth);
+        frame.extend_from_slice(b"-ERR reached lua stack limit\r\n");
+        let mut scanner = ReplyScanner::new(Limits::node_replies());
+        // In pieces, as it arrives.
+        let mut got = None;
+        for end in (0..=frame.len()).step_by(4096).chain([frame.len()]) {
+            if let Some(r) = scanner.scan(&frame[..end]).unwrap() {
+                got = Some(r);
+                break;
+            }
+        }
+        assert_eq!(got, Some(ScannedReply { len: frame.len(), kind: ReplyKind::Array }));
+    }
+
+    #[test]
     fn depth_limit() {
         let limits = Limits { max_depth: 3, ..Limits::default() };
         let ok = b"*1\r\n*1\r\n*1\r\n:1\r\n";

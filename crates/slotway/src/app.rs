@@ -198,8 +198,10 @@ async fn serve(
                 "some nodes could not be provisioned yet; slotway keeps trying in the background"
             ),
         }
-        tokio::spawn(provisioner.clone().run(done_rx.clone()));
     }
+    // Also without provisioned users at start: ACL SETUSER may provision some (auth.provision_new_users), and
+    // checking nothing costs nothing.
+    tokio::spawn(provisioner.clone().run(done_rx.clone()));
     let live = Arc::new(Live::new(LiveSettings::new(config.clone(), users, runtime.loaded)));
     let (reload_tx, reload_rx) = mpsc::unbounded_channel::<ReplyTo>();
     let reloader = Reloader {
@@ -251,6 +253,14 @@ async fn serve(
             scripts: ScriptCache::new(config.scripts),
             per_address: Default::default(),
             clients: Default::default(),
+            node_version: load_node_version(&topology).await,
+            acl_admin: Arc::new(crate::acl_admin::AclAdmin {
+                live: live.clone(),
+                table: table.clone().expect("standalone mode has a command table"),
+                upstreams: upstreams.clone(),
+                provisioner: provisioner.clone(),
+                serial: Default::default(),
+            }),
         });
         let mut senders = Vec::new();
         for start in starts {
@@ -535,6 +545,27 @@ async fn start_nat(
         anyhow::bail!("cannot open the node listeners:\n  {}", errors.join("\n  "));
     }
     Ok(vec![tokio::spawn(listeners.run(changes, stop))])
+}
+
+/// The nodes' Redis version (`redis_version` of INFO server), which HELLO reports as the server's; "7.0.0" when
+/// no node tells (the oldest version slotway's built-in command table describes).
+async fn load_node_version(topology: &TopologyManager) -> String {
+    let topo = topology.load();
+    if let Some(pool) = topo.any_primary(0) {
+        match call_value(pool, &[b"INFO", b"server"], Duration::from_secs(10)).await {
+            Ok(Value::Bulk(text) | Value::Verbatim { text, .. }) => {
+                let version = String::from_utf8_lossy(&text)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("redis_version:").map(|v| v.trim().to_string()));
+                if let Some(v) = version.filter(|v| !v.is_empty()) {
+                    return v;
+                }
+            }
+            Ok(other) => tracing::warn!(reply = ?other, "unexpected INFO server reply"),
+            Err(e) => tracing::warn!(error = %e, "INFO server failed"),
+        }
+    }
+    "7.0.0".to_string()
 }
 
 /// The nodes' own COMMAND table (so new commands and modules route correctly), or the built-in one.

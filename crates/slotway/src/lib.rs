@@ -27,6 +27,7 @@
 //! `downstream` ← `app`.
 #![forbid(unsafe_code)]
 
+pub mod acl_admin;
 pub mod app;
 pub mod auth;
 pub mod build_info;

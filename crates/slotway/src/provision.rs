@@ -94,8 +94,9 @@ impl std::fmt::Display for ProvisionError {
 /// Creates and keeps the provisioned users on the nodes.
 pub struct Provisioner {
     topology: Arc<TopologyManager>,
-    /// Every provisioned identity this process has (fixed at start: each has its own node connections).
-    identities: Vec<NodeIdentity>,
+    /// Every provisioned identity this process has (each has its own node connections): made at start, plus
+    /// those of users ACL SETUSER created (`auth.provision_new_users`).
+    identities: Mutex<Vec<NodeIdentity>>,
     /// What every node must hold now (replaced by `reprovision`; never locked across an await).
     wanted: Mutex<Arc<Vec<Wanted>>>,
     /// Nodes that failed the last check, so a node that stays down is logged once, not every second.
@@ -108,7 +109,7 @@ impl Provisioner {
     pub fn new(topology: Arc<TopologyManager>, identities: Vec<NodeIdentity>) -> Arc<Provisioner> {
         Arc::new(Provisioner {
             topology,
-            identities,
+            identities: Mutex::new(identities),
             wanted: Mutex::new(Arc::new(Vec::new())),
             failing: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -117,7 +118,17 @@ impl Provisioner {
 
     /// Whether there is anything to provision.
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+        self.identities.lock().expect("provision lock").is_empty()
+    }
+
+    /// The provisioned identity of slotway user `name`, if this process has one.
+    pub fn identity_of(&self, name: &str) -> Option<NodeIdentity> {
+        self.identities.lock().expect("provision lock").iter().find(|id| id.slotway_user == name).cloned()
+    }
+
+    /// Adds the identity of a user created at run time (its connections exist already; `reprovision` writes it).
+    pub fn add_identity(&self, id: NodeIdentity) {
+        self.identities.lock().expect("provision lock").push(id);
     }
 
     /// Takes the rules of the provisioned users from `users` (compiled against the command table, each with its
@@ -131,7 +142,8 @@ impl Provisioner {
     pub async fn reprovision(&self, users: &Users) -> Result<Vec<String>, ProvisionError> {
         let mut wanted = Vec::new();
         let mut dropped = Vec::new();
-        for id in &self.identities {
+        let identities = self.identities.lock().expect("provision lock").clone();
+        for id in &identities {
             match users.get(id.slotway_user.as_bytes()) {
                 Some(u) if u.upstream == id.identity => {
                     wanted.push(Wanted { id: id.clone(), rules: u.node_acl_rules() })
@@ -142,7 +154,7 @@ impl Provisioner {
         let without: Vec<String> = users
             .sorted()
             .into_iter()
-            .filter(|u| u.provisioned && !self.identities.iter().any(|id| id.slotway_user == u.name))
+            .filter(|u| u.provisioned && !identities.iter().any(|id| id.slotway_user == u.name))
             .map(|u| u.name.clone())
             .collect();
         let wanted = Arc::new(wanted);
@@ -260,7 +272,8 @@ impl Provisioner {
     /// processes that are gone don't pile up there. Best effort.
     pub async fn retire(&self) {
         let topology: Arc<Topology> = Arc::clone(&self.topology.load());
-        self.remove_passwords(&topology, &self.identities).await;
+        let identities = self.identities.lock().expect("provision lock").clone();
+        self.remove_passwords(&topology, &identities).await;
     }
 
     async fn remove_passwords(&self, topology: &Topology, ids: &[NodeIdentity]) {

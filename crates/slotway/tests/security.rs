@@ -553,8 +553,10 @@ rules = "on +@all ~* &*"
     assert!(pass.len() == 64 && pass.bytes().all(|b| b.is_ascii_hexdigit()), "{pass}");
     assert_ne!(pass, through(&["ACL", "GENPASS"]));
     assert_eq!(through(&["ACL", "GENPASS", "5"]).len(), 2);
-    assert!(through(&["ACL", "SETUSER", "x", "on"]).contains("ACL SETUSER is not supported yet"));
-    assert!(through(&["ACL", "DELUSER", "news"]).contains("ACL DELUSER is not supported yet"));
+    // SETUSER / DELUSER change slotway's users in memory (tests/standalone_view.rs has the rest).
+    assert_eq!(through(&["ACL", "SETUSER", "x", "on"]), "OK");
+    assert_eq!(through(&["ACL", "USERS"]), "all\nnews\nx");
+    assert_eq!(through(&["ACL", "DELUSER", "x", "nobody"]), "1");
     assert!(through(&["ACL", "LOAD"]).contains("not configured to use an ACL file"));
     // ACL is a command like any other for the rules: news may not run @dangerous ones (ACL SETUSER is).
     assert_eq!(

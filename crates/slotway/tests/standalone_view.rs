@@ -252,3 +252,127 @@ async fn script_kill_and_function_kill_reach_the_busy_node() {
         let _: Option<String> = admin.get("after-kill").await.unwrap();
     }
 }
+
+/// A RESP connection through slotway, for commands whose replies the `redis` crate would interpret.
+fn raw(proxy: &Proxy) -> std::net::TcpStream {
+    proxy.tcp()
+}
+
+fn call(s: &mut std::net::TcpStream, args: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    // One reply: read until a whole RESP value parses.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let bytes = bytes::Bytes::copy_from_slice(&buf);
+        if let Ok(Some((_, used))) = resp::Value::parse(&bytes, &resp::Limits::default()) {
+            assert_eq!(used, buf.len(), "one reply");
+            return String::from_utf8_lossy(&buf).into_owned();
+        }
+        let n = s.read(&mut chunk).expect("read a reply");
+        assert!(n > 0, "connection closed; got {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn acl_setuser_and_deluser_change_slotways_users() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    // No [[users]]: the implicit default user, which SETUSER adds to (as on a Redis without users).
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = raw(&proxy);
+    assert_eq!(call(&mut admin, &["ACL", "SETUSER", "bob", "on", ">123", "+@read", "+@connection", "~b:*"]), "+OK\r\n");
+    assert_eq!(
+        call(&mut admin, &["ACL", "SETUSER", "bob", "+nosuch"]),
+        "-ERR Error in ACL SETUSER modifier '+nosuch': Unknown command or category name in ACL\r\n"
+    );
+    assert_eq!(call(&mut admin, &["ACL", "USERS"]), "*2\r\n$3\r\nbob\r\n$7\r\ndefault\r\n");
+    assert_eq!(call(&mut admin, &["SET", "b:1", "v"]), "+OK\r\n", "the default user keeps every permission");
+    let mut bob = raw(&proxy);
+    assert_eq!(
+        call(&mut bob, &["AUTH", "bob", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(call(&mut bob, &["AUTH", "bob", "123"]), "+OK\r\n");
+    assert_eq!(
+        call(&mut bob, &["ACL", "WHOAMI"]),
+        "-NOPERM this user has no permissions to run the 'acl|whoami' command\r\n"
+    );
+    assert_eq!(call(&mut bob, &["GET", "b:1"]), "$1\r\nv\r\n");
+    assert_eq!(
+        call(&mut bob, &["GET", "other"]),
+        "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+    );
+    assert_eq!(
+        call(&mut bob, &["SET", "b:1", "x"]),
+        "-NOPERM this user has no permissions to run the 'set' command\r\n"
+    );
+    // Later rules add to the user; its connected client gets them at its next command.
+    assert_eq!(call(&mut admin, &["ACL", "SETUSER", "bob", "+set", "+acl|whoami"]), "+OK\r\n");
+    assert_eq!(call(&mut bob, &["SET", "b:1", "x"]), "+OK\r\n");
+    assert_eq!(call(&mut bob, &["ACL", "WHOAMI"]), "$3\r\nbob\r\n");
+    let list = call(&mut admin, &["ACL", "LIST"]);
+    assert!(list.contains("user bob on #a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3 ~b:* resetchannels -@all +@read +@connection +set +acl|whoami"), "{list}");
+    // DELUSER: its clients are disconnected, and it can't log in any more.
+    assert_eq!(call(&mut admin, &["ACL", "DELUSER", "bob", "nobody"]), ":1\r\n");
+    assert_eq!(call(&mut admin, &["ACL", "DELUSER", "default"]), "-ERR The 'default' user cannot be removed\r\n");
+    {
+        // What it sent after the deletion is refused, and the connection closes.
+        use std::io::{Read, Write};
+        bob.write_all(b"PING\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = bob.read_to_end(&mut got);
+        assert_eq!(String::from_utf8_lossy(&got), "-NOAUTH Authentication required.\r\n", "then closed");
+    }
+    let mut again = raw(&proxy);
+    assert_eq!(
+        call(&mut again, &["AUTH", "bob", "123"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(call(&mut again, &["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn users_created_at_run_time_are_provisioned_on_the_nodes() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotway.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nprovision_new_users = true\n\n[[users]]\nname = \"default\"\nrules = \"on nopass ~* &* +@all\"\n",
+    )
+    .unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
+    let mut admin = raw(&proxy);
+    // Redis's own suite does this ("Script ACL check"): a restricted user whose scripts the nodes confine.
+    assert_eq!(call(&mut admin, &["ACL", "SETUSER", "bob", "on", ">123", "+@scripting", "+set", "~x*"]), "+OK\r\n");
+    for p in every_node(&cluster) {
+        let users = cluster.cli(p, &["ACL", "USERS"]);
+        assert!(users.lines().any(|l| l == "slotway:bob"), "node {p}: {users}");
+    }
+    let mut bob = raw(&proxy);
+    assert_eq!(call(&mut bob, &["AUTH", "bob", "123"]), "+OK\r\n");
+    let check = |cmd: &str| format!("return redis.acl_check_cmd({cmd})");
+    assert_eq!(call(&mut bob, &["EVAL", &check("'set','xx',1"), "1", "xx"]), ":1\r\n");
+    assert_eq!(call(&mut bob, &["EVAL", &check("'hset','xx','f',1"), "1", "xx"]), "$-1\r\n");
+    assert_eq!(call(&mut bob, &["EVAL", &check("'set','yy',1"), "0"]), "$-1\r\n");
+    let err = call(&mut bob, &["EVAL", "return redis.call('set','yy',1)", "0"]);
+    assert!(err.starts_with('-') && err.contains("can't access at least one of the keys"), "{err}");
+    // A change reaches the nodes before it is confirmed.
+    assert_eq!(call(&mut admin, &["ACL", "SETUSER", "bob", "+hset"]), "+OK\r\n");
+    assert_eq!(call(&mut bob, &["EVAL", &check("'hset','xx','f',1"), "1", "xx"]), ":1\r\n");
+    // Deleted: its node user loses this process's password.
+    assert_eq!(call(&mut admin, &["ACL", "DELUSER", "bob"]), ":1\r\n");
+    for p in every_node(&cluster) {
+        let list = cluster.cli(p, &["ACL", "LIST"]);
+        let line = list.lines().find(|l| l.starts_with("user slotway:bob ")).unwrap_or("");
+        assert!(!line.contains('#'), "node {p} still has a password for slotway:bob: {line}");
+    }
+}

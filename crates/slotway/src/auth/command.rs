@@ -1,8 +1,9 @@
 //! The `ACL` command about slotway's own users, with Redis 7's reply formats and errors.
 //!
 //! Without `[[users]]`, slotway behaves like a Redis whose only user is the `default` one with every permission
-//! (`on nopass ~* &* +@all`). Users come from the configuration file, so the subcommands that would change them
-//! (SETUSER, DELUSER, LOAD, SAVE) are refused with a reason.
+//! (`on nopass ~* &* +@all`). SETUSER and DELUSER change the users in memory: the session runs them through
+//! [`crate::acl_admin`] (they may write provisioned users to the nodes). LOAD and SAVE are refused: there is no
+//! ACL file, users come from the configuration file.
 use super::{User, Users, CATEGORIES};
 use crate::command::{Args, CommandInfo, CommandTable};
 use bytes::BytesMut;
@@ -101,14 +102,8 @@ pub fn acl(args: Args<'_>, ctx: &AclContext<'_>) -> BytesMut {
         }
         "dryrun" => dryrun(&mut b, args, ctx),
         "log" if argc <= 3 => acl_log(&mut b, args, ctx),
-        "setuser" | "deluser" => encode::error(
-            &mut b,
-            &format!(
-                "ERR slotway: ACL {} is not supported yet: slotway's users come from its configuration file \
-                 ([[users]])",
-                sub.to_ascii_uppercase()
-            ),
-        ),
+        // Run by the session (crate::acl_admin), never here.
+        "setuser" | "deluser" => encode::error(&mut b, "ERR slotway: ACL SETUSER/DELUSER are run by the session"),
         "load" | "save" => encode::error(
             &mut b,
             "ERR This slotway instance is not configured to use an ACL file: its users come from its \
@@ -146,7 +141,11 @@ const HELP: &[&str] = &[
     "    List all the registered usernames.",
     "WHOAMI",
     "    Return the current connection username.",
-    "(slotway's users come from its configuration file: SETUSER, DELUSER, LOAD and SAVE are not supported.)",
+    "SETUSER <username> <attribute> [<attribute> ...]",
+    "    Create or modify a user with the specified attributes (in memory, until the configuration is reloaded).",
+    "DELUSER <username> [<username> ...]",
+    "    Delete a list of users.",
+    "(slotway's users come from its configuration file: LOAD and SAVE are not supported.)",
     "HELP",
     "    Prints this help.",
 ];

@@ -4,6 +4,7 @@
 
 pub mod command;
 mod glob;
+pub mod setuser;
 
 pub use glob::glob_match;
 
@@ -77,6 +78,8 @@ pub struct User {
     /// `provision_upstream`: `upstream` is an ACL user slotway creates on the nodes with these rules (set by the
     /// caller after `compile`).
     pub provisioned: bool,
+    /// The rules this user was compiled from, without the password ones (`nopass`): what ACL SETUSER adds to.
+    source: Vec<String>,
 }
 
 /// Key patterns, as a Redis selector holds them.
@@ -217,6 +220,8 @@ pub fn compile(
             "resetkeys" => keys = KeyRules::default(),
             "allchannels" | "&*" => channels = ChannelRules { all: true, patterns: Vec::new() },
             "resetchannels" => channels = ChannelRules::default(),
+            // (Passwords are the caller's: `resetpass` only turns `nopass` off.)
+            "resetpass" => nopass = false,
             _ => {
                 if let Some(cat) = lower.strip_prefix("+@").or_else(|| lower.strip_prefix("-@")) {
                     let allow = lower.starts_with('+');
@@ -261,6 +266,7 @@ pub fn compile(
         script_ro_limits: Vec::new(),
         upstream: crate::upstream::Identity::DEFAULT,
         provisioned: false,
+        source: rules.split_whitespace().filter(|r| !r.eq_ignore_ascii_case("nopass")).map(String::from).collect(),
     };
     user.script_limits = user.script_escape(table, false);
     user.script_ro_limits = user.script_escape(table, true);
@@ -561,6 +567,11 @@ impl User {
                 .any(|c| self.allowed.contains(*c))
     }
 
+    /// What ACL SETUSER edits: the password state and the other rules, in order.
+    pub fn definition(&self) -> setuser::Definition {
+        setuser::Definition { hashes: self.password_hashes.clone(), nopass: self.nopass, rules: self.source.clone() }
+    }
+
     /// ACL GETUSER's `flags`: `on` or `off`, then `nopass`.
     pub fn flags(&self) -> Vec<&'static str> {
         let mut flags = vec![if self.enabled { "on" } else { "off" }];
@@ -661,7 +672,11 @@ impl User {
             ["client", "slotway"].iter().any(|c| name == *c || name.strip_prefix(c).is_some_and(|s| s.starts_with('|')))
         };
         rules.extend(self.command_rules.iter().filter(|r| !local(r)).cloned());
-        rules.extend(["+ping", "+asking", "+readonly"].map(String::from));
+        // (CLIENT ID: dedicated connections learn their node id at set-up, for CLIENT UNBLOCK.)
+        rules.extend(["+ping", "+asking", "+readonly", "+client|id"].map(String::from));
+        if self.may_run("client|unblock") {
+            rules.push("+client|unblock".into());
+        }
         if self.may_run("multi") {
             rules.extend(["+discard", "+unwatch"].map(String::from));
         }
@@ -734,6 +749,32 @@ impl Users {
     /// The user of this name.
     pub fn get(&self, name: &[u8]) -> Option<&std::sync::Arc<User>> {
         std::str::from_utf8(name).ok().and_then(|n| self.by_name.get(n))
+    }
+
+    /// This set with `user` added, or replacing the user of its name (ACL SETUSER); keeps the record of failed
+    /// AUTH attempts and ACL LOG.
+    pub fn with_user(&self, user: User) -> Users {
+        let mut by_name = self.by_name.clone();
+        by_name.insert(user.name.clone(), std::sync::Arc::new(user));
+        Users { by_name, ..self.shallow() }
+    }
+
+    /// This set without the users named (ACL DELUSER).
+    pub fn without(&self, names: &[String]) -> Users {
+        let mut by_name = self.by_name.clone();
+        for n in names {
+            by_name.remove(n);
+        }
+        Users { by_name, ..self.shallow() }
+    }
+
+    fn shallow(&self) -> Users {
+        Users {
+            by_name: Default::default(),
+            failures: self.failures.clone(),
+            log: self.log.clone(),
+            max_failures_per_minute: self.max_failures_per_minute,
+        }
     }
 
     /// Every user, sorted by name (the order ACL USERS and ACL LIST use, as Redis's radix tree does).

@@ -242,13 +242,13 @@ fn node_rules_for_provisioned_users() {
     assert_eq!(
         u.node_acl_rules().join(" "),
         "on clearselectors resetkeys resetchannels ~app:* ~__slotway_wait__* &news +@all -@dangerous +ping +asking \
-         +readonly +discard +unwatch +script|load +multi +exec"
+         +readonly +client|id +discard +unwatch +script|load +multi +exec"
     );
     let r = user("on -@all +get +@connection ~* &*");
     assert_eq!(
         r.node_acl_rules().join(" "),
         "on clearselectors resetkeys resetchannels allkeys allchannels -@all +get +@connection +ping +asking +readonly \
-         +multi +exec"
+         +client|id +client|unblock +multi +exec"
     );
 }
 
@@ -315,9 +315,8 @@ mod acl_command {
         assert!(run(None, None, Protocol::Resp2, "ACL CAT").starts_with("*21\r\n$8\r\nkeyspace\r\n"));
         let pass = run(None, None, Protocol::Resp2, "ACL GENPASS 9");
         assert!(pass.starts_with("$3\r\n") && pass.len() == 9, "{pass}");
-        assert!(
-            run(None, None, Protocol::Resp2, "ACL SETUSER x").starts_with("-ERR slotway: ACL SETUSER is not supported")
-        );
+        // (SETUSER / DELUSER are the session's: crate::acl_admin.)
+        assert!(run(None, None, Protocol::Resp2, "ACL LOAD").contains("not configured to use an ACL file"));
     }
 
     #[test]

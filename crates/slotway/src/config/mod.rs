@@ -251,6 +251,9 @@ pub struct Config {
     pub auth_max_failures_per_minute: u32,
     /// The channels a user has before any channel rule (`[auth] acl_pubsub_default`; Redis 7: none).
     pub acl_pubsub_default: crate::auth::PubSubDefault,
+    /// `[auth] provision_new_users`: a user ACL SETUSER creates is provisioned on the nodes (`slotway:<name>`),
+    /// so the nodes confine its scripts; otherwise it runs as the `[upstream]` user.
+    pub provision_new_users: bool,
     pub mode: Mode,
     /// Set in nat mode.
     pub nat: Option<NatConfig>,
@@ -635,6 +638,7 @@ impl Config {
             users,
             auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
             acl_pubsub_default,
+            provision_new_users: raw.auth.provision_new_users.unwrap_or(false),
             mode,
             nat,
             resolve,

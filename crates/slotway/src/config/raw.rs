@@ -183,4 +183,6 @@ pub struct RawAuth {
     pub max_failures_per_minute: Option<u32>,
     /// Redis's `acl-pubsub-default`: `resetchannels` (Redis 7's default) or `allchannels`.
     pub acl_pubsub_default: Option<String>,
+    /// Users created at run time with ACL SETUSER get a cluster ACL user of their own, as `provision_upstream`.
+    pub provision_new_users: Option<bool>,
 }

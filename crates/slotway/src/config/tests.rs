@@ -393,6 +393,7 @@ fn provision_upstream_and_the_channel_default() {
     let c = Config::from_raw(RawConfig::parse(text).unwrap(), &seeds_only(), &no_env).unwrap();
     assert!(c.users[0].provision_upstream && !c.users[1].provision_upstream);
     assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::AllChannels);
+    assert!(!c.provision_new_users, "off unless asked");
     let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
     assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::ResetChannels, "Redis 7's default");
 

@@ -164,7 +164,7 @@ fn parse_integer(reply: &[u8]) -> Option<i64> {
 fn array_elements(reply: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
     let header_end = reply.iter().position(|&b| b == b'\n')? + 1;
     let count: usize = std::str::from_utf8(reply.strip_prefix(b"*")?.get(..header_end - 3)?).ok()?.parse().ok()?;
-    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut scanner = ReplyScanner::new(Limits::node_replies());
     let mut ranges = Vec::with_capacity(count);
     let mut at = header_end;
     for _ in 0..count {

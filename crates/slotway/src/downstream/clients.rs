@@ -49,6 +49,17 @@ pub struct ClientHandle {
     ssub: AtomicU32,
     meta: Mutex<Meta>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// The node connection a blocking command of this client runs on, for CLIENT UNBLOCK (set and cleared by the
+    /// session around each blocking command: not on the ordinary path).
+    blocked_on: Mutex<Option<BlockedOn>>,
+}
+
+/// Where a client's blocking command waits: the node, and the node's id for the connection.
+#[derive(Debug, Clone)]
+pub struct BlockedOn {
+    pub pool: Arc<crate::upstream::NodePool>,
+    /// The node's CLIENT ID of the connection (0 while unknown).
+    pub node_client_id: Arc<AtomicU64>,
 }
 
 /// What the client set about itself; changed only by CLIENT SETNAME/SETINFO/NO-EVICT/NO-TOUCH, HELLO, AUTH, RESET.
@@ -156,6 +167,7 @@ impl Clients {
             ssub: AtomicU32::new(0),
             meta: Mutex::new(Meta::default()),
             kill: Mutex::new(Some(tx)),
+            blocked_on: Mutex::new(None),
         });
         self.by_id.lock().expect("clients lock").insert(id, handle.clone());
         (handle, rx, Registered { clients: self.clone(), id })
@@ -173,6 +185,11 @@ impl Clients {
     pub fn list(&self, kind: Option<ClientType>) -> Vec<Arc<ClientHandle>> {
         let all = self.by_id.lock().expect("clients lock");
         all.values().filter(|c| kind.is_none_or(|k| c.client_type() == k)).cloned().collect()
+    }
+
+    /// The client with this id, if it is connected.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.by_id.lock().expect("clients lock").get(&id).cloned()
     }
 
     /// The clients with these ids, in the order asked (unknown ids left out, repeated ones repeated, as in Redis).
@@ -254,6 +271,16 @@ impl ClientHandle {
 
     /// For the pub/sub code: the client's current subscription counts (channels, patterns, shard channels). A
     /// client with any is of type `pubsub` and shows flag `P`.
+    /// Records where the client's blocking command runs (None once it is answered).
+    pub fn set_blocked_on(&self, on: Option<BlockedOn>) {
+        *self.blocked_on.lock().expect("blocked_on lock") = on;
+    }
+
+    /// Where the client's blocking command runs, if one is in flight.
+    pub fn blocked_on(&self) -> Option<BlockedOn> {
+        self.blocked_on.lock().expect("blocked_on lock").clone()
+    }
+
     pub fn set_subscriptions(&self, sub: u32, psub: u32, ssub: u32) {
         self.sub.store(sub, Ordering::Relaxed);
         self.psub.store(psub, Ordering::Relaxed);

@@ -270,7 +270,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     client.protocol = protocol;
     let mut b = BytesMut::new();
     encode::map_header(&mut b, 7, protocol);
-    for (k, v) in [("server", "redis"), ("version", "7.0.0")] {
+    for (k, v) in [("server", "redis"), ("version", shared.node_version.as_str())] {
         encode::bulk(&mut b, k.as_bytes());
         encode::bulk(&mut b, v.as_bytes());
     }
@@ -559,10 +559,8 @@ fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> 
              stall the node connections other clients share)",
             String::from_utf8_lossy(&sub)
         )),
-        b"unblock" => err(
-            "ERR unsupported command 'client|unblock': a blocked client waits on a node connection of its own; \
-             close it with CLIENT KILL ID instead",
-        ),
+        // Answered by the session (it asks the node the blocked client waits on).
+        b"unblock" => err("ERR syntax error"),
         _ => {
             // HELP: what slotway answers.
             let lines = [

@@ -37,6 +37,10 @@ pub struct Shared {
     pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// Every client connection, for CLIENT LIST / INFO / KILL.
     pub clients: Arc<clients::Clients>,
+    /// The nodes' Redis version, read at start: HELLO reports it as the server's.
+    pub node_version: String,
+    /// ACL SETUSER / DELUSER.
+    pub acl_admin: Arc<crate::acl_admin::AclAdmin>,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

@@ -191,6 +191,8 @@ pub(super) struct Session<S> {
     pubsub: Option<Box<pubsub::PubSub>>,
     /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
     out_pushed: usize,
+    /// An ACL SETUSER/DELUSER of this client is in flight: nothing after it runs until it is answered.
+    users_changing: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -234,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_active: Instant::now(),
             pubsub: None,
             out_pushed: 0,
+            users_changing: false,
         }
     }
 
@@ -464,6 +467,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.shared.live.generation() != self.live_gen && !self.refresh_live() {
             return self.hold(frame, ranges);
         }
+        if self.users_changing {
+            if !self.all_answered() {
+                return self.hold(frame, ranges);
+            }
+            self.users_changing = false;
+            if self.shared.live.generation() != self.live_gen && !self.refresh_live() {
+                return self.hold(frame, ranges);
+            }
+        }
         let args = Args { frame: &frame, ranges };
         let info = self.shared.table.resolve(args);
         // The entry's index outlives the `&mut self` calls below (the entry itself borrows `self.shared`).
@@ -620,6 +632,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let nargs = args.len();
                 self.slotway_reload(frame, nargs)
             }
+            Plan::Local(LocalCommand::Acl)
+                if args.len() >= 2
+                    && (args.get(1).eq_ignore_ascii_case(b"setuser")
+                        || args.get(1).eq_ignore_ascii_case(b"deluser")) =>
+            {
+                self.acl_change(frame, ranges)
+            }
+            Plan::Local(LocalCommand::Client) if args.len() >= 3 && args.get(1).eq_ignore_ascii_case(b"unblock") => {
+                self.client_unblock(frame, ranges)
+            }
             Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
             Plan::Reject(msg) => {
@@ -734,6 +756,93 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Err(e) = trigger.0.send(reply_to) {
             e.0.deliver(Ok(error_reply("ERR slotway: reload is not available (shutting down)")));
         }
+    }
+
+    /// ACL SETUSER / DELUSER: the change of users runs as a task (it may write provisioned users to the nodes)
+    /// and answers into this request's place in the reply queue. Sessions see the new users before their next
+    /// command (this one's included: the reply comes after the swap).
+    fn acl_change(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        if !self.all_answered() {
+            return self.hold(frame, ranges);
+        }
+        let args = Args { frame: &frame, ranges };
+        Metrics::incr(&self.shared.metrics.commands_local);
+        let setuser = args.get(1).eq_ignore_ascii_case(b"setuser");
+        if args.len() < 3 {
+            let sub = if setuser { "setuser" } else { "deluser" };
+            return self.push_error(&format!("ERR wrong number of arguments for 'acl|{sub}' command"));
+        }
+        let words: Vec<Vec<u8>> = (2..args.len()).map(|i| args.get(i).to_vec()).collect();
+        self.pending.push_back(Pending {
+            reply: None,
+            readonly: true,
+            parts: smallvec::smallvec![Part::new(Bytes::new(), None)],
+            remaining: 1,
+            merge: None,
+            kind: Kind::Normal,
+        });
+        let seq = self.base + self.pending.len() as u64 - 1;
+        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+        let admin = self.shared.acl_admin.clone();
+        tokio::spawn(async move {
+            let reply = if setuser {
+                admin.setuser(&words[0], &words[1..]).await.map(|()| Bytes::from_static(b"+OK\r\n"))
+            } else {
+                admin.deluser(&words).await.map(|n| Bytes::from(format!(":{n}\r\n")))
+            };
+            reply_to.deliver(Ok(reply.unwrap_or_else(|e| error_reply(&e))));
+        });
+        // What the client sends next (an AUTH as the new user) waits for the change.
+        self.users_changing = true;
+    }
+
+    /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: a client of slotway blocked in a command waits on a node connection of its
+    /// own; the node unblocks it (the blocked client gets the node's nil or UNBLOCKED error, as from one server).
+    /// `:1` when the node unblocked it, `:0` when the client isn't blocked (or unknown), as Redis answers.
+    fn client_unblock(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        let args = Args { frame: &frame, ranges };
+        let id = std::str::from_utf8(args.get(2)).ok().and_then(|s| s.parse::<i64>().ok());
+        let reason = match args.len() {
+            3 => None,
+            4 if args.get(3).eq_ignore_ascii_case(b"timeout") => Some(&b"TIMEOUT"[..]),
+            4 if args.get(3).eq_ignore_ascii_case(b"error") => Some(&b"ERROR"[..]),
+            4 => {
+                Metrics::incr(&self.shared.metrics.commands_local);
+                return self.push_error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+            }
+            _ => {
+                Metrics::incr(&self.shared.metrics.commands_local);
+                return self.push_error("ERR syntax error");
+            }
+        };
+        let Some(id) = id else {
+            Metrics::incr(&self.shared.metrics.commands_local);
+            return self.push_error("ERR value is not an integer or out of range");
+        };
+        let on = u64::try_from(id).ok().and_then(|id| self.shared.clients.get(id)).and_then(|c| c.blocked_on());
+        let node_id = on.as_ref().map_or(0, |b| b.node_client_id.load(std::sync::atomic::Ordering::Relaxed));
+        let Some(on) = on.filter(|_| node_id != 0) else {
+            Metrics::incr(&self.shared.metrics.commands_local);
+            return self.push_final(Bytes::from_static(b":0\r\n"));
+        };
+        if !self.ready_for(Lane::Shared) {
+            return self.hold(frame, ranges);
+        }
+        let mut unblock = BytesMut::new();
+        let node_id = node_id.to_string();
+        let mut words: SmallVec<[&[u8]; 4]> = smallvec::smallvec![&b"CLIENT"[..], &b"UNBLOCK"[..], node_id.as_bytes()];
+        words.extend(reason);
+        resp::encode::command(&mut unblock, &words);
+        let mut part = Part::new(unblock.freeze(), None);
+        part.node = Some(on.pool);
+        self.push_forwarded(Pending {
+            reply: None,
+            readonly: true,
+            parts: smallvec::smallvec![part],
+            remaining: 1,
+            merge: None,
+            kind: Kind::Normal,
+        });
     }
 
     /// AUTH (or HELLO AUTH, RESET) made the client a user that runs as another cluster user: later requests go
@@ -900,6 +1009,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let (Kind::Wait, Some(slot)) = (kind, self.pending[idx].parts[part].slot) {
                     write_offset_marker(conn, slot);
                 }
+                // CLIENT UNBLOCK from another client finds the node and the node's id of this connection here.
+                self.client.handle.set_blocked_on(Some(super::clients::BlockedOn {
+                    pool: pool.clone(),
+                    node_client_id: conn.node_client_id(),
+                }));
                 conn.send(req);
             }
             Kind::Txn(_) => {
@@ -963,6 +1077,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.on_forwarded_delivery(seq, part, d.result);
                 if self.pending[(seq - self.base) as usize].reply.is_some() {
+                    self.client.handle.set_blocked_on(None);
                     if let Some(c) = self.blocking.take() {
                         c.release();
                     }

@@ -292,7 +292,7 @@ async fn read_replies(
 ) {
     let mut queue: VecDeque<ReplyTo> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut scanner = ReplyScanner::new(Limits::node_replies());
     let mut kill_armed = true;
     // Health: checked CHECKS_PER_TIMEOUT times per timeout; `silent` counts checks in a row that found requests
     // outstanding and nothing read since the previous check. One more check than CHECKS_PER_TIMEOUT is needed

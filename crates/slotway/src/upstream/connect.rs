@@ -204,6 +204,21 @@ async fn connect_inner(
     Ok((rd, wr))
 }
 
+/// The node's CLIENT ID for a connection just set up (None when the node answers something else, e.g. BUSY).
+pub async fn client_id(rd: &mut BoxRead, wr: &mut BoxWrite) -> Result<Option<u64>, ConnectError> {
+    let mut cmd = BytesMut::new();
+    resp::encode::command(&mut cmd, &[b"CLIENT".as_slice(), b"ID"]);
+    let mut buf = BytesMut::new();
+    let reply = roundtrip(rd, wr, &cmd, &mut buf).await?;
+    if !buf.is_empty() {
+        return Err(ConnectError::Protocol("the node sent more than it was asked for".to_string()));
+    }
+    Ok(reply
+        .strip_prefix(b":")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok()))
+}
+
 /// Writes one command and reads exactly one reply (used only during set-up, before pipelining starts).
 async fn roundtrip(rd: &mut BoxRead, wr: &mut BoxWrite, cmd: &[u8], buf: &mut BytesMut) -> Result<Bytes, ConnectError> {
     // With TLS 1.3 a server that rejects us (e.g. no client certificate) says so in an alert that arrives after
@@ -214,7 +229,7 @@ async fn roundtrip(rd: &mut BoxRead, wr: &mut BoxWrite, cmd: &[u8], buf: &mut By
     };
     wr.write_all(cmd).await.map_err(io)?;
     wr.flush().await.map_err(io)?;
-    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut scanner = ReplyScanner::new(Limits::node_replies());
     loop {
         match scanner.scan(buf) {
             Ok(Some(r)) if r.kind == ReplyKind::Push => {

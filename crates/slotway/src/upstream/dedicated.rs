@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +64,7 @@ pub(super) struct Lot {
 struct Idle {
     tx: mpsc::UnboundedSender<Request>,
     state: Arc<AtomicU8>,
+    node_client_id: Arc<AtomicU64>,
     /// What the connection speaks: it is only reused for a session speaking the same.
     protocol: Protocol,
 }
@@ -74,6 +75,9 @@ pub struct Dedicated {
     /// None only after `release` moved the connection back to the lot.
     tx: Option<mpsc::UnboundedSender<Request>>,
     state: Arc<AtomicU8>,
+    /// The node's CLIENT ID for this connection (0 until known, or when the node didn't say): CLIENT UNBLOCK of
+    /// a client blocked on it names it to the node.
+    node_client_id: Arc<AtomicU64>,
     pool: Arc<NodePool>,
     /// Its lot in the pool: identity index and worker.
     lot: (usize, usize),
@@ -107,6 +111,7 @@ impl NodePool {
                 return Ok(Dedicated {
                     tx: Some(idle.tx),
                     state: idle.state,
+                    node_client_id: idle.node_client_id,
                     pool: self.clone(),
                     lot: lot_index,
                     protocol,
@@ -120,8 +125,17 @@ impl NodePool {
         self.reserve(&mut lot, &ctx.metrics)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: true })
+        let node_client_id = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone(), node_client_id.clone()));
+        Ok(Dedicated {
+            tx: Some(tx),
+            state,
+            node_client_id,
+            pool: self.clone(),
+            lot: lot_index,
+            protocol,
+            reusable: true,
+        })
     }
 
     /// The connect context of `identity` and the index of its lot on `worker`. Never another identity's: that
@@ -164,7 +178,15 @@ impl NodePool {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         tokio::spawn(super::subscriber::run(self.addr.clone(), ctx.clone(), protocol, rx, sink));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: false })
+        Ok(Dedicated {
+            tx: Some(tx),
+            state,
+            node_client_id: Arc::new(AtomicU64::new(0)),
+            pool: self.clone(),
+            lot: lot_index,
+            protocol,
+            reusable: false,
+        })
     }
 
     /// Counts one more open connection in `lot`, or fails when the lot is full.
@@ -218,6 +240,11 @@ impl Dedicated {
         self.protocol
     }
 
+    /// Where the node's CLIENT ID for this connection is kept (0 while unknown).
+    pub fn node_client_id(&self) -> Arc<AtomicU64> {
+        self.node_client_id.clone()
+    }
+
     /// Queues a request. If the connection has failed, the request gets `NotSent` at once.
     pub fn send(&self, req: Request) {
         let Some(tx) = &self.tx else { return };
@@ -248,7 +275,12 @@ impl Dedicated {
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.state.store(IDLE, Ordering::Release);
-            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol });
+            lot.idle.push(Idle {
+                tx,
+                state: self.state.clone(),
+                node_client_id: self.node_client_id.clone(),
+                protocol: self.protocol,
+            });
         }
         reap(&mut lot, metrics);
     }
@@ -278,9 +310,10 @@ async fn run(
     protocol: Protocol,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: Arc<AtomicU8>,
+    node_client_id: Arc<AtomicU64>,
 ) {
     // Never READONLY: transactions and blocking commands go to primaries.
-    let (rd, wr) = match connect(&addr, &ctx, protocol, false).await {
+    let (mut rd, mut wr) = match connect(&addr, &ctx, protocol, false).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);
@@ -293,6 +326,18 @@ async fn run(
             return;
         }
     };
+    // The node's id for this connection, for CLIENT UNBLOCK (requests queue meanwhile).
+    match super::connect::client_id(&mut rd, &mut wr).await {
+        Ok(id) => node_client_id.store(id.unwrap_or(0), Ordering::Relaxed),
+        Err(e) => {
+            tracing::debug!(node = %addr, error = %e, "dedicated upstream connection failed");
+            rx.close();
+            while let Ok(req) = rx.try_recv() {
+                req.reply_to.deliver(Err(not_sent(&addr, &e.to_string())));
+            }
+            return;
+        }
+    }
     Metrics::incr(&ctx.metrics.dedicated_connects);
     tracing::debug!(node = %addr, "dedicated upstream connected");
     let mut queue: VecDeque<ReplyTo> = VecDeque::new();
@@ -319,7 +364,7 @@ async fn serve(
 ) -> Option<String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
-    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut scanner = ReplyScanner::new(Limits::node_replies());
     let idle_timer = tokio::time::sleep(IDLE_MAX);
     tokio::pin!(idle_timer);
     loop {

@@ -135,7 +135,7 @@ async fn serve(
         |reason: String| Some(Err(UpstreamError::Lost { addr: addr.clone(), reason: Arc::from(reason.as_str()) }));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
-    let mut scanner = ReplyScanner::new(Limits::default());
+    let mut scanner = ReplyScanner::new(Limits::node_replies());
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
