@@ -261,6 +261,7 @@ async fn serve(
                 provisioner: provisioner.clone(),
                 serial: Default::default(),
             }),
+            monitors: Default::default(),
         });
         let mut senders = Vec::new();
         for start in starts {

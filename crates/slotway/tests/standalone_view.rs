@@ -376,3 +376,142 @@ fn users_created_at_run_time_are_provisioned_on_the_nodes() {
         assert!(!line.contains('#'), "node {p} still has a password for slotway:bob: {line}");
     }
 }
+
+/// The next whole RESP frame from `s` (within 10 s), as its raw text.
+fn next_frame(s: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bytes = bytes::Bytes::copy_from_slice(buf);
+        if let Ok(Some((_, used))) = resp::Value::parse(&bytes, &resp::Limits::default()) {
+            let frame = String::from_utf8_lossy(&buf[..used]).into_owned();
+            buf.drain(..used);
+            return frame;
+        }
+        assert!(Instant::now() < deadline, "no whole frame; have {:?}", String::from_utf8_lossy(buf));
+        let mut chunk = [0u8; 4096];
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn monitor_streams_every_clients_commands_as_redis_prints_them() {
+    use std::io::Write;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut m = raw(&proxy);
+    assert_eq!(call(&mut m, &["MONITOR"]), "+OK\r\n");
+    let mut c = raw(&proxy);
+    let caddr = c.local_addr().unwrap().to_string();
+    let keys = cluster.keys_on_every_primary("mon:");
+    for (_, k) in &keys {
+        assert_eq!(call(&mut c, &["SET", k, "a \"b\"\n"]), "+OK\r\n");
+    }
+    call(&mut c, &["CONFIG", "GET", "maxmemory"]);
+    call(&mut c, &["AUTH", "default", "secret"]);
+    call(&mut c, &["PING"]);
+    let mut buf = Vec::new();
+    for (_, k) in &keys {
+        let line = next_frame(&mut m, &mut buf);
+        let (time, rest) = line.strip_prefix('+').unwrap().split_once(' ').unwrap();
+        let (secs, micros) = time.split_once('.').unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(now.abs_diff(secs.parse().unwrap()) < 60 && micros.len() == 6, "{line}");
+        assert_eq!(rest, format!("[0 {caddr}] \"SET\" \"{k}\" \"a \\\"b\\\"\\n\"\r\n"));
+    }
+    // CONFIG is administrative: not shown. AUTH's arguments are redacted.
+    assert!(next_frame(&mut m, &mut buf).ends_with(&format!("[0 {caddr}] \"AUTH\" \"(redacted)\" \"(redacted)\"\r\n")));
+    assert!(next_frame(&mut m, &mut buf).ends_with(&format!("[0 {caddr}] \"PING\"\r\n")));
+    // The monitor's own commands still run and show; RESET leaves MONITOR mode.
+    m.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let got = [next_frame(&mut m, &mut buf), next_frame(&mut m, &mut buf)];
+    assert!(got.iter().any(|f| f == "+PONG\r\n") && got.iter().any(|f| f.ends_with("\"PING\"\r\n")), "{got:?}");
+    m.write_all(b"*1\r\n$5\r\nRESET\r\n").unwrap();
+    let first = next_frame(&mut m, &mut buf);
+    let reset = if first.ends_with("\"RESET\"\r\n") { next_frame(&mut m, &mut buf) } else { first };
+    assert_eq!(reset, "+RESET\r\n");
+    call(&mut c, &["PING"]);
+    assert_eq!(call(&mut m, &["PING"]), "+PONG\r\n", "no line for the other client's PING after RESET");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_unblock_reaches_the_blocked_command_on_its_node() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = proxy.client().await;
+    for (_, list) in cluster.keys_on_every_primary("ub:") {
+        for (how, want) in [(None, "nil"), (Some("TIMEOUT"), "nil"), (Some("ERROR"), "UNBLOCKED")] {
+            let mut blocked = proxy.client().await;
+            let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut blocked).await.unwrap();
+            let list = list.clone();
+            let waiting = tokio::spawn(async move {
+                redis::cmd("BLPOP")
+                    .arg(&[list.as_str(), "0"])
+                    .query_async::<Option<(String, String)>>(&mut blocked)
+                    .await
+            });
+            // Until it is blocked on its node, UNBLOCK answers 0, as Redis does for a client that isn't blocked.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut cmd = redis::cmd("CLIENT");
+                cmd.arg("UNBLOCK").arg(id);
+                if let Some(h) = how {
+                    cmd.arg(h);
+                }
+                let n: i64 = cmd.query_async(&mut admin).await.unwrap();
+                if n == 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never unblocked");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let got = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+            match want {
+                "nil" => assert_eq!(got.unwrap(), None, "{how:?}"),
+                _ => assert!(got.unwrap_err().to_string().contains("client unblocked via CLIENT UNBLOCK"), "{how:?}"),
+            }
+        }
+    }
+    let n: i64 = redis::cmd("CLIENT").arg(&["UNBLOCK", "999999"]).query_async(&mut admin).await.unwrap();
+    assert_eq!(n, 0, "no such client");
+    let err = redis::cmd("CLIENT").arg(&["UNBLOCK", "1", "SOON"]).query_async::<i64>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("CLIENT UNBLOCK reason should be TIMEOUT or ERROR"), "{err}");
+    let err = redis::cmd("CLIENT").arg(&["UNBLOCK", "asd"]).query_async::<i64>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("value is not an integer or out of range"), "{err}");
+}
+
+#[test]
+fn hello_reports_the_nodes_version_and_deep_replies_pass_through() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let node_version = cluster
+        .cli(cluster.primaries()[0], &["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let mut c = raw(&proxy);
+    let hello = call(&mut c, &["HELLO", "3"]);
+    assert!(hello.contains(&format!("$7\r\nversion\r\n${}\r\n{node_version}\r\n", node_version.len())), "{hello}");
+    // A script returning a table that holds itself: arrays nested until Lua's stack ran out (far deeper than
+    // slotway's limit for client requests), then the error; Redis's own suite drains it the same way.
+    let reply = {
+        use std::io::{Read, Write};
+        let script = "local a = {}; local b = {a}; a[1] = b; return a";
+        c.write_all(format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n", script.len()).as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while !got.ends_with(b"\r\n") || !got.windows(10).any(|w| w == b"-ERR reach") {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    let depth = reply.matches("*1\r\n").count();
+    assert!(depth > 500, "nested {depth} deep");
+    assert!(reply.ends_with("-ERR reached lua stack limit\r\n"), "{}", &reply[reply.len().saturating_sub(80)..]);
+    assert_eq!(call(&mut c, &["PING"]), "+PONG\r\n", "the connection is still usable");
+}

@@ -62,6 +62,8 @@ pub enum LocalCommand {
     Slotway,
     /// `ACL ...` about slotway's own users.
     Acl,
+    /// MONITOR: the commands of slotway's clients (see `downstream::monitor`).
+    Monitor,
 }
 
 /// How a command is routed through the standalone endpoint.

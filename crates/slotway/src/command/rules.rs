@@ -55,6 +55,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "client" => Some(LocalCommand::Client),
         "slotway" => Some(LocalCommand::Slotway),
         "acl" => Some(LocalCommand::Acl),
+        "monitor" => Some(LocalCommand::Monitor),
         _ => None,
     };
     if let Some(local) = local {
@@ -130,8 +131,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
                 _ => any, // HELP
             };
         }
-        "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "cluster" | "failover"
-        | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
+        "sync" | "psync" | "replicaof" | "slaveof" | "shutdown" | "debug" | "cluster" | "failover" | "module"
+        | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
         "save" | "bgsave" | "bgrewriteaof" | "latency" | "slowlog" => return unsupported(UNSUPPORTED_KEYLESS),

@@ -213,6 +213,8 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Info => info(args, shared),
         LocalCommand::Client => client_command(args, client, shared),
         LocalCommand::Slotway => slotway_command(args, shared),
+        // The session starts monitoring (it owns the stream of lines); this is the reply.
+        LocalCommand::Monitor => ok(),
         LocalCommand::Acl => {
             let users = shared.users();
             let ctx = crate::auth::command::AclContext {

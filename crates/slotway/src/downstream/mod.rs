@@ -1,6 +1,7 @@
 //! The client side: the acceptor, and per-connection sessions on worker threads.
 pub mod clients;
 pub mod local;
+pub mod monitor;
 mod session;
 
 pub(crate) use session::error_reply;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub node_version: String,
     /// ACL SETUSER / DELUSER.
     pub acl_admin: Arc<crate::acl_admin::AclAdmin>,
+    /// The clients in MONITOR mode.
+    pub monitors: Arc<monitor::Monitors>,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

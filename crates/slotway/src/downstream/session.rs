@@ -50,6 +50,8 @@ enum Kind {
     PubSub,
     /// A pub/sub message (or an unrequested confirmation) queued behind pending requests: answers no request.
     Message,
+    /// A MONITOR line queued behind pending requests: answers no request.
+    MonitorLine,
     /// SCRIPT KILL / FUNCTION KILL: each part on a dedicated connection of its own (released when answered), as
     /// the node's shared connections may be stuck behind the very script to kill.
     Side,
@@ -193,6 +195,8 @@ pub(super) struct Session<S> {
     out_pushed: usize,
     /// An ACL SETUSER/DELUSER of this client is in flight: nothing after it runs until it is answered.
     users_changing: bool,
+    /// MONITOR: the lines of every client's commands come here.
+    monitor: Option<super::monitor::Watching>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -237,6 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             pubsub: None,
             out_pushed: 0,
             users_changing: false,
+            monitor: None,
         }
     }
 
@@ -307,6 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.closing = true;
                     self.inbuf = BytesMut::new();
                 }
+                Some(line) = monitor_line(&mut self.monitor) => self.on_monitor_line(line),
                 w = pubsub::wake(&mut self.pubsub) => match w {
                     pubsub::Wake::Event(ev) => self.on_pubsub_event(ev),
                     pubsub::Wake::Overflow => {
@@ -324,6 +330,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.pubsub.as_ref().is_some_and(|p| p.budget.is_over()) {
                 self.pubsub_overflow();
                 break;
+            }
+            if self.monitor.is_some() {
+                while let Some(line) = self.monitor.as_mut().and_then(|m| m.rx.try_recv().ok()) {
+                    self.on_monitor_line(line);
+                }
+                if self.monitor.as_ref().is_some_and(|m| m.budget.is_over()) {
+                    // A monitor that doesn't read: disconnected, as Redis does at its output buffer limit.
+                    Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
+                    break;
+                }
             }
             if self.held.is_some() {
                 self.release_held();
@@ -430,6 +446,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
         self.handled = true;
+        if self.shared.monitors.active() {
+            let args = Args { frame: &frame, ranges };
+            if let Some(info) = self.shared.table.resolve(args).filter(|i| super::monitor::shown(i)) {
+                let addr = self.client.addr.to_string();
+                self.shared.monitors.feed(super::monitor::line(std::time::SystemTime::now(), &addr, info, args));
+            }
+        }
         self.route_counted(frame, ranges);
     }
 
@@ -442,7 +465,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             for i in before..self.pending.len() {
                 // Subscribe-family confirmations are pushes, which Redis delivers under CLIENT REPLY OFF/SKIP
                 // too (the SKIP is used up all the same).
-                if self.client.mute_next() && !matches!(self.pending[i].kind, Kind::PubSub | Kind::Message) {
+                if self.client.mute_next()
+                    && !matches!(self.pending[i].kind, Kind::PubSub | Kind::Message | Kind::MonitorLine)
+                {
                     self.muted.push_back(self.base + i as u64);
                 }
             }
@@ -512,6 +537,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.hold(frame, ranges);
         }
         if let Plan::Local(LocalCommand::Reset) = plan {
+            // RESET leaves MONITOR mode.
+            self.monitor = None;
             if self.txn.is_some() || self.blocking.is_some() || self.pubsub.is_some() {
                 // RESET ends the transaction and every subscription: once what was sent is answered, their
                 // connections are closed.
@@ -641,6 +668,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Plan::Local(LocalCommand::Client) if args.len() >= 3 && args.get(1).eq_ignore_ascii_case(b"unblock") => {
                 self.client_unblock(frame, ranges)
+            }
+            Plan::Local(LocalCommand::Monitor) => {
+                // From its +OK on, the client gets every command of slotway's clients (its own included).
+                let limit = self.live.config.listen.pubsub_output_limit;
+                self.monitor = Some(self.shared.monitors.watch(self.client.id, limit));
+                self.run_local(LocalCommand::Monitor, args)
             }
             Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
@@ -1029,7 +1062,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
             },
-            Kind::Message => {}
+            Kind::Message | Kind::MonitorLine => {}
         }
         self.pending[idx].parts[part].sent_to = Some(pool);
     }
@@ -1094,7 +1127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Kind::Txn(step) => return self.on_txn_delivery(seq, part, step, d.result),
             // Their replies come from the pub/sub connections' events, never as deliveries.
-            Kind::PubSub | Kind::Message => return,
+            Kind::PubSub | Kind::Message | Kind::MonitorLine => return,
         }
         self.on_forwarded_delivery(seq, part, d.result);
     }
@@ -1252,6 +1285,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    fn on_monitor_line(&mut self, line: Bytes) {
+        if let Some(m) = &self.monitor {
+            m.budget.release(line.len());
+        }
+        self.push_monitor_line(line);
+    }
+
+    /// A MONITOR line: out of band like a pub/sub message, between replies, never inside one.
+    fn push_monitor_line(&mut self, line: Bytes) {
+        if self.pending.is_empty() {
+            self.out.extend_from_slice(&line);
+        } else {
+            self.pending.push_back(Pending {
+                reply: Some(line),
+                readonly: true,
+                parts: SmallVec::new(),
+                remaining: 0,
+                merge: None,
+                kind: Kind::MonitorLine,
+            });
+        }
+    }
+
     /// More pub/sub output waits for this client than `client.pubsub_output_limit_bytes` allows: it is
     /// disconnected (its connections close with the session), as Redis does at its pub/sub output limit.
     fn pubsub_overflow(&mut self) {
@@ -1278,6 +1334,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.base += 1;
         }
+    }
+}
+
+/// The next MONITOR line; never completes when the client doesn't monitor.
+async fn monitor_line(m: &mut Option<super::monitor::Watching>) -> Option<Bytes> {
+    match m {
+        Some(m) => m.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
