@@ -336,6 +336,7 @@ fn routes() {
         ("ACL WHOAMI", LocalCommand::Acl),
         ("ACL NOPE", LocalCommand::Acl),
         ("ACL", LocalCommand::Acl),
+        ("MONITOR", LocalCommand::Monitor),
     ];
     for (line, cmd) in local {
         assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
@@ -385,7 +386,6 @@ fn routes() {
         assert_eq!(route_of(t, line), Route::Keys, "{line}");
     }
     let unsupported = [
-        ("MONITOR", UNSUPPORTED_ADMIN),
         ("SYNC", UNSUPPORTED_ADMIN),
         ("PSYNC x 0", UNSUPPORTED_ADMIN),
         ("REPLICAOF NO ONE", UNSUPPORTED_ADMIN),
