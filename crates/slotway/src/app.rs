@@ -262,6 +262,7 @@ async fn serve(
                 serial: Default::default(),
             }),
             monitors: Default::default(),
+            pause: Default::default(),
         });
         let mut senders = Vec::new();
         for start in starts {

@@ -515,3 +515,36 @@ fn hello_reports_the_nodes_version_and_deep_replies_pass_through() {
     assert!(reply.ends_with("-ERR reached lua stack limit\r\n"), "{}", &reply[reply.len().saturating_sub(80)..]);
     assert_eq!(call(&mut c, &["PING"]), "+PONG\r\n", "the connection is still usable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pause_holds_slotways_clients_until_it_ends() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = proxy.client().await;
+    let mut c = proxy.client().await;
+    let () = c.set("p:k", "1").await.unwrap();
+    // WRITE: reads go on, writes wait until CLIENT UNPAUSE.
+    let ok: String = redis::cmd("CLIENT").arg(&["PAUSE", "20000", "WRITE"]).query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    let v: String = tokio::time::timeout(Duration::from_secs(5), c.get("p:k")).await.expect("reads go on").unwrap();
+    assert_eq!(v, "1");
+    let mut w = proxy.client().await;
+    let write = tokio::spawn(async move { w.set::<_, _, ()>("p:k", "2").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the write waits");
+    assert_eq!(cluster.cli(cluster.node_for_key("p:k"), &["GET", "p:k"]), "1", "and has not reached the node");
+    let ok: String = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    tokio::time::timeout(Duration::from_secs(5), write).await.expect("runs at UNPAUSE").unwrap().unwrap();
+    let v: String = c.get("p:k").await.unwrap();
+    assert_eq!(v, "2");
+    // ALL: everything waits until the timeout.
+    let ok: String = redis::cmd("CLIENT").arg(&["PAUSE", "400", "ALL"]).query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    let started = Instant::now();
+    let v: String = c.get("p:k").await.unwrap();
+    assert_eq!(v, "2");
+    assert!(started.elapsed() >= Duration::from_millis(300), "a read waited {:?}", started.elapsed());
+    let err = redis::cmd("CLIENT").arg(&["PAUSE", "-1"]).query_async::<String>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("timeout is negative"), "{err}");
+}

@@ -207,6 +207,8 @@ pub struct CommandFlags {
     pub admin: bool,
     pub noscript: bool,
     pub movablekeys: bool,
+    /// May cause replication though it isn't a write (EVAL, FCALL, PUBLISH, ...): paused by CLIENT PAUSE WRITE.
+    pub may_replicate: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -462,6 +464,7 @@ impl CommandTable {
                 Some("admin") => flags.admin = true,
                 Some("noscript") => flags.noscript = true,
                 Some("movablekeys") => flags.movablekeys = true,
+                Some("may_replicate") => flags.may_replicate = true,
                 _ => {}
             }
         }

@@ -553,14 +553,27 @@ fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> 
         b"caching" => err(
             "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled",
         ),
-        // Forwarding PAUSE to the nodes would pause the shared node connections a paused write arrives on: every
-        // client behind it would stall, reads and even a later UNPAUSE included. Pausing slotway's own clients is
-        // not implemented.
-        b"pause" | b"unpause" => err(&format!(
-            "ERR unsupported command 'client|{}': pause the nodes directly (through slotway a paused write would \
-             stall the node connections other clients share)",
-            String::from_utf8_lossy(&sub)
-        )),
+        // slotway's own clients are paused (see `pause`): forwarding PAUSE to the nodes would stall the node
+        // connections every client shares.
+        b"pause" => {
+            let timeout = match std::str::from_utf8(args.get(2)).ok().and_then(|s| s.parse::<i64>().ok()) {
+                Some(t) if t < 0 => return err("ERR timeout is negative"),
+                Some(t) => std::time::Duration::from_millis(t as u64),
+                None => return err("ERR timeout is not an integer or out of range"),
+            };
+            let mode = match args.len() {
+                3 => super::pause::PauseMode::All,
+                4 if args.get(3).eq_ignore_ascii_case(b"all") => super::pause::PauseMode::All,
+                4 if args.get(3).eq_ignore_ascii_case(b"write") => super::pause::PauseMode::Write,
+                _ => return err("ERR syntax error"),
+            };
+            shared.pause.pause(timeout, mode);
+            ok()
+        }
+        b"unpause" => {
+            shared.pause.unpause();
+            ok()
+        }
         // Answered by the session (it asks the node the blocked client waits on).
         b"unblock" => err("ERR syntax error"),
         _ => {
@@ -573,7 +586,8 @@ fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> 
                 "KILL <ip:port> | KILL <option> <value> [<option> <value> ...]",
                 "    Options: ID <id>, ADDR <ip:port>, LADDR <ip:port>, TYPE <type>, USER <name>, SKIPME (YES|NO).",
                 "REPLY (ON|OFF|SKIP), NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
-                "PAUSE, UNPAUSE, UNBLOCK: not supported through slotway.",
+                "PAUSE <timeout> [WRITE|ALL], UNPAUSE: pause slotway's own clients (not the nodes').",
+                "UNBLOCK <id> [TIMEOUT|ERROR]: unblock a client's blocking command on its node.",
                 "TRACKING OFF, TRACKINGINFO, GETREDIR (client-side caching is not supported).",
                 "HELP",
             ];

@@ -2,6 +2,7 @@
 pub mod clients;
 pub mod local;
 pub mod monitor;
+pub mod pause;
 mod session;
 
 pub(crate) use session::error_reply;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub acl_admin: Arc<crate::acl_admin::AclAdmin>,
     /// The clients in MONITOR mode.
     pub monitors: Arc<monitor::Monitors>,
+    /// CLIENT PAUSE in force for slotway's clients.
+    pub pause: pause::Pause,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

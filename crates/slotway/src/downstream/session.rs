@@ -197,6 +197,8 @@ pub(super) struct Session<S> {
     users_changing: bool,
     /// MONITOR: the lines of every client's commands come here.
     monitor: Option<super::monitor::Watching>,
+    /// The held request waits for a CLIENT PAUSE that ends at this time (or at CLIENT UNPAUSE).
+    paused_until: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -242,6 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             out_pushed: 0,
             users_changing: false,
             monitor: None,
+            paused_until: None,
         }
     }
 
@@ -287,7 +290,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.inbuf.reserve(READ_CHUNK);
             }
             self.publish_state();
+            let shared = self.shared.clone();
+            let paused_until = self.paused_until;
             tokio::select! {
+                // A CLIENT PAUSE that held the request ended: it is routed again below.
+                _ = sleep_until(paused_until), if paused_until.is_some() => self.paused_until = None,
+                _ = shared.pause.ended(), if paused_until.is_some() => self.paused_until = None,
                 r = self.stream.read_buf(&mut self.inbuf), if can_read => match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
@@ -515,6 +523,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
                 Plan::Reject(msg)
+            }
+            None if info.is_some_and(|i| {
+                let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
+                self.shared.pause.holds(i, in_multi).is_some()
+            }) =>
+            {
+                // CLIENT PAUSE: the command waits (and nothing more is read) until the pause ends.
+                let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
+                self.paused_until = info.and_then(|i| self.shared.pause.holds(i, in_multi));
+                return self.hold(frame, ranges);
             }
             None => {
                 if self.lane == Lane::PubSub && self.fence && !self.all_answered() {
