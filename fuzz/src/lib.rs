@@ -319,7 +319,14 @@ fn topology() -> &'static Topology {
                 slots: vec![range],
             })
             .collect::<Vec<_>>();
-        Topology { primaries: vec![None; shards.len()], replicas: Vec::new(), map: SlotMap::new(shards), version: 1 }
+        Topology {
+            primaries: vec![None; shards.len()],
+            replicas: Vec::new(),
+            map: SlotMap::new(shards),
+            placement: slotway::topology::Placement::Slots,
+            version: 1,
+            problem: None,
+        }
     })
 }
 

@@ -106,11 +106,13 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
             .health_check_interval
             .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout }),
         on_trouble: Default::default(),
+        cluster: true,
     };
     let ctx = || ctx_as(config.upstream.user.clone(), config.upstream.password.clone());
     let limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
+        databases: 1,
     };
     // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
     let mapped = upstream_identities(&config.users);
@@ -235,7 +237,7 @@ async fn check_upstream_identities(
         let ctx = topology.upstreams().context(Identity::new(i as u16 + 1)).expect("one context per identity");
         let users: Vec<&str> =
             config.users.iter().filter(|u| u.upstream.as_ref() == Some(creds)).map(|u| u.name.as_str()).collect();
-        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false).await {
+        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false, 0).await {
             Ok(_) => {}
             Err(e) if e.is_fatal() => anyhow::bail!(
                 "user {}: cannot log in to the cluster as upstream user '{}' ({addr}): {e}",

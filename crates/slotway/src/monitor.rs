@@ -74,8 +74,8 @@ fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         return r;
     }
     if path == "/health" {
-        let unassigned = monitor.topology.load().map.unassigned_slots();
-        let (status, body) = health(unassigned, *monitor.shutdown.borrow());
+        let problem = monitor.topology.load().health_problem();
+        let (status, body) = health(problem.as_deref(), *monitor.shutdown.borrow());
         return text(status, body);
     }
     let mut r = text(StatusCode::OK, render(monitor));
@@ -83,14 +83,13 @@ fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     r
 }
 
-/// The health verdict from the number of slots without a primary and whether shutdown has begun.
-pub fn health(unassigned_slots: usize, shutting_down: bool) -> (StatusCode, String) {
-    if shutting_down {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
-    } else if unassigned_slots > 0 {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{unassigned_slots} slots have no primary\n"))
-    } else {
-        (StatusCode::OK, "ok\n".into())
+/// The health verdict from what keeps slotway from serving every key (slots without a primary, a group without
+/// one: [`crate::topology::Topology::health_problem`]) and whether shutdown has begun.
+pub fn health(problem: Option<&str>, shutting_down: bool) -> (StatusCode, String) {
+    match problem {
+        _ if shutting_down => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        None => (StatusCode::OK, "ok\n".into()),
     }
 }
 
@@ -127,10 +126,11 @@ mod tests {
 
     #[test]
     fn health_is_ok_only_with_every_slot_served_and_not_shutting_down() {
-        assert_eq!(health(0, false), (StatusCode::OK, "ok\n".to_string()));
-        assert_eq!(health(5, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
-        assert_eq!(health(0, true).0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(health(16384, true).1, "shutting down\n");
+        assert_eq!(health(None, false), (StatusCode::OK, "ok\n".to_string()));
+        let five = Some("5 slots have no primary");
+        assert_eq!(health(five, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
+        assert_eq!(health(None, true).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(health(five, true).1, "shutting down\n");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct ClientState {
     pub mute: Mute,
     /// Commands received since MULTI (CLIENT LIST's `multi`).
     pub multi_count: u32,
+    /// The database the client selected (`SELECT n`; only a single replication group has others than 0): its
+    /// requests go on node connections that selected it.
+    pub db: u16,
     /// This client in the registry CLIENT LIST and CLIENT KILL use.
     pub handle: std::sync::Arc<ClientHandle>,
 }
@@ -63,6 +66,7 @@ impl ClientState {
             no_touch: false,
             mute: Mute::No,
             multi_count: 0,
+            db: 0,
             handle,
         };
         client.publish();

@@ -16,7 +16,7 @@ use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
-use crate::topology::RefreshReason;
+use crate::topology::{Placement, RefreshReason};
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
@@ -176,6 +176,8 @@ pub(super) struct Session<S> {
     pubsub: Option<Box<pubsub::PubSub>>,
     /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
     out_pushed: usize,
+    /// How keys map to groups (fixed per process): decides whether keys of different slots may go together.
+    placement: Placement,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -184,6 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        let placement = shared.topology.placement();
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -214,6 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_active: Instant::now(),
             pubsub: None,
             out_pushed: 0,
+            placement,
         }
     }
 
@@ -453,7 +457,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.subscribed_context(args) {
                     return;
                 }
-                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args)
+                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, self.placement)
             }
         };
         if self.shared.users.is_some()
@@ -710,8 +714,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match topo.reader_for(slot, self.read_from, self.pick.wrapping_add(self.reads)) {
                     Ok(pool) => pool,
                     Err(crate::topology::NoReplica) => {
-                        let msg =
-                            format!("ERR slotway: no healthy replica serves slot {} (read_from = replica)", slot.get());
+                        let msg = match self.placement {
+                            Placement::Slots => format!(
+                                "ERR slotway: no healthy replica serves slot {} (read_from = replica)",
+                                slot.get()
+                            ),
+                            Placement::Single => "ERR slotway: no healthy replica (read_from = replica)".to_string(),
+                        };
                         self.finish_part(seq, part, error_reply(&msg));
                         return;
                     }
@@ -726,7 +735,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             None => {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                self.retry_or_fail(seq, part, || "CLUSTERDOWN Hash slot not served".to_string());
+                let error = topo.unserved_error();
+                self.retry_or_fail(seq, part, || error);
             }
         }
     }
@@ -738,14 +748,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let kind = self.pending[idx].kind;
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
-            Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
+            Kind::Normal => pool.send(self.identity, self.client.db, worker, protocol, pick, req),
             Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(self.identity, worker, protocol) {
+                    match pool.take_dedicated(self.identity, self.client.db, worker, protocol) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -914,6 +924,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
         pool.send(
             self.identity,
+            self.client.db,
             self.worker,
             self.client.protocol,
             self.pick,

@@ -66,6 +66,8 @@ struct Idle {
     state: Arc<AtomicU8>,
     /// What the connection speaks: it is only reused for a session speaking the same.
     protocol: Protocol,
+    /// The database it has selected: it is only reused for a session working in the same.
+    db: u16,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -78,13 +80,14 @@ pub struct Dedicated {
     /// Index of its lot in the pool (worker and identity).
     lot: usize,
     protocol: Protocol,
+    db: u16,
     /// False for a subscriber connection: `release` closes it instead of keeping it.
     reusable: bool,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node, authenticated as `identity` and speaking `protocol`, for a session on
-    /// `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
+    /// A dedicated connection to this node, authenticated as `identity`, in database `db` and speaking `protocol`,
+    /// for a session on `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
     /// wait for it), unless the worker's limit for this node and identity is reached. Must be called on `worker`'s
     /// runtime: a new connection's task is spawned there.
     ///
@@ -93,13 +96,14 @@ impl NodePool {
     pub fn take_dedicated(
         self: &Arc<Self>,
         identity: Identity,
+        db: u16,
         worker: usize,
         protocol: Protocol,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
         let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
-        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol) {
+        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol && c.db == db) {
             let idle = lot.idle.swap_remove(i);
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
@@ -110,6 +114,7 @@ impl NodePool {
                     pool: self.clone(),
                     lot: lot_index,
                     protocol,
+                    db,
                     reusable: true,
                 });
             }
@@ -120,8 +125,8 @@ impl NodePool {
         self.reserve(&mut lot, &ctx.metrics)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: true })
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, db, rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, db, reusable: true })
     }
 
     /// The connect context of `identity` and the index of its lot on `worker`. Never another identity's: that
@@ -150,7 +155,7 @@ impl NodePool {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         tokio::spawn(super::subscriber::run(self.addr.clone(), ctx.clone(), protocol, rx, sink));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: false })
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, db: 0, reusable: false })
     }
 
     /// Counts one more open connection in `lot`, or fails when the lot is full.
@@ -235,7 +240,7 @@ impl Dedicated {
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.state.store(IDLE, Ordering::Release);
-            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol });
+            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol, db: self.db });
         }
         reap(&mut lot, metrics);
     }
@@ -263,11 +268,12 @@ async fn run(
     addr: NodeAddr,
     ctx: Arc<ConnectContext>,
     protocol: Protocol,
+    db: u16,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: Arc<AtomicU8>,
 ) {
     // Never READONLY: transactions and blocking commands go to primaries.
-    let (rd, wr) = match connect(&addr, &ctx, protocol, false).await {
+    let (rd, wr) = match connect(&addr, &ctx, protocol, false, db).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);

@@ -246,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Takes the transaction's connection to `pool` and sends MULTI and the commands queued so far.
     fn open_txn_conn(&mut self, pool: &Arc<NodePool>) -> Result<(), String> {
         let conn = pool
-            .take_dedicated(self.identity, self.worker, self.client.protocol)
+            .take_dedicated(self.identity, self.client.db, self.worker, self.client.protocol)
             .map_err(|e| format!("ERR slotway: {e}"))?;
         let t = self.txn_mut();
         t.conn = Some(conn);
@@ -374,7 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Sends the first WATCH (or its redirect or retry) to `pool`, on a connection to that node.
     pub(super) fn send_watch(&mut self, pool: &Arc<NodePool>, req: UpstreamRequest) -> Result<(), String> {
-        let (identity, worker, protocol) = (self.identity, self.worker, self.client.protocol);
+        let (identity, db, worker, protocol) = (self.identity, self.client.db, self.worker, self.client.protocol);
         let Some(t) = self.txn.as_deref_mut() else {
             return Err("ERR slotway: the transaction was reset".to_string());
         };
@@ -382,7 +382,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             t.conn = None;
         }
         if t.conn.is_none() {
-            t.conn = Some(pool.take_dedicated(identity, worker, protocol).map_err(|e| format!("ERR slotway: {e}"))?);
+            t.conn =
+                Some(pool.take_dedicated(identity, db, worker, protocol).map_err(|e| format!("ERR slotway: {e}"))?);
         }
         t.conn.as_ref().expect("just set").send(req);
         Ok(())
