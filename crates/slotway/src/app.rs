@@ -1,6 +1,8 @@
 //! Wiring: config → upstream pools → discovery → command table → listener; and shutdown.
+use crate::backend::{probe, sentinel::SentinelGroup, servers::StaticGroup, GroupResolver, GroupView};
+use crate::cluster::NodeAddr;
 use crate::command::CommandTable;
-use crate::config::{tls, Config};
+use crate::config::{tls, Backend, Config};
 use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::nat;
@@ -106,10 +108,10 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
             .health_check_interval
             .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout }),
         on_trouble: Default::default(),
-        cluster: true,
+        cluster: !config.backend.is_single_group(),
     };
     let ctx = || ctx_as(config.upstream.user.clone(), config.upstream.password.clone());
-    let limits = PoolLimits {
+    let mut limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
         databases: 1,
@@ -118,20 +120,50 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     let mapped = upstream_identities(&config.users);
     let mut ctxs = vec![ctx()];
     ctxs.extend(mapped.iter().map(|c| ctx_as(Some(c.user.clone()), Some(c.password.clone()))));
-    let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
-    let topology = TopologyManager::discover(
-        upstreams.clone(),
-        config.upstream.seeds.clone(),
-        config.upstream.refresh_interval,
-        config.upstream.refresh_min_interval,
-        (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes),
-    )
-    .await?;
+    let replica_reads =
+        (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes);
+    let topology = match &config.backend {
+        Backend::Cluster => {
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::discover(
+                upstreams,
+                config.upstream.seeds.clone(),
+                config.upstream.refresh_interval,
+                config.upstream.refresh_min_interval,
+                replica_reads,
+            )
+            .await?
+        }
+        backend => {
+            let node_ctx = Arc::new(ctx());
+            let (resolver, interval) = group_resolver(backend, node_ctx.clone(), &metrics, &config)?;
+            let first = match resolver.resolve().await {
+                Ok(view) => view,
+                Err(failure) => anyhow::bail!(
+                    "cannot discover the {} group '{}':\n  {}",
+                    resolver.kind(),
+                    resolver.name(),
+                    failure.reasons.join("\n  ")
+                ),
+            };
+            limits.databases = databases(&first, &resolver, &node_ctx).await;
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::for_group(
+                upstreams,
+                resolver,
+                first,
+                interval,
+                config.upstream.refresh_min_interval,
+                replica_reads,
+            )
+        }
+    };
     let client_tls = match &config.listen.tls {
         Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    topology.start_group_watchers(shutdown_rx.clone());
     if let Some(addr) = config.metrics_listen {
         let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health)");
@@ -211,6 +243,67 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     }
     drain(&config, &metrics).await;
     Ok(())
+}
+
+/// The resolver of a single-group backend and how often it runs.
+fn group_resolver(
+    backend: &Backend,
+    node_ctx: Arc<ConnectContext>,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) -> Result<(GroupResolver, Duration)> {
+    Ok(match backend {
+        Backend::Cluster => unreachable!("a cluster has no group resolver"),
+        Backend::Servers(s) => {
+            (GroupResolver::Static(StaticGroup::new(s.addresses.clone(), node_ctx, s.timeout)), s.poll_interval)
+        }
+        Backend::Sentinel(s) => {
+            let tls = match &s.tls {
+                Some(t) => {
+                    if t.insecure_skip_verify {
+                        tracing::warn!("sentinel TLS certificate verification is OFF: development only");
+                    }
+                    Some((tls::client_config(t).context("sentinel TLS")?, t.clone()))
+                }
+                None => None,
+            };
+            let sentinel_ctx = Arc::new(ConnectContext {
+                tls,
+                user: s.user.clone(),
+                password: s.password.clone(),
+                connect_timeout: s.timeout,
+                metrics: metrics.clone(),
+                resolve: config.resolve.clone(),
+                health: None,
+                on_trouble: Default::default(),
+                cluster: false,
+            });
+            let group =
+                SentinelGroup::new(s.addresses.clone(), s.master_name.clone(), sentinel_ctx, node_ctx, s.timeout);
+            (GroupResolver::Sentinel(group), s.poll_interval)
+        }
+    })
+}
+
+/// How many databases a single group's nodes have (`CONFIG GET databases` on the primary, or on any server); 16,
+/// Redis's default, when they don't say.
+async fn databases(first: &GroupView, resolver: &GroupResolver, ctx: &ConnectContext) -> u16 {
+    let mut asked: Vec<NodeAddr> = first.primary.iter().map(|p| p.addr.clone()).collect();
+    if let GroupResolver::Static(s) = resolver {
+        asked.extend(s.servers().iter().cloned());
+    }
+    for addr in asked {
+        let Ok(replies) = probe::call(&addr, ctx, &[&[b"CONFIG", b"GET", b"databases"]], Duration::from_secs(2)).await
+        else {
+            continue;
+        };
+        let n = replies[0].as_array().and_then(|a| a.get(1)).and_then(Value::as_int);
+        if let Some(n) = n.and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) {
+            return n;
+        }
+    }
+    tracing::info!("the nodes don't say how many databases they have (CONFIG GET databases); assuming 16");
+    16
 }
 
 /// The distinct cluster credentials slotway's users map to, in order of first mention: `[i]` is identity `i + 1`.

@@ -105,12 +105,64 @@ fn render(monitor: &Monitor) -> String {
     };
     gauge("uptime_seconds", "Seconds since slotway started.", monitor.started.elapsed().as_secs());
     gauge("topology_version", "Slot maps adopted since start (1 = the one found at discovery).", topo.version);
-    gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
-    gauge("unassigned_slots", "Slots no primary serves in the current slot map.", topo.map.unassigned_slots() as u64);
+    match monitor.topology.group_report() {
+        None => {
+            gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
+            gauge(
+                "unassigned_slots",
+                "Slots no primary serves in the current slot map.",
+                topo.map.unassigned_slots() as u64,
+            );
+        }
+        Some(g) => group_metrics(&mut out, &g),
+    }
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
     let _ = writeln!(out, "slotway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
     out
+}
+
+/// A single group's facts: its primary and replicas as labelled gauges, and when its primary last changed.
+fn group_metrics(out: &mut String, g: &crate::topology::GroupReport) {
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let name = label(&g.name);
+    let _ =
+        writeln!(out, "# HELP slotway_group_primary The group's primary (1 while one is known; 0 with addr=\"none\").");
+    let _ = writeln!(out, "# TYPE slotway_group_primary gauge");
+    match &g.primary {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"{}\"}} 1",
+                g.kind,
+                label(&p.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(out, "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"none\"}} 0", g.kind);
+        }
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replica The group's replicas attached to the primary (link up).");
+    let _ = writeln!(out, "# TYPE slotway_group_replica gauge");
+    for r in &g.replicas {
+        let _ = writeln!(out, "slotway_group_replica{{group=\"{name}\",addr=\"{}\"}} 1", label(&r.to_string()));
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replicas Replicas attached to the group's primary.");
+    let _ = writeln!(out, "# TYPE slotway_group_replicas gauge");
+    let _ = writeln!(out, "slotway_group_replicas{{group=\"{name}\"}} {}", g.replicas.len());
+    if let Some((when, why)) = &g.last_change {
+        let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "# HELP slotway_group_last_change_timestamp_seconds When the group's primary last changed, and why."
+        );
+        let _ = writeln!(out, "# TYPE slotway_group_last_change_timestamp_seconds gauge");
+        let _ = writeln!(
+            out,
+            "slotway_group_last_change_timestamp_seconds{{group=\"{name}\",reason=\"{}\"}} {unix}",
+            label(why.split(':').next().unwrap_or(why))
+        );
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -148,6 +148,8 @@ pub enum RefreshReason {
     HealthCheck = 6,
     /// An operator asked for it (`SLOTWAY REFRESH`).
     Admin = 7,
+    /// A sentinel published an event about the group (`+switch-master`, `+odown`, ...).
+    SentinelEvent = 8,
 }
 
 impl RefreshReason {
@@ -161,6 +163,7 @@ impl RefreshReason {
             5 => "node-not-ready",
             6 => "health-check",
             7 => "admin",
+            8 => "sentinel-event",
             // Woken by a trigger that the previous refresh already took into account.
             _ => "merged",
         }
@@ -278,6 +281,8 @@ pub struct TopologyManager {
     /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
     refreshes: watch::Sender<u64>,
     state: Mutex<RefreshState>,
+    /// A single replication group's discovery (Sentinel, static servers); None for a cluster.
+    group: Option<group::GroupState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +326,7 @@ impl TopologyManager {
                 interval,
                 replica_reads,
                 state: Mutex::new(RefreshState { epoch: view.epoch, stale: StaleGuard::default() }),
+                group: None,
             });
             // A connection that fails on its own (health check, node closed it) asks for a refresh. Weak: the
             // manager owns the registry that holds the hook.
@@ -375,6 +381,7 @@ impl TopologyManager {
             RefreshReason::NodeNotReady => Metrics::incr(&m.refresh_requests_node_not_ready),
             RefreshReason::HealthCheck => Metrics::incr(&m.refresh_requests_health_check),
             RefreshReason::Admin => Metrics::incr(&m.refresh_requests_admin),
+            RefreshReason::SentinelEvent => Metrics::incr(&m.refresh_requests_sentinel_event),
         }
         let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
         self.trigger.notify_one();
@@ -397,7 +404,10 @@ impl TopologyManager {
             }
             last = Instant::now();
             let reason = self.pending_reason.swap(0, Ordering::Relaxed);
-            self.refresh(reason).await;
+            match &self.group {
+                Some(g) => self.refresh_group(g, reason).await,
+                None => self.refresh(reason).await,
+            }
             self.refreshes.send_modify(|n| *n += 1);
         }
     }
@@ -759,6 +769,9 @@ async fn fetch_shards_unordered(pool: &NodePool, tls: bool, timeout: Duration) -
         v => parse_cluster_shards_with(&v, &host, ports).map_err(|e| e.to_string()),
     }
 }
+
+mod group;
+pub use group::GroupReport;
 
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,13 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly },
+        // MOVE, SWAPDB, COPY ... DB: a single group has databases.
+        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement == Placement::Single => {
+            match one_slot(info, args) {
+                Ok(slot) => Plan::Forward { slot, readonly },
+                Err(e) => e.into_plan(),
+            }
+        }
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))

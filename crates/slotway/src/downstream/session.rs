@@ -468,6 +468,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
             return self.hold(frame, ranges);
         }
+        if self.placement == Placement::Single
+            && matches!(plan, Plan::Local(LocalCommand::Select))
+            && !self.txn.as_ref().is_some_and(|t| t.multi)
+            && !self.all_answered()
+        {
+            // Requests after it go on other connections (those of the new database): what was sent on the old
+            // database's must finish first, so nothing overtakes it.
+            return self.hold(frame, ranges);
+        }
         if let Plan::Local(LocalCommand::Reset) = plan {
             if self.txn.is_some() || self.blocking.is_some() || self.pubsub.is_some() {
                 // RESET ends the transaction and every subscription: once what was sent is answered, their
@@ -586,7 +595,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
         Metrics::incr(&self.shared.metrics.commands_local);
+        let db = self.client.db;
         let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
+        if self.client.db != db && self.txn.is_some() {
+            self.select_in_txn(Bytes::copy_from_slice(args.frame));
+        }
         self.push_final(outcome.reply);
         if outcome.close {
             self.closing = true;

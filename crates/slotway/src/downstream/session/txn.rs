@@ -182,6 +182,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.refuse_queued(&format!("ERR slotway: '{name}' cannot be queued in a transaction"))
             }
             Plan::Reject(msg) => self.refuse_queued(&msg),
+            // In a single group SELECT would move the transaction's connection to another database for good; its
+            // database is the one the client had at MULTI (or WATCH).
+            Plan::Local(LocalCommand::Select) if self.placement == crate::topology::Placement::Single => self
+                .refuse_queued("ERR slotway: SELECT inside MULTI is not supported; SELECT the database before MULTI"),
             Plan::Local(LocalCommand::Ping | LocalCommand::Echo | LocalCommand::Select) => {
                 self.queue(frame, ranges, None)
             }
@@ -361,6 +365,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 reason: Arc::from("the transaction has no connection"),
             })),
         }
+    }
+
+    /// SELECT while a WATCH holds the transaction's connection: the transaction goes on in the new database on that
+    /// connection, as on Redis (the SELECT is sent there too), and the connection is not reused afterwards (it is no
+    /// longer in the database it was taken for).
+    pub(super) fn select_in_txn(&mut self, select: Bytes) {
+        let Some(t) = self.txn.as_deref_mut() else { return };
+        if t.conn.is_none() {
+            return;
+        }
+        t.broken = true;
+        self.send_on_conn(UpstreamRequest { frame: select, asking: false, reply_to: ReplyTo::Discard });
     }
 
     /// Sends a command of slotway's own whose reply nobody reads (its effect shows in later replies).
