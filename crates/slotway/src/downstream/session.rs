@@ -178,6 +178,8 @@ pub(super) struct Session<S> {
     out_pushed: usize,
     /// How keys map to groups (fixed per process): decides whether keys of different slots may go together.
     placement: Placement,
+    /// When the client last wrote (kept only with `client.read_your_writes`).
+    last_write_at: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -218,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             pubsub: None,
             out_pushed: 0,
             placement,
+            last_write_at: None,
         }
     }
 
@@ -496,15 +499,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.ready_for(Lane::Shared) {
                     return self.hold(frame, ranges);
                 }
-                if !readonly && slot.is_some() {
-                    self.last_write = slot;
+                if !readonly {
+                    if slot.is_some() {
+                        self.last_write = slot;
+                    }
+                    self.wrote();
                 }
                 if matches!(plan, Plan::Eval { .. }) {
                     // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
                     self.shared.scripts.learn(args.get(1));
                 }
                 let mut part = Part::new(frame, slot);
-                part.replica_ok = readonly && slot.is_some() && self.read_from != ReadFrom::Primary;
+                part.replica_ok =
+                    readonly && slot.is_some() && self.read_from != ReadFrom::Primary && !self.reads_own_writes();
                 self.push_forwarded(Pending {
                     reply: None,
                     readonly,
@@ -523,6 +530,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
                 if !readonly {
                     self.last_write = parts.last().and_then(|p| p.slot);
+                    self.wrote();
                 }
                 self.push_merged(parts, split.merge, readonly);
             }
@@ -640,6 +648,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Metrics::incr(&self.shared.metrics.blocking_commands);
         let parts = smallvec::smallvec![Part::new(frame, slot)];
         self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
+    }
+
+    /// Notes a write for `client.read_your_writes` (only then is the clock read).
+    fn wrote(&mut self) {
+        if self.shared.config.listen.read_your_writes.is_some() {
+            self.last_write_at = Some(Instant::now());
+        }
+    }
+
+    /// With `client.read_your_writes`: the client wrote within the window, so its reads go to the primary (a
+    /// replica may not have its write yet).
+    fn reads_own_writes(&self) -> bool {
+        match (self.shared.config.listen.read_your_writes, self.last_write_at) {
+            (Some(window), Some(at)) => at.elapsed() < window,
+            _ => false,
+        }
     }
 
     /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no

@@ -63,6 +63,7 @@ impl TopologyManager {
         replica_reads: Option<i64>,
     ) -> Arc<TopologyManager> {
         let metrics = upstreams.metrics().clone();
+        metrics.group_role_mismatches.fetch_add(u64::from(first.role_mismatches), Ordering::Relaxed);
         let topology = Arc::new(build_group(&upstreams, &first, 1, replica_reads, false));
         let report = GroupReport {
             kind: resolver.kind(),

@@ -315,6 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if slot.is_some() {
                 self.last_write = slot;
             }
+            self.wrote();
         }
         self.fence = true;
         self.push_txn(Step::Exec { abort }, frame, None, true);
