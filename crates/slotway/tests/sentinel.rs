@@ -85,7 +85,7 @@ fn a_sentinel_group_is_one_standalone_server() {
         let Reply::Bulk(Some(c)) = &items[0] else { panic!() };
         cursor = String::from_utf8(c.clone()).unwrap();
         let Reply::Array(Some(keys)) = &items[1] else { panic!() };
-        seen.extend(keys.iter().cloned().map(|k| format!("{k:?}")));
+        seen.extend(keys.iter().map(|k| format!("{k:?}")));
         if cursor == "0" {
             break;
         }
