@@ -147,7 +147,11 @@ async fn sentinel_failover_under_load_is_invisible() {
     load.await.unwrap();
 
     let (ok, errors, stale) = tally.summary();
-    println!("SENTINEL FAILOVER {old} -> {new} (promoted after {promoted:?}): {ok} SET+GET pairs ok, {errors} errors, {stale} stale");
+    println!(
+        "SENTINEL FAILOVER {old} -> {new} (promoted after {promoted:?}): {ok} SET+GET pairs ok, {errors} errors, \
+         {stale} stale; slowest round {:?}",
+        tally.slowest()
+    );
     assert!(ok > 500, "the load ran ({ok})");
     assert_eq!(errors, 0, "client-visible errors: {:?}", tally.errors.first());
     assert_eq!(stale, 0);
@@ -179,7 +183,8 @@ async fn primary_killed_under_load_errors_only_for_writes_in_flight() {
     let (_, window) = tally.outage();
     println!(
         "SIGKILL of the primary {old}: promotion of {new} after {promoted:?}; {ok} ok, {errors} client-visible errors \
-         over {window:?}; first: {:?}",
+         over {window:?}; slowest round {:?} (requests held until the promotion); first: {:?}",
+        tally.slowest(),
         tally.errors.first()
     );
     assert_eq!(stale, 0);

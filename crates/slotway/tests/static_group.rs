@@ -98,7 +98,11 @@ async fn static_failover_with_replicaof_under_load_is_invisible() {
     load.await.unwrap();
 
     let (ok, errors, stale) = tally.summary();
-    println!("static failover {old} -> {new} in {switched:?}: {ok} SET+GET pairs ok, {errors} errors, {stale} stale");
+    println!(
+        "static failover {old} -> {new} in {switched:?}: {ok} SET+GET pairs ok, {errors} errors, {stale} stale; \
+         slowest round {:?}",
+        tally.slowest()
+    );
     assert!(ok > 500, "the load ran ({ok})");
     assert_eq!(errors, 0, "client-visible errors: {:?}", tally.errors.first());
     assert_eq!(stale, 0);

@@ -390,6 +390,8 @@ pub struct Tally {
     pub readonly: AtomicU64,
     /// Last acknowledged value per key.
     pub acked: Mutex<HashMap<String, String>>,
+    /// The slowest SET+GET round (µs): how long clients were held during an outage.
+    pub slowest_us: AtomicU64,
 }
 
 impl Tally {
@@ -401,6 +403,11 @@ impl Tally {
     pub fn outage(&self) -> (u64, Option<Duration>) {
         let times = self.errors.times();
         (self.errors.count(), times.first().zip(times.last()).map(|(a, b)| *b - *a))
+    }
+
+    /// The longest a client waited for one SET+GET round.
+    pub fn slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest_us.load(Ordering::Relaxed))
     }
 }
 
@@ -418,6 +425,8 @@ pub async fn run_load(addr: String, clients: usize, prefix: &'static str, stop: 
             while !stop.load(Ordering::Relaxed) && i < 200_000 {
                 let key = format!("{prefix}:{c}:{}", i % 50);
                 let value = format!("{c}-{i}");
+                let started = std::time::Instant::now();
+                let _slowest = Slowest(&tally.slowest_us, started);
                 match con.set::<_, _, ()>(&key, &value).await {
                     Ok(()) => {
                         tally.acked.lock().unwrap().insert(key.clone(), value.clone());
@@ -440,6 +449,15 @@ pub async fn run_load(addr: String, clients: usize, prefix: &'static str, stop: 
     }
     for t in tasks {
         t.await.unwrap();
+    }
+}
+
+/// Records how long one round took when it ends (whichever way it ends).
+struct Slowest<'a>(&'a AtomicU64, std::time::Instant);
+
+impl Drop for Slowest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_max(self.1.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
