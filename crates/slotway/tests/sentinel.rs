@@ -56,6 +56,8 @@ fn a_sentinel_group_is_one_standalone_server() {
     assert_eq!(db3.call(&["SET", "iso", "in-3"]), ok());
     assert_eq!(db3.call(&["GET", "iso"]), bulk("in-3"));
     assert_eq!(db3.call(&["DBSIZE"]), int(1));
+    let Reply::Bulk(Some(me)) = db3.call(&["CLIENT", "INFO"]) else { panic!() };
+    assert!(String::from_utf8_lossy(&me).contains(" db=3 "), "{}", String::from_utf8_lossy(&me));
     assert_eq!(raw.call(&["GET", "iso"]), nil(), "database 0 doesn't see database 3's key");
     assert_eq!(raw.call(&["SET", "iso", "in-0"]), ok());
     assert_eq!(db3.call(&["GET", "iso"]), bulk("in-3"));

@@ -431,7 +431,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
     fn publish_state(&self) {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
-        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
+        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some(), db: self.client.db };
         self.client.handle.set_state(state);
     }
 
