@@ -202,7 +202,8 @@ pub enum ReplyClass {
     /// refresh, retry after a wait.
     ClusterDown,
     /// The node refused before running anything because its role or state changed: READONLY (a demoted primary),
-    /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting). Refresh, retry after a wait.
+    /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting), UNBLOCKED (a blocking command's primary
+    /// was demoted while it waited). Refresh, retry after a wait.
     NodeNotReady,
 }
 
@@ -222,7 +223,9 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
         b"TRYAGAIN" => ReplyClass::TryAgain,
         b"NOSCRIPT" => ReplyClass::NoScript,
         b"CLUSTERDOWN" => ReplyClass::ClusterDown,
-        b"READONLY" | b"MASTERDOWN" | b"LOADING" => ReplyClass::NodeNotReady,
+        // UNBLOCKED: a blocking command's node became a replica while it waited (nothing was popped): resend it to
+        // the new primary.
+        b"READONLY" | b"MASTERDOWN" | b"LOADING" | b"UNBLOCKED" => ReplyClass::NodeNotReady,
         _ => ReplyClass::Final,
     }
 }
@@ -258,6 +261,13 @@ mod tests {
             ReplyClass::NodeNotReady
         );
         assert_eq!(classify_reply(b"-NOSCRIPT No matching script. Please use EVAL.\r\n", "h"), ReplyClass::NoScript);
+        assert_eq!(
+            classify_reply(
+                b"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n",
+                "h"
+            ),
+            ReplyClass::NodeNotReady
+        );
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
             ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))

@@ -131,11 +131,12 @@ impl TopologyManager {
     /// A failover of the group started: no primary until a resolution finds the new one.
     fn fence(&self, why: &str) {
         let Some(g) = &self.group else { return };
+        // Even with no primary now: a resolution under way may be about to install one from before the failover.
+        g.fences.fetch_add(1, Ordering::AcqRel);
         let current = self.current.load_full();
         if current.primaries.first().is_none_or(Option::is_none) {
             return;
         }
-        g.fences.fetch_add(1, Ordering::AcqRel);
         Metrics::incr(&self.metrics.group_fences);
         let problem = format!("a failover is in progress ({why})");
         tracing::warn!(group = %g.resolver.name(), event = %why, "failover started: requests wait for the new primary");

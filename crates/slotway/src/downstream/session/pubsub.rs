@@ -501,7 +501,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let topo = self.shared.topology.load();
         let Some(pool) = topo.any_primary(self.pick).cloned() else {
             self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-            return Err("CLUSTERDOWN Hash slot not served".to_string());
+            return Err(topo.unserved_error());
         };
         drop(topo);
         let conn = self.open_subscriber(&pool)?;

@@ -235,7 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let topo = self.shared.topology.load();
                 let Some(pool) = topo.primary_for(s).cloned() else {
                     self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                    return self.refuse_queued("CLUSTERDOWN Hash slot not served");
+                    return self.refuse_queued(&topo.unserved_error());
                 };
                 drop(topo);
                 if let Err(msg) = self.open_txn_conn(&pool) {
@@ -284,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let topo = self.shared.topology.load();
             let Some(pool) = dispatch::target(&topo, None, self.pick).cloned() else {
                 self.txn = None;
-                return self.push_error("CLUSTERDOWN Hash slot not served");
+                return self.push_error(&topo.unserved_error());
             };
             drop(topo);
             if let Err(msg) = self.open_txn_conn(&pool) {
