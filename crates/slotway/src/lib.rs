@@ -18,6 +18,8 @@
 //! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
+//! - [`auth`] — slotway's own users: ACL rules (commands, keys, channels), passwords, the `ACL` command.
+//! - [`provision`] — `provision_upstream`: ACL users with slotway's users' rules, kept on every node.
 //! - [`app`] — wiring and shutdown.
 //!
 //! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `backend` ← `topology` ← `dispatch` ←
@@ -35,6 +37,7 @@ pub mod downstream;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
+pub mod provision;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

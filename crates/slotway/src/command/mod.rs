@@ -64,6 +64,8 @@ pub enum LocalCommand {
     Sentinel,
     /// ROLE: `master`, whatever is behind slotway (it is the endpoint for writes).
     Role,
+    /// `ACL ...` about slotway's own users.
+    Acl,
 }
 
 /// How a command is routed through the standalone endpoint.

@@ -53,8 +53,9 @@ fn builtin_table_loads() {
     let t = CommandTable::builtin();
     assert_eq!(
         t.len(),
-        372,
-        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 3"
+        373,
+        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 3, \
+         plus SENTINEL"
     );
     assert!(!t.is_empty());
     let get = t.lookup(b"get").unwrap();
@@ -333,6 +334,9 @@ fn routes() {
         ("CLIENT SETINFO LIB-NAME x", LocalCommand::Client),
         ("CLIENT KILL ID 1", LocalCommand::Client),
         ("CLIENT PAUSE 10", LocalCommand::Client),
+        ("ACL WHOAMI", LocalCommand::Acl),
+        ("ACL NOPE", LocalCommand::Acl),
+        ("ACL", LocalCommand::Acl),
     ];
     for (line, cmd) in local {
         assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
@@ -405,18 +409,19 @@ fn routes() {
         ("SAVE", UNSUPPORTED_KEYLESS),
         ("BGSAVE", UNSUPPORTED_KEYLESS),
         ("BGREWRITEAOF", UNSUPPORTED_KEYLESS),
-        ("ACL WHOAMI", UNSUPPORTED_KEYLESS),
         ("LATENCY LATEST", UNSUPPORTED_KEYLESS),
         ("SLOWLOG GET", UNSUPPORTED_KEYLESS),
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
-        ("ROLE", UNSUPPORTED_KEYLESS),
         ("PFSELFTEST", UNSUPPORTED_KEYLESS),
     ];
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
     }
+    // slotway answers ROLE (master, in every mode) and SENTINEL (as its clients' sentinel) itself.
+    assert_eq!(route_of(t, "ROLE"), Route::Local(LocalCommand::Role));
+    assert_eq!(route_of(t, "SENTINEL get-master-addr-by-name mymaster"), Route::Local(LocalCommand::Sentinel));
 }
 
 #[test]
@@ -745,7 +750,7 @@ fn module_table(resp3: bool) -> CommandTable {
 fn module_commands_with_key_specs() {
     for resp3 in [false, true] {
         let t = module_table(resp3);
-        assert_eq!(t.len(), 9 + 4, "the module commands, plus SLOTWAY and its subcommands");
+        assert_eq!(t.len(), 9 + 4 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
         assert_eq!(keys_of(&t, "MOD.COPY a b").unwrap(), [1, 2]);
         assert_eq!(keys_of(&t, "mod.copy a b KEYS 2 c d x").unwrap(), [1, 2, 5, 6]);
         assert_eq!(keys_of(&t, "mod.copy a b keys 0").unwrap(), [1, 2]);
