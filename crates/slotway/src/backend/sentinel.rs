@@ -132,16 +132,18 @@ pub fn candidates(answers: &[Answer]) -> Vec<Candidate> {
         if a.epoch != best || out.iter().any(|c| c.addr == a.master) {
             continue;
         }
-        let naming: Vec<&Answer> = answers.iter().filter(|x| x.master == a.master).collect();
-        // A failover in progress makes the master being failed over (the record's address) untrustworthy; once the
-        // leader names the promoted replica instead, that one is the new primary (it still reconfigures replicas).
-        let failing_over =
-            |x: &&&Answer| x.has_flag("failover_in_progress") && x.record.as_ref().is_none_or(|r| *r == x.master);
-        let distrust = if let Some(s) = naming.iter().find(failing_over) {
+        // A sentinel's flags describe its master record. During a failover the leader's record still holds the old
+        // primary (flagged o_down, failover_in_progress) while it already names the promoted replica: its flags then
+        // say nothing about the address it names.
+        let naming: Vec<&Answer> = answers
+            .iter()
+            .filter(|x| x.master == a.master && x.record.as_ref().is_none_or(|r| *r == x.master))
+            .collect();
+        let distrust = if let Some(s) = naming.iter().find(|x| x.has_flag("failover_in_progress")) {
             Some(format!("sentinel {} reports a failover of {} in progress", s.sentinel, a.master))
         } else if let Some(s) = naming.iter().find(|x| x.has_flag("o_down")) {
             Some(format!("sentinel {} reports {} objectively down", s.sentinel, a.master))
-        } else if naming.iter().all(|x| x.has_flag("s_down")) {
+        } else if !naming.is_empty() && naming.iter().all(|x| x.has_flag("s_down")) {
             Some(format!("every sentinel that names {} sees it down", a.master))
         } else {
             None
@@ -470,8 +472,9 @@ async fn watch(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
+    let mut subscribed_before = false;
     loop {
-        let run = watch_once(&sentinel, &ctx, &name, &hook);
+        let run = watch_once(&sentinel, &ctx, &name, &hook, &mut subscribed_before);
         let error = tokio::select! {
             e = run => e,
             _ = shutdown.changed() => return,
@@ -480,8 +483,6 @@ async fn watch(
         if failures == 1 || failures.is_multiple_of(60) {
             tracing::info!(sentinel = %sentinel, error = %error, "sentinel event subscription lost; retrying");
         }
-        // Events may have been missed meanwhile.
-        hook(GroupEvent::Refresh);
         let pause = Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(5))));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -491,7 +492,14 @@ async fn watch(
 }
 
 /// One subscription: connect, subscribe, hand every relevant event to `hook`. Returns why it ended.
-async fn watch_once(sentinel: &NodeAddr, ctx: &ConnectContext, name: &str, hook: &EventHook) -> String {
+/// `subscribed_before`: a subscription to this sentinel ran before, so events may have been missed since.
+async fn watch_once(
+    sentinel: &NodeAddr,
+    ctx: &ConnectContext,
+    name: &str,
+    hook: &EventHook,
+    subscribed_before: &mut bool,
+) -> String {
     let (mut rd, mut wr) = match connect(sentinel, ctx, Protocol::Resp2, false, 0).await {
         Ok(c) => c,
         Err(e) => return e.to_string(),
@@ -505,6 +513,10 @@ async fn watch_once(sentinel: &NodeAddr, ctx: &ConnectContext, name: &str, hook:
     }
     let _ = wr.flush().await;
     tracing::debug!(sentinel = %sentinel, "watching sentinel events");
+    if std::mem::replace(subscribed_before, true) {
+        // Events may have been missed while the subscription was down.
+        hook(GroupEvent::Refresh);
+    }
     let limits = Limits::default();
     let mut scanner = ReplyScanner::new(limits);
     let mut buf = BytesMut::with_capacity(4096);
@@ -592,7 +604,7 @@ mod tests {
         assert!(c[0].distrust.as_deref().unwrap().contains("failover of 127.0.0.1:7001 in progress"));
         // The leader names the promoted replica while its record still holds the old primary: the failover is
         // reconfiguring replicas, the new primary is usable.
-        let mut leader = answer(2, 7002, Some(4), "master,failover_in_progress,force_failover");
+        let mut leader = answer(2, 7002, Some(4), "s_down,o_down,master,disconnected,failover_in_progress");
         leader.record = Some(NodeAddr::new("127.0.0.1", 7001));
         let c = candidates(&[answer(1, 7001, Some(3), "master"), leader, answer(3, 7001, Some(3), "master")]);
         assert_eq!(c.len(), 1);

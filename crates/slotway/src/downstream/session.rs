@@ -180,6 +180,8 @@ pub(super) struct Session<S> {
     placement: Placement,
     /// When the client last wrote (kept only with `client.read_your_writes`).
     last_write_at: Option<Instant>,
+    /// Every new topology: waiting retries go at once when it changes.
+    topology_changes: watch::Receiver<Arc<crate::topology::Topology>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -189,6 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         let placement = shared.topology.placement();
+        let topology_changes = shared.topology.subscribe();
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -221,6 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             out_pushed: 0,
             placement,
             last_write_at: None,
+            topology_changes,
         }
     }
 
@@ -270,6 +274,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = &mut killed => break,
                 Some(d) = self.replies_rx.recv() => self.on_delivery(d),
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
+                // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
+                // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
+                _ = self.topology_changes.changed(), if retry_at.is_some() => self.retry_now(),
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
@@ -1001,6 +1008,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap).min(first_failure + deadline - now);
         p.retries += 1;
         p.retry_at = Some(now + delay);
+        // A topology change from now on makes it retry at once.
+        self.topology_changes.borrow_and_update();
         self.retries_waiting += 1;
     }
 
@@ -1012,6 +1021,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Resends every part whose retry time has come, in request order.
+    /// Makes every waiting retry due now, and sends them (the topology changed).
+    fn retry_now(&mut self) {
+        let now = Instant::now();
+        for p in &mut self.pending {
+            for x in &mut p.parts {
+                if x.retry_at.is_some() {
+                    x.retry_at = Some(now);
+                }
+            }
+        }
+        self.resend_due();
+    }
+
     fn resend_due(&mut self) {
         let now = Instant::now();
         for idx in 0..self.pending.len() {
