@@ -225,11 +225,14 @@ async fn old_primary_restarted_as_a_stale_master_gets_no_writes() {
     let mut checked = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let role = tokio::task::block_in_place(|| group.role(old));
-        if role.as_deref() != Some("master") {
+        // ROLE before and after the reads: once demoted, the node resyncs and runs the new primary's writes, so only
+        // a node that said master on both sides of the reads proves anything (it never goes back to master).
+        let (before, keys, sets, after) = tokio::task::block_in_place(|| {
+            (group.role(old), group.cli(old, &["DBSIZE"]), group.calls(old, "set"), group.role(old))
+        });
+        if before.as_deref() != Some("master") || after.as_deref() != Some("master") {
             break;
         }
-        let (keys, sets) = tokio::task::block_in_place(|| (group.cli(old, &["DBSIZE"]), group.calls(old, "set")));
         assert_eq!((keys.as_str(), sets), ("0", 0), "a write reached the stale master {old}");
         checked += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
