@@ -17,6 +17,11 @@
 //!   pub/sub), local commands.
 //! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
+//! - [`monitor`] — the monitoring HTTP endpoint: `/metrics`, `/health`, `/live`, `/ready`.
+//! - [`live`] — the settings that can change while slotway runs (config, users), swapped whole.
+//! - [`reload`] — re-reading the configuration (SIGHUP, `SLOTWAY RELOAD`): check everything, then apply.
+//! - [`logging`] — stderr logs as text or JSON lines, with a reloadable level.
+//! - [`build_info`] — version, git commit and build profile.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
 //! - [`auth`] — slotway's own users: ACL rules (commands, keys, channels), passwords, the `ACL` command.
 //! - [`provision`] — `provision_upstream`: ACL users with slotway's users' rules, kept on every node.
@@ -29,15 +34,19 @@
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod build_info;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod downstream;
+pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod provision;
+pub mod reload;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

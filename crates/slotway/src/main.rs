@@ -1,6 +1,6 @@
 //! The slotway binary: parse flags, load the config, start logging, run.
 use clap::Parser;
-use slotway::config::{Config, Overrides};
+use slotway::config::Overrides;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,8 +11,18 @@ use std::process::ExitCode;
 /// `upstream.password_file` / `upstream.password_env` in the config file; never from the command line.
 /// Flags override the config file. See docs/CONFIG.md for every setting.
 #[derive(Parser, Debug)]
-#[command(name = "slotway", version, about, long_about)]
+#[command(name = "slotway", version = slotway::build_info::VERSION_LINE, about, long_about)]
 struct Cli {
+    /// Check the configuration (file, flags and environment: syntax, values, files readable, certificates and
+    /// keys, users' rules) without connecting anywhere or binding ports; print every problem, exit 0 if there is
+    /// none and 1 otherwise.
+    #[arg(long)]
+    check_config: bool,
+    /// Ask a running slotway's monitoring endpoint whether it is ready (GET /ready) and exit 0 if so, 1 if not:
+    /// for container health checks, with no shell or curl in the image. ADDR is IP:PORT of `metrics_listen`,
+    /// optionally followed by a path (`127.0.0.1:9121/live`).
+    #[arg(long, value_name = "ADDR", exclusive = true)]
+    probe: Option<String>,
     /// TOML config file; flags given here override its settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -110,10 +120,16 @@ struct Cli {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like `slotway=debug` [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log pipelines) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(target) = &cli.probe {
+        return probe(target);
+    }
     let overrides = Overrides {
         listen: cli.listen,
         listen_tls: cli.listen_tls,
@@ -134,6 +150,7 @@ fn main() -> ExitCode {
         workers: cli.workers,
         read_from: cli.read_from,
         log_level: cli.log_level,
+        log_format: cli.log_format,
         mode: cli.mode,
         nat_announce_host: cli.nat_announce_host,
         nat_ports: cli.nat_ports,
@@ -146,26 +163,71 @@ fn main() -> ExitCode {
         sentinel_tls_server_name: cli.sentinel_tls_server_name,
         servers: cli.server,
     };
-    let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {
+    let source = slotway::live::ConfigSource::new(cli.config.clone(), overrides);
+    let loaded = source.load(&|k| std::env::var(k).ok());
+    if cli.check_config {
+        return check_config(&source, loaded);
+    }
+    let (config, loaded) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("slotway: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let log_control = slotway::logging::init(config.log_format, &config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
 
-    match slotway::app::run(config) {
+    match slotway::app::run(config, slotway::app::Runtime { source, loaded, log_control }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("slotway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config`: every problem on stdout, one per line, and the verdict; nothing is connected or bound.
+fn check_config(
+    source: &slotway::live::ConfigSource,
+    loaded: Result<(slotway::config::Config, slotway::live::Loaded), slotway::config::ConfigError>,
+) -> ExitCode {
+    let what = source.describe();
+    match loaded {
+        Ok((config, loaded)) => {
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
+            println!("{what}: configuration OK (sha256 {})", loaded.hash);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for problem in &e.0 {
+                println!("error: {problem}");
+            }
+            let n = e.0.len();
+            println!("{what}: {n} problem{} found", if n == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--probe ADDR[/PATH]`: one HTTP GET (default path `/ready`) with a short timeout; exit 0 on a 2xx answer.
+fn probe(target: &str) -> ExitCode {
+    match slotway::monitor::probe(target, std::time::Duration::from_secs(3)) {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            println!("{status} {}", body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            println!("{status} {}", body.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("probe {target}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -153,6 +153,10 @@ metrics! {
     group_fences,
     /// Sentinel events about the group received (each asks for a resolution).
     sentinel_events,
+    /// Configuration reloads (SIGHUP, `SLOTWAY RELOAD`) applied.
+    config_reloads_ok,
+    /// Configuration reloads refused (invalid file, bad certificate, credentials the nodes refuse): nothing changed.
+    config_reloads_failed,
 }
 
 /// The metrics that go up and down (the others only count up).

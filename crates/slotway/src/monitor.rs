@@ -1,8 +1,13 @@
-//! The monitoring endpoint (`metrics_listen`): plain HTTP/1.1 with two resources.
+//! The monitoring endpoint (`metrics_listen`): plain HTTP/1.1 with four resources.
 //!
 //! - `GET /metrics`: every counter of [`Metrics`] plus a few facts about the topology, in Prometheus's text format.
 //! - `GET /health`: `200 ok` while slotway can serve every slot, `503` with the reason otherwise (slots without a
-//!   primary, or shutting down), for load balancers' and orchestrators' health checks.
+//!   primary, or shutting down), for load balancers' health checks.
+//! - `GET /live`: `200` while the process runs, draining included (a liveness probe that never restarts a pod
+//!   that is shutting down cleanly, nor one whose cluster is having trouble).
+//! - `GET /ready`: `200` until shutdown begins, then `503` at once (a readiness probe: the pod leaves the
+//!   Service's endpoints while it keeps serving for `shutdown.grace_ms`). Slots without a primary don't make it
+//!   unready: every slotway would drop out together, and clients get a clear CLUSTERDOWN instead.
 //!
 //! It runs on the control runtime, so a scrape never takes time from the workers, and it needs no password: bind it
 //! to a private address.
@@ -65,18 +70,26 @@ pub async fn serve(listener: TcpListener, monitor: Monitor) {
 
 fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if !matches!(path, "/metrics" | "/health") {
-        return text(StatusCode::NOT_FOUND, "not found: try /metrics or /health\n".into());
+    if !matches!(path, "/metrics" | "/health" | "/live" | "/ready") {
+        return text(StatusCode::NOT_FOUND, "not found: try /metrics, /health, /live or /ready\n".into());
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if path == "/health" {
-        let problem = monitor.topology.load().health_problem();
-        let (status, body) = health(problem.as_deref(), *monitor.shutdown.borrow());
-        return text(status, body);
+    match path {
+        "/health" => {
+            let problem = monitor.topology.load().health_problem();
+            let (status, body) = health(problem.as_deref(), *monitor.shutdown.borrow());
+            return text(status, body);
+        }
+        "/live" => return text(StatusCode::OK, "ok\n".into()),
+        "/ready" => {
+            let (status, body) = ready(*monitor.shutdown.borrow());
+            return text(status, body);
+        }
+        _ => {}
     }
     let mut r = text(StatusCode::OK, render(monitor));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
@@ -91,6 +104,43 @@ pub fn health(problem: Option<&str>, shutting_down: bool) -> (StatusCode, String
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
         None => (StatusCode::OK, "ok\n".into()),
     }
+}
+
+/// The readiness verdict: ready until shutdown begins.
+pub fn ready(shutting_down: bool) -> (StatusCode, String) {
+    if shutting_down {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
+    } else {
+        (StatusCode::OK, "ready\n".into())
+    }
+}
+
+/// One GET for `slotway --probe`: `target` is `IP:PORT` (path `/ready`) or `IP:PORT/path`. Returns the status
+/// code and body. Plain std I/O with `timeout` on connect, write and read: it runs before any runtime exists.
+pub fn probe(target: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let (addr, path) = match target.find('/') {
+        Some(i) => (&target[..i], &target[i..]),
+        None => (target, "/ready"),
+    };
+    let sockaddr: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("bad address '{addr}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for '{addr}'"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sockaddr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| "not an HTTP response".to_string())?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Ok((status, body))
 }
 
 /// The `/metrics` page: the counters, then the topology facts `INFO proxy` also shows.
@@ -118,7 +168,12 @@ fn render(monitor: &Monitor) -> String {
     }
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
-    let _ = writeln!(out, "slotway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "slotway_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::build_info::COMMIT
+    );
     out
 }
 
@@ -183,6 +238,12 @@ mod tests {
         assert_eq!(health(five, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
         assert_eq!(health(None, true).0, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(health(five, true).1, "shutting down\n");
+    }
+
+    #[test]
+    fn ready_until_shutdown_begins() {
+        assert_eq!(ready(false).0, StatusCode::OK);
+        assert_eq!(ready(true), (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string()));
     }
 
     #[test]

@@ -274,8 +274,9 @@ pub struct TopologyManager {
     metrics: Arc<Metrics>,
     min_interval: Duration,
     interval: Duration,
-    /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes.
-    replica_reads: Option<i64>,
+    /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes. A config reload
+    /// may change it ([`TopologyManager::set_replica_reads`]).
+    replica_reads: Mutex<Option<i64>>,
     /// Every new topology, for observers (nat mode's listeners); routing reads `current` instead.
     changes: watch::Sender<Arc<Topology>>,
     /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
@@ -324,7 +325,7 @@ impl TopologyManager {
                 metrics,
                 min_interval,
                 interval,
-                replica_reads,
+                replica_reads: Mutex::new(replica_reads),
                 state: Mutex::new(RefreshState { epoch: view.epoch, stale: StaleGuard::default() }),
                 group: None,
             });
@@ -349,6 +350,34 @@ impl TopologyManager {
     /// How keys are placed on groups (fixed for the process).
     pub fn placement(&self) -> Placement {
         self.current.load().placement
+    }
+
+    fn replica_reads(&self) -> Option<i64> {
+        *self.replica_reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether reads may go to replicas, and their lag bound (a config reload changed `read_from` or
+    /// `max_replica_lag_bytes`). The map in use is rebuilt at once from the last view (no network: replica
+    /// lists appear or disappear before the next command), then a refresh brings the lag figures up to date.
+    pub fn set_replica_reads(&self, replica_reads: Option<i64>) {
+        let old = std::mem::replace(&mut *self.replica_reads.lock().unwrap_or_else(|e| e.into_inner()), replica_reads);
+        if old == replica_reads {
+            return;
+        }
+        let current = self.current.load_full();
+        let next = match &self.group {
+            // A single group: rebuilt from its last resolution (its replicas' offsets are there).
+            Some(g) => g.rebuild(&self.upstreams, current.version, replica_reads),
+            None => build(&self.upstreams, current.map.shards.clone(), current.version, replica_reads),
+        };
+        self.current.store(Arc::new(next));
+        let _ = self.pending_reason.compare_exchange(
+            0,
+            RefreshReason::Periodic as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.trigger.notify_one();
     }
 
     /// The current topology (a pointer load).
@@ -492,10 +521,11 @@ impl TopologyManager {
         let epoch = view.epoch;
         self.state.lock().expect("refresh state poisoned").epoch = epoch;
         let shards = view.shards;
+        let replica_reads = self.replica_reads();
         if same_layout(&shards, &current.map.shards) {
             // Same layout; with replica reads the lag of each replica may have changed.
-            if self.replica_reads.is_some() {
-                let next = build(&self.upstreams, shards, current.version, self.replica_reads);
+            if replica_reads.is_some() {
+                let next = build(&self.upstreams, shards, current.version, replica_reads);
                 if next.replicas.iter().map(Vec::len).ne(current.replicas.iter().map(Vec::len)) {
                     self.current.store(Arc::new(next));
                 }
@@ -503,7 +533,7 @@ impl TopologyManager {
             return;
         }
         let changes = describe_changes(&current.map.shards, &shards);
-        let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
+        let next = build(&self.upstreams, shards, current.version + 1, replica_reads);
         tracing::info!(
             version = next.version,
             reason = RefreshReason::name(reason),

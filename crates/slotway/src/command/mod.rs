@@ -427,6 +427,7 @@ impl CommandTable {
         let subs = vec![
             entry("slotway|refresh", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|topology", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|reload", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|help", 2, &["loading", "stale"], &["@slow", "@connection"], vec![]),
         ];
         // A well-formed entry by construction.

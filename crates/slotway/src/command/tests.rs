@@ -53,8 +53,8 @@ fn builtin_table_loads() {
     let t = CommandTable::builtin();
     assert_eq!(
         t.len(),
-        373,
-        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 3, \
+        374,
+        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 4, \
          plus SENTINEL"
     );
     assert!(!t.is_empty());
@@ -750,7 +750,7 @@ fn module_table(resp3: bool) -> CommandTable {
 fn module_commands_with_key_specs() {
     for resp3 in [false, true] {
         let t = module_table(resp3);
-        assert_eq!(t.len(), 9 + 4 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
+        assert_eq!(t.len(), 9 + 5 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
         assert_eq!(keys_of(&t, "MOD.COPY a b").unwrap(), [1, 2]);
         assert_eq!(keys_of(&t, "mod.copy a b KEYS 2 c d x").unwrap(), [1, 2, 5, 6]);
         assert_eq!(keys_of(&t, "mod.copy a b keys 0").unwrap(), [1, 2]);

@@ -24,7 +24,7 @@ pub const SENTINEL_PASSWORD_ENV: &str = "SLOTWAY_SENTINEL_PASSWORD";
 
 /// What slotway is in front of: exactly one kind per process. Every kind is made of replication groups (one
 /// primary, its replicas); only how they are discovered and how keys are placed on them differ.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// A Redis Cluster: groups and slots from CLUSTER SHARDS, asked of the seeds in `upstream.seeds`.
     Cluster,
@@ -42,7 +42,7 @@ impl Backend {
 }
 
 /// `[sentinel]`: how to reach the sentinels and which master to follow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentinelConfig {
     /// Sentinels to ask first, in order (more are learned from `SENTINEL sentinels`).
     pub addresses: Vec<NodeAddr>,
@@ -60,7 +60,7 @@ pub struct SentinelConfig {
 }
 
 /// `[servers]`: a static primary/replica set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServersConfig {
     pub addresses: Vec<NodeAddr>,
     /// Every server is asked ROLE this often.
@@ -319,10 +319,34 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// `tracing` filter, e.g. `info` or `slotway=debug`.
     pub log_level: String,
-    /// How long shutdown waits for in-flight requests before closing connections.
-    pub shutdown_grace: Duration,
-    /// Where the monitoring HTTP endpoint (`/metrics`, `/health`) listens; None = not served.
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// How SIGTERM drains (`[shutdown]`).
+    pub shutdown: ShutdownConfig,
+    /// Where the monitoring HTTP endpoint (`/metrics`, `/health`, `/live`, `/ready`) listens; None = not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Things that are allowed but may not be what was meant (logged at start, printed by `--check-config`).
+    pub warnings: Vec<String>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line with stable field names (`timestamp`, `level`, `target`, `fields.message`, and the
+    /// event's own fields), for log pipelines.
+    Json,
+}
+
+/// What SIGTERM (or SIGINT) does, in order: `/ready` turns 503 at once; slotway keeps serving for `grace`, so
+/// load balancers and Kubernetes endpoints notice; then it stops accepting, lets in-flight requests finish (at most
+/// `drain_timeout`), closes idle clients and node connections, and exits 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    pub grace: Duration,
+    pub drain_timeout: Duration,
 }
 
 /// Command-line flags that can override the config file; `None`/`false` means "not given".
@@ -347,6 +371,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub read_from: Option<String>,
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     pub mode: Option<String>,
     pub nat_announce_host: Option<String>,
     pub nat_ports: Option<String>,
@@ -374,14 +399,24 @@ impl Config {
         overrides: &Overrides,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(vec![format!("cannot read config file {}: {e}", path.display())]))?;
-                RawConfig::parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?
+                Self::from_text(path, &text, overrides, env)
             }
-            None => RawConfig::default(),
-        };
+            None => Self::from_raw(RawConfig::default(), overrides, env),
+        }
+    }
+
+    /// [`Config::load`] for a file already read (`path` names it in errors).
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = RawConfig::parse(text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         Self::from_raw(raw, overrides, env)
     }
 
@@ -711,6 +746,26 @@ impl Config {
                 provision_upstream,
             });
         }
+        let log_level = o.log_level.clone().or(raw.log_level.clone()).unwrap_or_else(|| "info".to_string());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            errors.push(format!("log_level '{log_level}' is not a level or tracing directive: {e}"));
+        }
+        let log_format = match o.log_format.clone().or(raw.log_format.clone()).as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                errors.push(format!("log_format must be 'text' or 'json', got '{other}'"));
+                LogFormat::Text
+            }
+        };
+        if raw.shutdown_grace_ms.is_some() && raw.shutdown.drain_timeout_ms.is_some() {
+            errors.push("shutdown_grace_ms is the old name of shutdown.drain_timeout_ms: give only one".to_string());
+        }
+        for (what, v) in [("grace_ms", raw.shutdown.grace_ms), ("drain_timeout_ms", raw.shutdown.drain_timeout_ms)] {
+            if v.is_some_and(|v| v > 3_600_000) {
+                errors.push(format!("shutdown.{what} must be at most 3600000 (an hour)"));
+            }
+        }
         let acl_pubsub_default = match raw.auth.acl_pubsub_default.as_deref() {
             None | Some("resetchannels") => crate::auth::PubSubDefault::ResetChannels,
             Some("allchannels") => crate::auth::PubSubDefault::AllChannels,
@@ -719,6 +774,23 @@ impl Config {
                 crate::auth::PubSubDefault::ResetChannels
             }
         };
+        let mut warnings = Vec::new();
+        check_users(&users, &raw.users, acl_pubsub_default, &mut errors, &mut warnings);
+        if let Some(t) = &downstream_tls {
+            if [&t.cert, &t.key].into_iter().chain(&t.client_ca).all(|p| p.exists()) {
+                if let Err(e) = tls::server_config(t) {
+                    errors.push(format!("client TLS: {e}"));
+                }
+            }
+        }
+        if let Some(t) = &tls {
+            if [&t.ca, &t.cert, &t.key].into_iter().flatten().all(|p| p.exists()) && t.cert.is_some() == t.key.is_some()
+            {
+                if let Err(e) = tls::client_config(t) {
+                    errors.push(format!("upstream TLS: {e}"));
+                }
+            }
+        }
         let raw_nat = raw.nat;
         let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
         let nat = if nat_mode { nat_config(raw_nat, o, env, &mut errors) } else { None };
@@ -784,10 +856,43 @@ impl Config {
                 cache_entries: raw.scripts.cache_entries.unwrap_or(ScriptsConfig::default().cache_entries),
                 cache_bytes: raw.scripts.cache_bytes.unwrap_or(ScriptsConfig::default().cache_bytes),
             },
-            log_level: o.log_level.clone().or(raw.log_level).unwrap_or_else(|| "info".to_string()),
-            shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),
+            log_level,
+            log_format,
+            shutdown: ShutdownConfig {
+                grace: ms(raw.shutdown.grace_ms.unwrap_or(0)),
+                drain_timeout: ms(raw.shutdown.drain_timeout_ms.or(raw.shutdown_grace_ms).unwrap_or(5000)),
+            },
             metrics_listen,
+            warnings,
         })
+    }
+}
+
+/// Checks every user's ACL rules against Redis 7.0's command table (the nodes' own table is only known once slotway
+/// has connected): syntax errors are errors; a command or category that table doesn't know is a warning, since a
+/// module on the nodes may provide it (slotway then checks again at start, against the nodes' table).
+fn check_users(
+    users: &[UserConfig],
+    raw: &[raw::RawUser],
+    pubsub_default: crate::auth::PubSubDefault,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    if users.is_empty() {
+        return;
+    }
+    let table = crate::command::CommandTable::builtin();
+    for (u, r) in users.iter().zip(raw) {
+        if let Err(e) = crate::auth::compile(&u.name, Vec::new(), &r.rules, &table, pubsub_default) {
+            if e.starts_with("unknown ") {
+                warnings.push(format!(
+                    "user {}: {e} (not in Redis 7.0's command table: fine if a module on the nodes provides it)",
+                    u.name
+                ));
+            } else {
+                errors.push(e);
+            }
+        }
     }
 }
 

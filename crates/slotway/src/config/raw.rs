@@ -14,7 +14,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub listen_tls_options: RawDownstreamTls,
     pub log_level: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    /// Old name of `[shutdown] drain_timeout_ms`, still accepted.
     pub shutdown_grace_ms: Option<u64>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
     pub workers: Option<usize>,
     #[serde(default)]
     pub cluster: RawCluster,
@@ -159,6 +164,14 @@ pub struct RawClient {
     pub max_replica_lag_bytes: Option<i64>,
     pub read_your_writes: Option<bool>,
     pub read_your_writes_window_ms: Option<u64>,
+}
+
+/// `[shutdown]`: how SIGTERM drains.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

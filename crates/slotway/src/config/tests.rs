@@ -4,6 +4,16 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// A self-signed certificate and its key, written as `<name>.pem` and `<name>.key` in `dir`.
+pub(crate) fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
 fn seeds_only() -> Overrides {
     Overrides { cluster: vec!["127.0.0.1:7001".into()], ..Default::default() }
 }
@@ -124,8 +134,7 @@ fn unknown_keys_are_rejected() {
 #[test]
 fn tls_settings_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "x").unwrap();
+    let (ca, _) = self_signed(dir.path(), "ca");
     let raw = RawConfig::parse(&format!(
         "[upstream.tls]\nenabled = true\nca = {:?}\nserver_name = \"redis.internal\"\n",
         ca.display().to_string()
@@ -141,9 +150,7 @@ fn tls_settings_merge() {
 #[test]
 fn tls_listener_alone_or_beside_the_plain_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert, "x").unwrap();
-    std::fs::write(&key, "x").unwrap();
+    let (cert, key) = self_signed(dir.path(), "c");
     let tls_only = Overrides {
         listen_tls: Some("127.0.0.1:6443".into()),
         listen_tls_cert: Some(cert.clone()),
@@ -403,6 +410,64 @@ fn sentinel_and_servers_from_the_file() {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+#[test]
+fn certificates_must_parse_and_match_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed(dir.path(), "a");
+    let (_, other_key) = self_signed(dir.path(), "b");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let with = |cert: &std::path::Path, key: &std::path::Path| Overrides {
+        listen_tls: Some("127.0.0.1:6443".into()),
+        listen_tls_cert: Some(cert.to_path_buf()),
+        listen_tls_key: Some(key.to_path_buf()),
+        ..seeds_only()
+    };
+    let e = Config::from_raw(RawConfig::default(), &with(&cert, &other_key), &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.starts_with("client TLS:")), "{e}");
+    let e = Config::from_raw(RawConfig::default(), &with(&garbage, &other_key), &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.contains("garbage.pem")), "{e}");
+    // Upstream: a CA file that holds no certificate.
+    let o = Overrides { upstream_tls: true, upstream_tls_ca: Some(garbage.clone()), ..seeds_only() };
+    let e = Config::from_raw(RawConfig::default(), &o, &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.starts_with("upstream TLS:") && m.contains("garbage.pem")), "{e}");
+}
+
+#[test]
+fn users_rules_log_settings_and_shutdown_are_checked() {
+    let raw = RawConfig::parse(
+        r#"
+log_level = "slotway=loud"
+log_format = "xml"
+[shutdown]
+grace_ms = 4000000
+[[users]]
+name = "a"
+rules = "on +@all >plaintext"
+[[users]]
+name = "b"
+rules = "on +json.get ~*"
+"#,
+    )
+    .unwrap();
+    let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
+    let all = e.0.join("\n");
+    assert!(all.contains("log_level 'slotway=loud'"), "{all}");
+    assert!(all.contains("log_format must be 'text' or 'json'"), "{all}");
+    assert!(all.contains("shutdown.grace_ms"), "{all}");
+    assert!(all.contains("unsupported ACL rule '>plaintext'"), "{all}");
+    assert_eq!(e.0.len(), 4, "{all}");
+    // A command only a module would provide is a warning, not an error.
+    let raw = RawConfig::parse("[[users]]\nname = \"b\"\nrules = \"on +json.get ~*\"\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("json.get"), "{:?}", c.warnings);
+    let raw = RawConfig::parse("shutdown_grace_ms = 100\n[shutdown]\ngrace_ms = 2000\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.shutdown.grace, std::time::Duration::from_secs(2));
+    assert_eq!(c.shutdown.drain_timeout, std::time::Duration::from_millis(100), "the old name still works");
 }
 
 #[test]

@@ -73,6 +73,18 @@ impl ClientState {
         client
     }
 
+    /// Sets the client's user (a change of users replaced it or removed it) and shows it in CLIENT LIST.
+    pub(super) fn set_user(&mut self, user: Option<std::sync::Arc<crate::auth::User>>) {
+        let same = match (&self.user, &user) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.user = user;
+        if !same {
+            self.publish();
+        }
+    }
+
     /// Copies what CLIENT LIST shows of the client's settings into its registry entry.
     fn publish(&self) {
         self.handle.set_meta(Meta {
@@ -180,7 +192,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::ReadOnly | LocalCommand::ReadWrite => ok(),
         LocalCommand::Reset => {
             // As in Redis, RESET also logs the client out (back to the default user, if it needs no password).
-            client.user = shared.users.as_ref().and_then(|u| u.initial());
+            client.user = shared.users().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
             client.db = 0;
@@ -191,7 +203,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             encode::simple(&mut b, "RESET");
             reply(b)
         }
-        LocalCommand::Auth if shared.users.is_some() => match args.len() {
+        LocalCommand::Auth if shared.live.load().users.is_some() => match args.len() {
             2 => authenticate(args.get(0), None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
             3 => {
                 authenticate(args.get(0), Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok())
@@ -217,9 +229,10 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Client => client_command(args, client, shared),
         LocalCommand::Slotway => slotway_command(args, shared),
         LocalCommand::Acl => {
+            let users = shared.users();
             let ctx = crate::auth::command::AclContext {
                 table: &shared.table,
-                users: shared.users.as_deref(),
+                users: users.as_deref(),
                 me: client.user.as_deref(),
                 protocol: client.protocol,
             };
@@ -245,7 +258,8 @@ fn sentinel_command(args: Args<'_>, client: &ClientState, shared: &Shared) -> Ou
         return arity("sentinel");
     }
     let sub = args.get(1).to_ascii_lowercase();
-    let name = shared.config.service_name.as_bytes();
+    let config = shared.config();
+    let name = config.service_name.as_bytes();
     let proto = client.protocol;
     let laddr = client.handle.laddr;
     let ip = laddr.map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string());
@@ -267,14 +281,14 @@ fn sentinel_command(args: Args<'_>, client: &ClientState, shared: &Shared) -> Ou
         }
         b"masters" if want(2) => {
             encode::array_header(&mut b, 1);
-            master_state(&mut b, proto, &shared.config.service_name, &ip, port);
+            master_state(&mut b, proto, &config.service_name, &ip, port);
             reply(b)
         }
         b"master" if want(3) => {
             if !known(2) {
                 return no_such_master();
             }
-            master_state(&mut b, proto, &shared.config.service_name, &ip, port);
+            master_state(&mut b, proto, &config.service_name, &ip, port);
             reply(b)
         }
         b"replicas" | b"slaves" | b"sentinels" if want(3) => {
@@ -376,7 +390,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     while i < args.len() {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-            if shared.users.is_some() {
+            if shared.live.load().users.is_some() {
                 if let Err(e) = authenticate(args.get(0), Some(args.get(i + 1)), args.get(i + 2), client, shared) {
                     return e;
                 }
@@ -429,7 +443,7 @@ fn authenticate(
     client: &mut ClientState,
     shared: &Shared,
 ) -> Result<(), Outcome> {
-    let users = shared.users.as_ref().expect("only called with users configured");
+    let users = shared.users().expect("only called with users configured");
     let shown = user.map(|u| crate::dispatch::printable(u, 64)).unwrap_or_else(|| "default".to_string());
     match users.authenticate(user, password, client.addr.ip()) {
         crate::auth::AuthResult::Ok(u) => {
@@ -501,6 +515,8 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
                 "TOPOLOGY",
                 "    The slot map in use: one line per shard with its slots, primary and replicas; for a Sentinel or",
                 "    static group, its primary, replicas, last change and where discovery asks.",
+                "RELOAD",
+                "    Re-read the configuration file and apply what can change live (admin users only).",
                 "HELP",
                 "    Print this help.",
             ];
@@ -561,6 +577,8 @@ pub fn proxy_section(shared: &Shared) -> String {
     let mut text = String::new();
     text.push_str("# Proxy\r\n");
     text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    text.push_str(&format!("slotway_git_sha1:{}\r\n", crate::build_info::COMMIT));
+    text.push_str(&format!("slotway_build:{}\r\n", crate::build_info::PROFILE));
     text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
     text.push_str(&format!("topology_version:{}\r\n", topo.version));
     match shared.topology.group_report() {
@@ -571,6 +589,11 @@ pub fn proxy_section(shared: &Shared) -> String {
         Some(g) => group_info(&mut text, &g),
     }
     text.push_str(&format!("scripts_cached:{}\r\n", shared.scripts.len()));
+    let live = shared.live.load();
+    let loaded_at = live.loaded.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    text.push_str(&format!("config_sha256:{}\r\n", live.loaded.hash));
+    text.push_str(&format!("config_loaded_at:{loaded_at}\r\n"));
+    text.push_str(&format!("config_restart_needed:{}\r\n", live.restart_needed.join(",")));
     shared.metrics.render_info(&mut text);
     text
 }
@@ -822,7 +845,7 @@ fn client_kill(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome
                 b"laddr" => filter.laddr = Some(value.to_vec()),
                 b"user" => {
                     let name = String::from_utf8_lossy(value).into_owned();
-                    let known = match &shared.users {
+                    let known = match &shared.users() {
                         Some(users) => users.exists(&name),
                         // Without users of its own, slotway is a server with only the default user.
                         None => name == "default",

@@ -15,6 +15,7 @@ use crate::command::{Args, FanOut, LocalCommand};
 use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
+use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::topology::{Placement, RefreshReason};
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
@@ -140,6 +141,10 @@ pub(super) struct Session<S> {
     closing: bool,
     /// Where read-only commands go (config `read_from`).
     read_from: ReadFrom,
+    /// The settings this session works with; replaced when [`crate::live::Live::generation`] moves.
+    live: Arc<LiveSettings>,
+    /// The generation `live` was loaded at.
+    live_gen: u64,
     /// Reads routed so far, to spread them over replicas.
     reads: usize,
     /// The worker thread this session runs on: it only uses connections driven by that thread.
@@ -186,7 +191,10 @@ pub(super) struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState, worker: usize) -> Self {
-        let read_from = shared.config.listen.read_from;
+        // The generation first: a change between the two loads is seen (again) before the next command.
+        let live_gen = shared.live.generation();
+        let live = shared.live.load();
+        let read_from = live.config.listen.read_from;
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
@@ -194,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let topology_changes = shared.topology.subscribe();
         Session {
             stream,
-            decoder: RequestDecoder::new(shared.limits),
+            decoder: RequestDecoder::new(live.limits),
             shared,
             client,
             inbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -205,6 +213,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             replies_rx,
             retries_waiting: 0,
             read_from,
+            live,
+            live_gen,
             reads: 0,
             closing: false,
             worker,
@@ -231,10 +241,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
     /// fires) or shutdown completes.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>) {
-        let limits = &self.shared.config.listen;
-        let (max_pending, idle_timeout, stall_timeout, request_timeout) =
-            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout, limits.request_timeout);
         loop {
+            if self.shared.live.generation() != self.live_gen {
+                // A reload or a change of users: limits and timeouts apply from this turn on.
+                self.refresh_live();
+            }
+            let limits = &self.live.config.listen;
+            let (max_pending, idle_timeout, stall_timeout, request_timeout) = (
+                limits.max_pending_per_client,
+                limits.idle_timeout,
+                limits.output_stall_timeout,
+                limits.request_timeout,
+            );
             if self.closing && self.pending.is_empty() {
                 break;
             }
@@ -365,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn process_input(&mut self) {
         while !self.closing && self.held.is_none() {
             match self.decoder.decode(&self.inbuf) {
-                Ok(Some(Request::Array { len, .. })) if len > self.shared.config.listen.max_request_bytes => {
+                Ok(Some(Request::Array { len, .. })) if len > self.live.config.listen.max_request_bytes => {
                     self.reject_oversized();
                 }
                 Ok(Some(Request::Array { len, args })) => {
@@ -385,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 Ok(None) => {
-                    if self.inbuf.len() > self.shared.config.listen.max_request_bytes {
+                    if self.inbuf.len() > self.live.config.listen.max_request_bytes {
                         self.reject_oversized();
                     }
                     break;
@@ -443,6 +461,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        // A reload or a change of users since the last command. (A client whose user was removed is closing: it
+        // reads nothing more, and what it already sent is answered NOAUTH.)
+        if self.shared.live.generation() != self.live_gen && !self.refresh_live() {
+            return self.hold(frame, ranges);
+        }
         let args = Args { frame: &frame, ranges };
         let info = self.shared.table.resolve(args);
         // The entry's index outlives the `&mut self` calls below (the entry itself borrows `self.shared`).
@@ -452,7 +475,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
-        let denied = if self.shared.users.is_some() { self.access_denied(info, args) } else { None };
+        let denied = if self.live.users.is_some() { self.access_denied(info, args) } else { None };
         let plan = match denied {
             Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
@@ -470,7 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, self.placement)
             }
         };
-        if self.shared.users.is_some()
+        if self.live.users.is_some()
             && matches!(plan, Plan::Local(LocalCommand::Auth | LocalCommand::Hello | LocalCommand::Reset))
             && !self.all_answered()
         {
@@ -578,6 +601,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // WAIT is read-only in effect: resending it after a lost connection is harmless.
             Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
+            Plan::Local(LocalCommand::Slotway) if args.len() >= 2 && args.get(1).eq_ignore_ascii_case(b"reload") => {
+                let nargs = args.len();
+                self.slotway_reload(frame, nargs)
+            }
             Plan::Local(cmd) => self.run_local(cmd, args),
             Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
             Plan::Reject(msg) => {
@@ -601,7 +628,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Some("NOAUTH Authentication required.".to_string());
         };
         let denied = user.check_request(info, args).err()?;
-        if let (Some(users), Some((reason, object))) = (&self.shared.users, denied.log_entry(args)) {
+        if let (Some(users), Some((reason, object))) = (&self.shared.users(), denied.log_entry(args)) {
             let mut client_info = String::new();
             self.client.handle.info_line(&self.shared.table, &mut client_info);
             let multi = self.txn.as_ref().is_some_and(|t| t.multi);
@@ -624,6 +651,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let identity = self.client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         if identity != self.identity {
             self.switch_identity(identity);
+        }
+    }
+
+    /// Takes the live settings in force (a reload or a change of users happened since this session last looked).
+    /// The client's user is looked up again by name: its new rules apply from the next command; if it was
+    /// removed, the client is disconnected once what it sent is answered (Redis closes a deleted user's
+    /// connections). Returns false, changing nothing, when the user now runs as another cluster user while
+    /// requests sent as the old one are outstanding: the caller holds the request until they are answered.
+    fn refresh_live(&mut self) -> bool {
+        let generation = self.shared.live.generation();
+        let live = self.shared.live.load();
+        let user = match (&self.client.user, &live.users) {
+            (Some(user), Some(users)) => match users.get(user.name.as_bytes()).cloned() {
+                Some(new) => Some(new),
+                None => {
+                    tracing::info!(client = %self.client.addr, user = %user.name, "user removed: disconnecting its client");
+                    self.closing = true;
+                    None
+                }
+            },
+            // Authentication turned off: everyone may run everything again.
+            (_, None) => None,
+            // Authentication turned on: a client that was connected without it was the default user.
+            (None, Some(users)) => users.get(b"default").cloned(),
+        };
+        let identity = user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        if identity != self.identity && !self.all_answered() {
+            return false;
+        }
+        self.client.set_user(user);
+        self.decoder.set_limits(live.limits);
+        self.read_from = live.config.listen.read_from;
+        self.live = live;
+        self.live_gen = generation;
+        if identity != self.identity {
+            self.switch_identity(identity);
+        }
+        true
+    }
+
+    /// `SLOTWAY RELOAD`: the control thread re-reads the configuration and answers into this request's place in
+    /// the reply queue (`+OK ...`, or `-ERR ...` when nothing changed). Only for an authenticated user whose rules
+    /// allow `slotway|reload` (checked with every command's ACL check before this): without slotway users there
+    /// is no one to authorise it, so it is refused; SIGHUP does the same for whoever may signal the process.
+    fn slotway_reload(&mut self, frame: Bytes, nargs: usize) {
+        Metrics::incr(&self.shared.metrics.commands_local);
+        if nargs != 2 {
+            return self.push_error("ERR wrong number of arguments for 'slotway|reload' command");
+        }
+        if self.live.users.is_none() {
+            return self.push_error(
+                "NOPERM SLOTWAY RELOAD needs an admin user: configure slotway users ([[users]]) and authenticate \
+                 as one whose rules allow it (e.g. +@admin), or send SIGHUP to the process",
+            );
+        }
+        let Some(trigger) = self.shared.reload.clone() else {
+            return self.push_error("ERR slotway: reload is not available");
+        };
+        let parts = smallvec::smallvec![Part::new(frame, None)];
+        self.pending.push_back(Pending {
+            reply: None,
+            readonly: true,
+            parts,
+            remaining: 1,
+            merge: None,
+            kind: Kind::Normal,
+        });
+        let seq = self.base + self.pending.len() as u64 - 1;
+        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+        if let Err(e) = trigger.0.send(reply_to) {
+            e.0.deliver(Ok(error_reply("ERR slotway: reload is not available (shutting down)")));
         }
     }
 
@@ -661,7 +759,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Notes a write for `client.read_your_writes` (only then is the clock read).
     fn wrote(&mut self) {
-        if self.shared.config.listen.read_your_writes.is_some() {
+        if self.live.config.listen.read_your_writes.is_some() {
             self.last_write_at = Some(Instant::now());
         }
     }
@@ -669,7 +767,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// With `client.read_your_writes`: the client wrote within the window, so its reads go to the primary (a
     /// replica may not have its write yet).
     fn reads_own_writes(&self) -> bool {
-        match (self.shared.config.listen.read_your_writes, self.last_write_at) {
+        match (self.live.config.listen.read_your_writes, self.last_write_at) {
             (Some(window), Some(at)) => at.elapsed() < window,
             _ => false,
         }
@@ -890,7 +988,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match result {
             Ok(frame) => match classify_reply(&frame, sender_host.as_deref().unwrap_or("")) {
                 ReplyClass::Final => self.finish_part(seq, part, frame),
-                _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
+                _ if redirects >= self.live.config.upstream.max_redirects => self.finish_part(seq, part, frame),
                 ReplyClass::Moved(addr) => {
                     Metrics::incr(&metrics.redirects_moved);
                     self.part_mut(seq, part).redirects += 1;
@@ -936,7 +1034,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if readonly {
                     Metrics::incr(&metrics.retries_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
-                } else if self.shared.config.upstream.retry_writes_on_connection_loss {
+                } else if self.live.config.upstream.retry_writes_on_connection_loss {
                     Metrics::incr(&metrics.retries_write_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
@@ -956,7 +1054,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let p = self.part_mut(seq, part);
         let Some(pool) = p.sent_to.clone().filter(|_| !p.script_reloaded) else { return false };
         let frame = p.frame.clone();
-        let mut decoder = RequestDecoder::new(self.shared.limits);
+        let mut decoder = RequestDecoder::new(self.live.limits);
         let Ok(Some(Request::Array { args, .. })) = decoder.decode(&frame) else { return false };
         let args = Args { frame: &frame, ranges: &args };
         if args.len() < 2
@@ -994,7 +1092,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.read_from != ReadFrom::Replica {
             self.part_mut(seq, part).replica_ok = false;
         }
-        let cfg = &self.shared.config.upstream;
+        let cfg = &self.live.config.upstream;
         let (max, base, cap, deadline) =
             (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay, cfg.retry_deadline);
         let p = self.part_mut(seq, part);
@@ -1054,7 +1152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
         tracing::info!(
             client = %self.client.addr,
-            limit = self.shared.config.listen.pubsub_output_limit,
+            limit = self.live.config.listen.pubsub_output_limit,
             "subscriber too slow: pub/sub output limit reached; disconnecting"
         );
     }

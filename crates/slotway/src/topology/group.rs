@@ -29,6 +29,16 @@ pub(super) struct GroupState {
     report: Mutex<GroupReport>,
     /// Counts fences, so a resolution that started before one is not used.
     fences: AtomicU64,
+    /// The last resolution, to rebuild the topology when the read policy changes (a reload).
+    last_view: Mutex<GroupView>,
+}
+
+impl GroupState {
+    /// The topology from the last resolution with another replica read policy (version kept).
+    pub(super) fn rebuild(&self, upstreams: &Upstreams, version: u64, replica_reads: Option<i64>) -> Topology {
+        let view = self.last_view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        build_group(upstreams, &view, version, replica_reads, false)
+    }
 }
 
 /// The group as operators see it (`INFO proxy`, `/metrics`, `SLOTWAY TOPOLOGY`).
@@ -87,9 +97,14 @@ impl TopologyManager {
             metrics,
             min_interval,
             interval,
-            replica_reads,
+            replica_reads: Mutex::new(replica_reads),
             state: Default::default(),
-            group: Some(GroupState { resolver, report: Mutex::new(report), fences: AtomicU64::new(0) }),
+            group: Some(GroupState {
+                resolver,
+                report: Mutex::new(report),
+                fences: AtomicU64::new(0),
+                last_view: Mutex::new(first),
+            }),
         });
         let weak = Arc::downgrade(&manager);
         manager.upstreams.on_trouble(Arc::new(move |_node, trouble| {
@@ -196,7 +211,8 @@ impl TopologyManager {
             && new_primary.is_some()
             && new_primary == old_primary
             && new_primary.as_ref().is_some_and(|a| a.host.parse::<std::net::IpAddr>().is_err());
-        let next = build_group(&self.upstreams, &view, current.version, self.replica_reads, renew);
+        let next = build_group(&self.upstreams, &view, current.version, self.replica_reads(), renew);
+        *g.last_view.lock().unwrap_or_else(|e| e.into_inner()) = view.clone();
         let replicas_of = |t: &Topology| -> Vec<NodeAddr> {
             t.map.shards.first().map(|s| s.replicas.iter().map(|r| r.addr.clone()).collect()).unwrap_or_default()
         };

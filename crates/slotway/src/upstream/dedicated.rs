@@ -77,8 +77,8 @@ pub struct Dedicated {
     tx: Option<mpsc::UnboundedSender<Request>>,
     state: Arc<AtomicU8>,
     pool: Arc<NodePool>,
-    /// Index of its lot in the pool (worker and identity).
-    lot: usize,
+    /// Its lot in the pool: identity index and worker.
+    lot: (usize, usize),
     protocol: Protocol,
     db: u16,
     /// False for a subscriber connection: `release` closes it instead of keeping it.
@@ -101,7 +101,7 @@ impl NodePool {
         protocol: Protocol,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
-        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
+        let mut lot = self.lot(lot_index).lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
         while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol && c.db == db) {
             let idle = lot.idle.swap_remove(i);
@@ -131,11 +131,25 @@ impl NodePool {
 
     /// The connect context of `identity` and the index of its lot on `worker`. Never another identity's: that
     /// would run the client's commands as another cluster user.
-    fn lot_of(&self, identity: Identity, worker: usize) -> Result<(&Arc<ConnectContext>, usize), DedicatedError> {
+    fn lot_of(
+        &self,
+        identity: Identity,
+        worker: usize,
+    ) -> Result<(&Arc<ConnectContext>, (usize, usize)), DedicatedError> {
         let Some(ctx) = self.ctxs.get(identity.index()) else {
             return Err(DedicatedError::UnknownIdentity { addr: self.addr.clone() });
         };
-        Ok((ctx, identity.index() * self.workers.len() + worker % self.workers.len()))
+        Ok((ctx, (identity.index(), worker % self.workers.len())))
+    }
+
+    /// The lot of (identity index, worker), created on first use.
+    fn lot(&self, (identity, worker): (usize, usize)) -> &Mutex<Lot> {
+        let workers = self.workers.len();
+        let lots = self
+            .lots
+            .get_or_init(identity, || (0..workers).map(|_| Mutex::default()).collect())
+            .expect("identity indexes fit the table");
+        &lots[worker]
     }
 
     /// A new pub/sub connection to this node speaking `protocol`, counted in `worker`'s lot like any dedicated
@@ -149,7 +163,7 @@ impl NodePool {
         sink: super::subscriber::Sink,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
-        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
+        let mut lot = self.lot(lot_index).lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
         self.reserve(&mut lot, &ctx.metrics)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -180,9 +194,8 @@ impl NodePool {
     pub fn dedicated_open(&self, worker: usize) -> usize {
         let workers = self.workers.len();
         (0..self.ctxs.len())
-            .map(|identity| {
-                self.lots[identity * workers + worker % workers].lock().expect("dedicated lot poisoned").open
-            })
+            .filter_map(|identity| self.lots.get(identity))
+            .map(|lots| lots[worker % workers].lock().expect("dedicated lot poisoned").open)
             .sum()
     }
 }
@@ -233,8 +246,8 @@ impl Dedicated {
             return; // dropped: closed
         }
         let Some(tx) = self.tx.take() else { return };
-        let metrics = &self.pool.ctxs[0].metrics;
-        let mut lot = self.pool.lots[self.lot].lock().expect("dedicated lot poisoned");
+        let metrics = &self.pool.ctxs.get(0).expect("default context").metrics;
+        let mut lot = self.pool.lot(self.lot).lock().expect("dedicated lot poisoned");
         if tx.is_closed() {
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
@@ -250,10 +263,10 @@ impl Drop for Dedicated {
     fn drop(&mut self) {
         if self.tx.take().is_some() {
             // Dropping the sender ends the connection's task, which closes the socket.
-            if let Ok(mut lot) = self.pool.lots[self.lot].lock() {
+            if let Ok(mut lot) = self.pool.lot(self.lot).lock() {
                 lot.open -= 1;
             }
-            self.pool.ctxs[0].metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+            self.pool.ctxs.get(0).expect("default context").metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -396,9 +409,4 @@ pub(super) async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String>
         return Ok(());
     }
     wr.write_all(bytes).await.map_err(|e| format!("write failed: {e}"))
-}
-
-/// Lots for each worker and identity of a new node pool.
-pub(super) fn lots(workers: usize) -> Box<[Mutex<Lot>]> {
-    (0..workers.max(1)).map(|_| Mutex::new(Lot::default())).collect()
 }

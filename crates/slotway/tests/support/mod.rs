@@ -197,7 +197,7 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-fn kill_pid(pid: u32, signal: &str) {
+pub fn kill_pid(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 

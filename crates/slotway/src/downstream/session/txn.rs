@@ -523,7 +523,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// failed connection are retried after a delay; a final error leaves no watch, so the state is dropped.
     fn on_first_watch(&mut self, seq: u64, part: usize, result: UpstreamResult, class: Option<ReplyClass>) {
         let redirects = self.part_mut(seq, part).redirects;
-        let max_redirects = self.shared.config.upstream.max_redirects;
+        let max_redirects = self.live.config.upstream.max_redirects;
         match (result, class) {
             // An error reply drops the transaction state (see `finish_part`): nothing is watched.
             (Ok(frame), Some(ReplyClass::Final)) => self.finish_part(seq, part, frame),
