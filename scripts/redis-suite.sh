@@ -2,7 +2,7 @@
 # Redis's own test suite against slotway's standalone view of a 3-primary TLS+AUTH cluster.
 #
 #   scripts/redis-suite.sh [--min-passed N] [--units "unit/a unit/b"] [--unit-timeout SECS]
-#                          [--slotway BIN] [--src DIR] [--mode cluster|singledb] [--keep]
+#                          [--slotway BIN] [--src DIR] [--mode cluster|singledb] [--tags "TAGS"|issue] [--keep]
 #
 # 1. Gets the suite of the installed redis-server from Debian's source package: `apt-get source
 #    --download-only redis` with a deb-src entry that exists only for that call (a private sources list and
@@ -26,9 +26,14 @@ UNITS_DEFAULT="unit/protocol unit/keyspace unit/scan unit/type/string unit/type/
   unit/type/list-2 unit/type/list-3 unit/type/set unit/type/zset unit/type/hash unit/type/stream
   unit/type/stream-cgroups unit/sort unit/expire unit/other unit/multi unit/quit unit/dump unit/pubsub
   unit/scripting unit/bitops unit/bitfield unit/geo unit/hyperloglog"
-# The issue's deny list: tests that need a node's DEBUG, replication, SAVE, maxmemory, RESET of the
-# server's stats, PFDEBUG, LATENCY or the server process on this machine.
-TAGS="-needs:debug -needs:repl -needs:save -needs:config-maxmemory -needs:config-resetstat -needs:reset -needs:pfdebug -needs:latency -needs:local-process"
+# Tests that need what a proxy in front of a cluster can't give a client: a node's DEBUG, replication
+# (REPLICAOF, a replica of the server under test), SAVE, LATENCY, RESET of the server's stats, the server
+# process on this machine, and RESET (whose tests also need CLIENT TRACKING). `--tags issue` uses the deny
+# list the baseline was measured with, which also denies needs:config-maxmemory (CONFIG SET maxmemory,
+# which slotway sends to every node) and needs:pfdebug (PFDEBUG, which slotway routes by its key).
+TAGS_ISSUE="-needs:debug -needs:repl -needs:save -needs:config-maxmemory -needs:config-resetstat -needs:reset -needs:pfdebug -needs:latency -needs:local-process"
+TAGS_DEFAULT="-needs:debug -needs:repl -needs:save -needs:config-resetstat -needs:reset -needs:latency -needs:local-process"
+TAGS="${REDIS_SUITE_TAGS:-$TAGS_DEFAULT}"
 
 WORK="${REDIS_SUITE_DIR:-$REPO_ROOT/target/redis-suite}"
 MIN_PASSED="${REDIS_SUITE_MIN_PASSED:-0}"
@@ -51,12 +56,14 @@ while (($#)); do
     --slotway) SLOTWAY_BIN="$2"; shift 2 ;;
     --src) SRC="$2"; shift 2 ;;
     --mode) MODE="$2"; shift 2 ;;
+    --tags) TAGS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
 done
 [[ "$MIN_PASSED" =~ ^[0-9]+$ ]] || die "--min-passed must be a number"
+[[ "$TAGS" == issue ]] && TAGS="$TAGS_ISSUE"
 [[ "$UNIT_TIMEOUT" =~ ^[0-9]+$ ]] || die "--unit-timeout must be a number of seconds"
 case "$MODE" in
   cluster) MODE_ARGS=(--cluster-mode) ;;
@@ -176,7 +183,7 @@ until [[ "$(env -u REDISCLI_AUTH redis-cli -h 127.0.0.1 -p "$SLOTWAY_PORT" PING 
   ((SECONDS < deadline)) || die "slotway does not answer PING on 127.0.0.1:$SLOTWAY_PORT"
   sleep 0.2
 done
-log "cluster ${CLUSTER_PORTS// /,} (TLS, AUTH), slotway $("$SLOTWAY_BIN" --version | awk '{print $2}') on 127.0.0.1:$SLOTWAY_PORT, suite $SRC, mode $MODE"
+log "cluster ${CLUSTER_PORTS// /,} (TLS, AUTH), slotway $("$SLOTWAY_BIN" --version | awk '{print $2}') on 127.0.0.1:$SLOTWAY_PORT, suite $SRC, mode $MODE, tags $TAGS"
 
 # ------------------------------------------------------------ the units
 total_ok=0 total_err=0 crashed=0

@@ -3,7 +3,7 @@
 #
 #   ./scripts/test.sh [--no-lint] [--profile NAME] [-- extra args for the test runner]
 #
-# Installs what is missing first (redis-server, redis-tools, openssl, shellcheck,
+# Installs what is missing first (redis-server, redis-sentinel, redis-tools, openssl, shellcheck,
 # systemd, util-linux through apt-get; cargo-nextest through `cargo install`,
 # falling back to `cargo test`).
 # Runs: cargo fmt --check, cargo clippy -D warnings (fail fast), cargo build
@@ -42,6 +42,7 @@ command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found (install Ru
 # ------------------------------------------------------------ system packages
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 { command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; } || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The deployment checks (crates/slotway/tests/deploy.rs): shellcheck, systemd-analyze, setpriv and unshare.

@@ -1,5 +1,8 @@
 //! Wiring: config → upstream pools → discovery → command table → listener; reloads; and shutdown.
+use crate::backend::{probe, sentinel::SentinelGroup, servers::StaticGroup, GroupResolver, GroupView};
+use crate::cluster::NodeAddr;
 use crate::command::CommandTable;
+use crate::config::Backend;
 use crate::config::{tls, Config, UpstreamCredentials};
 use crate::downstream::{self, ClientTls, ReloadTrigger, Shared};
 use crate::live::{ConfigSource, Live, LiveSettings, Loaded};
@@ -109,10 +112,16 @@ async fn serve(
         .upstream
         .health_check_interval
         .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout });
-    let new_context = |auth: UpstreamAuth| ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), health);
-    let limits = PoolLimits {
+    let new_context = |auth: UpstreamAuth| {
+        let mut ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), health);
+        // Replica connections send READONLY only to cluster nodes.
+        ctx.cluster = !config.backend.is_single_group();
+        ctx
+    };
+    let mut limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
+        databases: 1,
     };
     // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
     let mapped = upstream_identities(&config.users);
@@ -132,17 +141,48 @@ async fn serve(
     for p in &provisioned {
         ctxs.push(new_context(upstream_auth(&config, Some(p.acl_user.clone()), Some(p.password.clone()))?));
     }
-    let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
     let identities: Vec<(UpstreamCredentials, Identity)> =
         mapped.iter().enumerate().map(|(i, c)| (c.clone(), Identity::new(i as u16 + 1))).collect();
-    let topology = TopologyManager::discover(
-        upstreams.clone(),
-        config.upstream.seeds.clone(),
-        config.upstream.refresh_interval,
-        config.upstream.refresh_min_interval,
-        replica_reads(&config),
-    )
-    .await?;
+    let topology = match &config.backend {
+        Backend::Cluster => {
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::discover(
+                upstreams,
+                config.upstream.seeds.clone(),
+                config.upstream.refresh_interval,
+                config.upstream.refresh_min_interval,
+                replica_reads(&config),
+            )
+            .await?
+        }
+        backend => {
+            let node_ctx = Arc::new(new_context(upstream_auth(
+                &config,
+                config.upstream.user.clone(),
+                config.upstream.password.clone(),
+            )?));
+            let (resolver, interval) = group_resolver(backend, node_ctx.clone(), &metrics, &config)?;
+            let first = match resolver.resolve().await {
+                Ok(view) => view,
+                Err(failure) => anyhow::bail!(
+                    "cannot discover the {} group '{}':\n  {}",
+                    resolver.kind(),
+                    resolver.name(),
+                    failure.reasons.join("\n  ")
+                ),
+            };
+            limits.databases = databases(&first, &resolver, &node_ctx).await;
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::for_group(
+                upstreams,
+                resolver,
+                first,
+                interval,
+                config.upstream.refresh_min_interval,
+                replica_reads(&config),
+            )
+        }
+    };
     let client_tls = match &config.listen.tls {
         Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
         None => None,
@@ -152,6 +192,7 @@ async fn serve(
     let (draining_tx, draining_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
+    topology.start_group_watchers(done_rx.clone());
     if let Some(addr) = config.metrics_listen {
         let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health, /live, /ready)");
@@ -219,7 +260,7 @@ async fn serve(
     tokio::spawn(topology.clone().run(done_rx));
 
     let stopped = if let Some(nat) = &config.nat {
-        let connect = upstreams.context(Identity::DEFAULT).expect("the default identity").clone();
+        let connect = topology.upstreams().context(Identity::DEFAULT).expect("the default identity").clone();
         let shared = Arc::new(nat::session::NatShared {
             config: config.clone(),
             nat: nat.clone(),
@@ -257,7 +298,7 @@ async fn serve(
             acl_admin: Arc::new(crate::acl_admin::AclAdmin {
                 live: live.clone(),
                 table: table.clone().expect("standalone mode has a command table"),
-                upstreams: upstreams.clone(),
+                upstreams: topology.upstreams().clone(),
                 provisioner: provisioner.clone(),
                 serial: Default::default(),
             }),
@@ -288,6 +329,61 @@ async fn serve(
     }
     let _ = done_tx.send(true);
     Ok(())
+}
+
+/// The resolver of a single-group backend and how often it runs.
+fn group_resolver(
+    backend: &Backend,
+    node_ctx: Arc<ConnectContext>,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) -> Result<(GroupResolver, Duration)> {
+    Ok(match backend {
+        Backend::Cluster => unreachable!("a cluster has no group resolver"),
+        Backend::Servers(s) => {
+            (GroupResolver::Static(StaticGroup::new(s.addresses.clone(), node_ctx, s.timeout)), s.poll_interval)
+        }
+        Backend::Sentinel(s) => {
+            let tls = match &s.tls {
+                Some(t) => {
+                    if t.insecure_skip_verify {
+                        tracing::warn!("sentinel TLS certificate verification is OFF: development only");
+                    }
+                    Some((tls::client_config(t).context("sentinel TLS")?, t.clone()))
+                }
+                None => None,
+            };
+            let auth =
+                UpstreamAuth { tls, user: s.user.clone(), password: s.password.clone(), connect_timeout: s.timeout };
+            let mut sentinel_ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), None);
+            sentinel_ctx.cluster = false;
+            let sentinel_ctx = Arc::new(sentinel_ctx);
+            let group =
+                SentinelGroup::new(s.addresses.clone(), s.master_name.clone(), sentinel_ctx, node_ctx, s.timeout);
+            (GroupResolver::Sentinel(group), s.poll_interval)
+        }
+    })
+}
+
+/// How many databases a single group's nodes have (`CONFIG GET databases` on the primary, or on any server); 16,
+/// Redis's default, when they don't say.
+async fn databases(first: &GroupView, resolver: &GroupResolver, ctx: &ConnectContext) -> u16 {
+    let mut asked: Vec<NodeAddr> = first.primary.iter().map(|p| p.addr.clone()).collect();
+    if let GroupResolver::Static(s) = resolver {
+        asked.extend(s.servers().iter().cloned());
+    }
+    for addr in asked {
+        let Ok(replies) = probe::call(&addr, ctx, &[&[b"CONFIG", b"GET", b"databases"]], Duration::from_secs(2)).await
+        else {
+            continue;
+        };
+        let n = replies[0].as_array().and_then(|a| a.get(1)).and_then(Value::as_int);
+        if let Some(n) = n.and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) {
+            return n;
+        }
+    }
+    tracing::info!("the nodes don't say how many databases they have (CONFIG GET databases); assuming 16");
+    16
 }
 
 /// The TLS settings and credentials for connections to the nodes as `user` (TLS certificates read and checked).
@@ -489,7 +585,7 @@ async fn check_upstream_identities(
         let ctx = topology.upstreams().context(Identity::new(i as u16 + 1)).expect("one context per identity");
         let users: Vec<&str> =
             config.users.iter().filter(|u| u.upstream.as_ref() == Some(creds)).map(|u| u.name.as_str()).collect();
-        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false).await {
+        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false, 0).await {
             Ok(_) => {}
             Err(e) if e.is_fatal() => anyhow::bail!(
                 "user {}: cannot log in to the cluster as upstream user '{}' ({addr}): {e}",

@@ -165,6 +165,7 @@ pub fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
     check("workers", r.workers != n.workers);
     check("log_format", r.log_format != n.log_format);
     check("cluster.seeds", r.upstream.seeds != n.upstream.seeds);
+    check("sentinel / servers (the backend)", r.backend != n.backend);
     check(
         "cluster.refresh_interval_ms / refresh_min_interval_ms",
         r.upstream.refresh_interval != n.upstream.refresh_interval
@@ -201,6 +202,7 @@ pub fn running_config(running: &Config, next: Config) -> Config {
     c.workers = running.workers;
     c.log_format = running.log_format;
     c.upstream.seeds = running.upstream.seeds.clone();
+    c.backend = running.backend.clone();
     c.upstream.refresh_interval = running.upstream.refresh_interval;
     c.upstream.refresh_min_interval = running.upstream.refresh_min_interval;
     if c.upstream.tls.is_some() != running.upstream.tls.is_some() {

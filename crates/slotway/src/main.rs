@@ -4,7 +4,8 @@ use slotway::config::Overrides;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// slotway: one standalone Redis endpoint for a whole Redis Cluster, with TLS and AUTH to the nodes.
+/// slotway: one standalone Redis endpoint for a whole Redis Cluster, a Sentinel-managed primary/replica group or a
+/// static one, with TLS and AUTH to the nodes.
 ///
 /// The upstream password is read from the environment variable SLOTWAY_UPSTREAM_PASSWORD, or from
 /// `upstream.password_file` / `upstream.password_env` in the config file; never from the command line.
@@ -60,6 +61,28 @@ struct Cli {
     /// A seed node of the cluster (repeat for several; the first that answers is used).
     #[arg(long = "cluster", value_name = "HOST:PORT")]
     cluster: Vec<String>,
+    /// A Redis Sentinel watching the group (repeat for several; asked in order). Needs --sentinel-master.
+    /// The sentinels' password comes from SLOTWAY_SENTINEL_PASSWORD (or sentinel.password_file / password_env).
+    #[arg(long = "sentinel", value_name = "HOST:PORT")]
+    sentinel: Vec<String>,
+    /// The master name the sentinels monitor (`sentinel monitor <NAME> ...`).
+    #[arg(long, value_name = "NAME")]
+    sentinel_master: Option<String>,
+    /// ACL user for AUTH to the sentinels (default: `AUTH <password>`).
+    #[arg(long, value_name = "USER")]
+    sentinel_user: Option<String>,
+    /// Connect to the sentinels with TLS.
+    #[arg(long)]
+    sentinel_tls: bool,
+    /// CA certificate(s) (PEM) to verify the sentinels with [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    sentinel_tls_ca: Option<PathBuf>,
+    /// Name to verify the sentinels' certificates against (and send as SNI).
+    #[arg(long, value_name = "NAME")]
+    sentinel_tls_server_name: Option<String>,
+    /// A server of a static primary/replica set (repeat for each); slotway finds the primary with ROLE.
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    server: Vec<String>,
     /// ACL user for AUTH to the nodes (default: the `default` user, `AUTH <password>`).
     #[arg(long, value_name = "USER")]
     upstream_user: Option<String>,
@@ -132,6 +155,13 @@ fn main() -> ExitCode {
         nat_announce_host: cli.nat_announce_host,
         nat_ports: cli.nat_ports,
         nat_bind: cli.nat_bind,
+        sentinels: cli.sentinel,
+        sentinel_master: cli.sentinel_master,
+        sentinel_user: cli.sentinel_user,
+        sentinel_tls: cli.sentinel_tls,
+        sentinel_tls_ca: cli.sentinel_tls_ca,
+        sentinel_tls_server_name: cli.sentinel_tls_server_name,
+        servers: cli.server,
     };
     let source = slotway::live::ConfigSource::new(cli.config.clone(), overrides);
     let loaded = source.load(&|k| std::env::var(k).ok());

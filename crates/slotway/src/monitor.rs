@@ -80,8 +80,8 @@ fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
     match path {
         "/health" => {
-            let unassigned = monitor.topology.load().map.unassigned_slots();
-            let (status, body) = health(unassigned, *monitor.shutdown.borrow());
+            let problem = monitor.topology.load().health_problem();
+            let (status, body) = health(problem.as_deref(), *monitor.shutdown.borrow());
             return text(status, body);
         }
         "/live" => return text(StatusCode::OK, "ok\n".into()),
@@ -96,14 +96,13 @@ fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     r
 }
 
-/// The health verdict from the number of slots without a primary and whether shutdown has begun.
-pub fn health(unassigned_slots: usize, shutting_down: bool) -> (StatusCode, String) {
-    if shutting_down {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
-    } else if unassigned_slots > 0 {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{unassigned_slots} slots have no primary\n"))
-    } else {
-        (StatusCode::OK, "ok\n".into())
+/// The health verdict from what keeps slotway from serving every key (slots without a primary, a group without
+/// one: [`crate::topology::Topology::health_problem`]) and whether shutdown has begun.
+pub fn health(problem: Option<&str>, shutting_down: bool) -> (StatusCode, String) {
+    match problem {
+        _ if shutting_down => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        None => (StatusCode::OK, "ok\n".into()),
     }
 }
 
@@ -156,8 +155,17 @@ fn render(monitor: &Monitor) -> String {
     };
     gauge("uptime_seconds", "Seconds since slotway started.", monitor.started.elapsed().as_secs());
     gauge("topology_version", "Slot maps adopted since start (1 = the one found at discovery).", topo.version);
-    gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
-    gauge("unassigned_slots", "Slots no primary serves in the current slot map.", topo.map.unassigned_slots() as u64);
+    match monitor.topology.group_report() {
+        None => {
+            gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
+            gauge(
+                "unassigned_slots",
+                "Slots no primary serves in the current slot map.",
+                topo.map.unassigned_slots() as u64,
+            );
+        }
+        Some(g) => group_metrics(&mut out, &g),
+    }
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
     let _ = writeln!(
@@ -167,6 +175,49 @@ fn render(monitor: &Monitor) -> String {
         crate::build_info::COMMIT
     );
     out
+}
+
+/// A single group's facts: its primary and replicas as labelled gauges, and when its primary last changed.
+fn group_metrics(out: &mut String, g: &crate::topology::GroupReport) {
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let name = label(&g.name);
+    let _ =
+        writeln!(out, "# HELP slotway_group_primary The group's primary (1 while one is known; 0 with addr=\"none\").");
+    let _ = writeln!(out, "# TYPE slotway_group_primary gauge");
+    match &g.primary {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"{}\"}} 1",
+                g.kind,
+                label(&p.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(out, "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"none\"}} 0", g.kind);
+        }
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replica The group's replicas attached to the primary (link up).");
+    let _ = writeln!(out, "# TYPE slotway_group_replica gauge");
+    for r in &g.replicas {
+        let _ = writeln!(out, "slotway_group_replica{{group=\"{name}\",addr=\"{}\"}} 1", label(&r.to_string()));
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replicas Replicas attached to the group's primary.");
+    let _ = writeln!(out, "# TYPE slotway_group_replicas gauge");
+    let _ = writeln!(out, "slotway_group_replicas{{group=\"{name}\"}} {}", g.replicas.len());
+    if let Some((when, why)) = &g.last_change {
+        let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "# HELP slotway_group_last_change_timestamp_seconds When the group's primary last changed, and why."
+        );
+        let _ = writeln!(out, "# TYPE slotway_group_last_change_timestamp_seconds gauge");
+        let _ = writeln!(
+            out,
+            "slotway_group_last_change_timestamp_seconds{{group=\"{name}\",reason=\"{}\"}} {unix}",
+            label(why.split(':').next().unwrap_or(why))
+        );
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -182,10 +233,11 @@ mod tests {
 
     #[test]
     fn health_is_ok_only_with_every_slot_served_and_not_shutting_down() {
-        assert_eq!(health(0, false), (StatusCode::OK, "ok\n".to_string()));
-        assert_eq!(health(5, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
-        assert_eq!(health(0, true).0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(health(16384, true).1, "shutting down\n");
+        assert_eq!(health(None, false), (StatusCode::OK, "ok\n".to_string()));
+        let five = Some("5 slots have no primary");
+        assert_eq!(health(five, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
+        assert_eq!(health(None, true).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(health(five, true).1, "shutting down\n");
     }
 
     #[test]

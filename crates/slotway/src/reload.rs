@@ -221,7 +221,7 @@ impl Reloader {
         let mut problems = Vec::new();
         for (what, auth) in checks {
             let ctx = ConnectContext::new(auth, self.metrics.clone(), template.resolve.clone(), None);
-            match connect(&addr, &ctx, resp::encode::Protocol::Resp2, false).await {
+            match connect(&addr, &ctx, resp::encode::Protocol::Resp2, false, 0).await {
                 Ok(_) => {}
                 Err(e) if e.is_fatal() => problems.push(format!("{what}: cannot log in to the cluster ({addr}): {e}")),
                 Err(e) => tracing::warn!(node = %addr, error = %e, "reload: cannot check {what}"),

@@ -54,6 +54,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "readwrite" => Some(LocalCommand::ReadWrite),
         "client" => Some(LocalCommand::Client),
         "slotway" => Some(LocalCommand::Slotway),
+        "sentinel" => Some(LocalCommand::Sentinel),
+        "role" => Some(LocalCommand::Role),
         "acl" => Some(LocalCommand::Acl),
         "monitor" => Some(LocalCommand::Monitor),
         _ => None,

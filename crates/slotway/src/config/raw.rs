@@ -36,6 +36,44 @@ pub struct RawConfig {
     pub scripts: RawScripts,
     #[serde(default)]
     pub nat: RawNat,
+    /// `[sentinel]`: the backend is one replication group managed by Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: RawSentinel,
+    /// `[servers]`: the backend is one replication group of fixed servers; slotway finds the primary with ROLE.
+    #[serde(default)]
+    pub servers: RawServers,
+    /// The master name slotway answers to when clients ask it as a sentinel (`SENTINEL get-master-addr-by-name`).
+    pub service_name: Option<String>,
+}
+
+/// `[sentinel]`: Sentinel discovery.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    /// Sentinels, `host:port`, asked in this order.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The master name the sentinels monitor (`sentinel monitor <name> ...`).
+    pub master_name: Option<String>,
+    /// ACL user for AUTH to the sentinels.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// `[servers]`: a static primary/replica set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServers {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[nat]`: cluster NAT mode.
@@ -124,6 +162,8 @@ pub struct RawClient {
     pub pubsub_output_limit_bytes: Option<usize>,
     pub read_from: Option<String>,
     pub max_replica_lag_bytes: Option<i64>,
+    pub read_your_writes: Option<bool>,
+    pub read_your_writes_window_ms: Option<u64>,
 }
 
 /// `[shutdown]`: how SIGTERM drains.

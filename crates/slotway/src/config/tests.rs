@@ -329,6 +329,90 @@ fn metrics_listen_is_off_by_default_and_set_by_file_or_flag() {
 }
 
 #[test]
+fn exactly_one_kind_of_backend() {
+    let sentinel = Overrides {
+        sentinels: vec!["10.0.0.1:26379".into(), "s2:26379".into()],
+        sentinel_master: Some("mymaster".into()),
+        ..Default::default()
+    };
+    let env = |k: &str| (k == SENTINEL_PASSWORD_ENV).then(|| "sentinel-secret".to_string());
+    let c = Config::from_raw(RawConfig::default(), &sentinel, &env).unwrap();
+    let Backend::Sentinel(s) = &c.backend else { panic!("{:?}", c.backend) };
+    assert_eq!(s.addresses, vec![NodeAddr::new("10.0.0.1", 26379), NodeAddr::new("s2", 26379)]);
+    assert_eq!((s.master_name.as_str(), s.poll_interval, s.timeout), ("mymaster", ms(1000), ms(500)));
+    assert_eq!(s.password.as_ref().map(Secret::expose), Some("sentinel-secret"));
+    assert!(s.tls.is_none());
+    assert_eq!(c.service_name, "mymaster");
+    assert!(c.backend.is_single_group());
+
+    let servers = Overrides { servers: vec!["a:6379".into(), "b:6379".into()], ..Default::default() };
+    let c = Config::from_raw(RawConfig::default(), &servers, &no_env).unwrap();
+    let Backend::Servers(s) = &c.backend else { panic!() };
+    assert_eq!(s.addresses.len(), 2);
+    assert_eq!(c.service_name, "mymaster");
+    assert!(matches!(
+        Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap().backend,
+        Backend::Cluster
+    ));
+
+    let two = Overrides { servers: vec!["a:6379".into()], ..seeds_only() };
+    let e = Config::from_raw(RawConfig::default(), &two, &no_env).unwrap_err().to_string();
+    assert!(e.contains("exactly one kind of backend"), "{e}");
+    let e = Config::from_raw(RawConfig::default(), &Overrides::default(), &no_env).unwrap_err().to_string();
+    assert!(e.contains("no backend") && e.contains("--sentinel") && e.contains("--server"), "{e}");
+    let no_name = Overrides { sentinel_master: None, ..sentinel.clone() };
+    let e = Config::from_raw(RawConfig::default(), &no_name, &no_env).unwrap_err().to_string();
+    assert!(e.contains("--sentinel-master"), "{e}");
+    let nat = Overrides {
+        mode: Some("nat".into()),
+        nat_announce_host: Some("h".into()),
+        nat_ports: Some("7000-7010".into()),
+        ..servers
+    };
+    let e = Config::from_raw(RawConfig::default(), &nat, &no_env).unwrap_err().to_string();
+    assert!(e.contains("nat mode is for Redis Cluster"), "{e}");
+}
+
+#[test]
+fn sentinel_and_servers_from_the_file() {
+    let raw = RawConfig::parse(
+        r#"
+        service_name = "cache"
+        [sentinel]
+        addresses = ["s1:26379"]
+        master_name = "main"
+        user = "watcher"
+        password_env = "SENTINEL_PW"
+        poll_interval_ms = 250
+        timeout_ms = 200
+        [sentinel.tls]
+        enabled = true
+        server_name = "sentinel.internal"
+        [client]
+        read_your_writes = true
+        "#,
+    )
+    .unwrap();
+    let env = |k: &str| (k == "SENTINEL_PW").then(|| "pw".to_string());
+    let c = Config::from_raw(raw, &Overrides::default(), &env).unwrap();
+    let Backend::Sentinel(s) = &c.backend else { panic!() };
+    assert_eq!((s.user.as_deref(), s.password.as_ref().map(Secret::expose)), (Some("watcher"), Some("pw")));
+    assert_eq!((s.poll_interval, s.timeout), (ms(250), ms(200)));
+    assert_eq!(s.tls.as_ref().and_then(|t| t.server_name.as_deref()), Some("sentinel.internal"));
+    assert_eq!(c.service_name, "cache");
+    assert_eq!(c.listen.read_your_writes, Some(ms(2000)));
+    let raw = RawConfig::parse("[servers]\naddresses = [\"a:1\"]\npoll_interval_ms = 5\n").unwrap();
+    let e = Config::from_raw(raw, &Overrides::default(), &no_env).unwrap_err().to_string();
+    assert!(e.contains("servers.poll_interval_ms"), "{e}");
+    let raw = RawConfig::parse("[sentinel]\naddresses = [\"s:1\"]\nmaster_name = \"m\"\nnope = 1\n");
+    assert!(raw.is_err(), "unknown keys are rejected");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
 fn certificates_must_parse_and_match_their_keys() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, _) = self_signed(dir.path(), "a");

@@ -88,11 +88,11 @@ pub fn shown(info: &CommandInfo) -> bool {
     !info.flags.admin
 }
 
-/// The line for one command of the client at `addr`, as Redis's `replicationFeedMonitors` writes it: the time
+/// The line for one command of the client at `addr` working in database `db`, as Redis's `replicationFeedMonitors` writes it: the time
 /// with microseconds, the database and the client's address, then every argument quoted as `sdscatrepr` quotes.
-pub fn line(now: SystemTime, addr: &str, info: &CommandInfo, args: Args<'_>) -> Bytes {
+pub fn line(now: SystemTime, db: u16, addr: &str, info: &CommandInfo, args: Args<'_>) -> Bytes {
     let since = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let mut out = format!("+{}.{:06} [0 {addr}]", since.as_secs(), since.subsec_micros()).into_bytes();
+    let mut out = format!("+{}.{:06} [{db} {addr}]", since.as_secs(), since.subsec_micros()).into_bytes();
     let container = info.name.split('|').next().unwrap_or(&info.name);
     // Passwords are never shown: AUTH's arguments, HELLO's AUTH user and password.
     let mut hidden = vec![container == "auth"; args.len()];
@@ -153,7 +153,7 @@ mod tests {
         let table = CommandTable::builtin();
         let info = table.resolve(args).unwrap();
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_733_347_200_000_042);
-        String::from_utf8(line(at, "127.0.0.1:5000", info, args).to_vec()).unwrap()
+        String::from_utf8(line(at, 0, "127.0.0.1:5000", info, args).to_vec()).unwrap()
     }
 
     #[test]

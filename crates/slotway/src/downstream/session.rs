@@ -17,7 +17,7 @@ use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::live::LiveSettings;
 use crate::metrics::Metrics;
-use crate::topology::RefreshReason;
+use crate::topology::{Placement, RefreshReason};
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
@@ -193,6 +193,12 @@ pub(super) struct Session<S> {
     pubsub: Option<Box<pubsub::PubSub>>,
     /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
     out_pushed: usize,
+    /// How keys map to groups (fixed per process): decides whether keys of different slots may go together.
+    placement: Placement,
+    /// When the client last wrote (kept only with `client.read_your_writes`).
+    last_write_at: Option<Instant>,
+    /// Every new topology: waiting retries go at once when it changes.
+    topology_changes: watch::Receiver<Arc<crate::topology::Topology>>,
     /// An ACL SETUSER/DELUSER of this client is in flight: nothing after it runs until it is answered.
     users_changing: bool,
     /// MONITOR: the lines of every client's commands come here.
@@ -210,6 +216,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        let placement = shared.topology.placement();
+        let topology_changes = shared.topology.subscribe();
         Session {
             stream,
             decoder: RequestDecoder::new(live.limits),
@@ -242,6 +250,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_active: Instant::now(),
             pubsub: None,
             out_pushed: 0,
+            placement,
+            last_write_at: None,
+            topology_changes,
             users_changing: false,
             monitor: None,
             paused_until: None,
@@ -307,6 +318,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = &mut killed => break,
                 Some(d) = self.replies_rx.recv() => self.on_delivery(d),
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
+                // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
+                // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
+                _ = self.topology_changes.changed(), if retry_at.is_some() => self.retry_now(),
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
@@ -458,7 +472,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let args = Args { frame: &frame, ranges };
             if let Some(info) = self.shared.table.resolve(args).filter(|i| super::monitor::shown(i)) {
                 let addr = self.client.addr.to_string();
-                self.shared.monitors.feed(super::monitor::line(std::time::SystemTime::now(), &addr, info, args));
+                let now = std::time::SystemTime::now();
+                self.shared.monitors.feed(super::monitor::line(now, self.client.db, &addr, info, args));
             }
         }
         self.route_counted(frame, ranges);
@@ -490,7 +505,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
     fn publish_state(&self) {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
-        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
+        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some(), db: self.client.db };
         self.client.handle.set_state(state);
     }
 
@@ -543,7 +558,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.subscribed_context(args) {
                     return;
                 }
-                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args)
+                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, self.placement)
             }
         };
         if self.live.users.is_some()
@@ -552,6 +567,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             // It may change the client's upstream identity: what was sent as the old one (and any retry of it)
             // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
+            return self.hold(frame, ranges);
+        }
+        if self.placement == Placement::Single
+            && matches!(plan, Plan::Local(LocalCommand::Select))
+            && !self.txn.as_ref().is_some_and(|t| t.multi)
+            && !self.all_answered()
+        {
+            // Requests after it go on other connections (those of the new database): what was sent on the old
+            // database's must finish first, so nothing overtakes it.
             return self.hold(frame, ranges);
         }
         if let Plan::Local(LocalCommand::Reset) = plan {
@@ -575,15 +599,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.ready_for(Lane::Shared) {
                     return self.hold(frame, ranges);
                 }
-                if !readonly && slot.is_some() {
-                    self.last_write = slot;
+                if !readonly {
+                    if slot.is_some() {
+                        self.last_write = slot;
+                    }
+                    self.wrote();
                 }
                 if matches!(plan, Plan::Eval { .. }) {
                     // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
                     self.shared.scripts.learn(args.get(1));
                 }
                 let mut part = Part::new(frame, slot);
-                part.replica_ok = readonly && slot.is_some() && self.read_from != ReadFrom::Primary;
+                part.replica_ok =
+                    readonly && slot.is_some() && self.read_from != ReadFrom::Primary && !self.reads_own_writes();
                 self.push_forwarded(Pending {
                     reply: None,
                     readonly,
@@ -602,6 +630,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
                 if !readonly {
                     self.last_write = parts.last().and_then(|p| p.slot);
+                    self.wrote();
                 }
                 self.push_merged(parts, split.merge, readonly);
             }
@@ -727,7 +756,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
         Metrics::incr(&self.shared.metrics.commands_local);
+        let db = self.client.db;
         let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
+        if self.client.db != db && self.txn.is_some() {
+            self.select_in_txn(Bytes::copy_from_slice(args.frame));
+        }
         self.push_final(outcome.reply);
         if outcome.close {
             self.closing = true;
@@ -928,6 +961,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
     }
 
+    /// Notes a write for `client.read_your_writes` (only then is the clock read).
+    fn wrote(&mut self) {
+        if self.live.config.listen.read_your_writes.is_some() {
+            self.last_write_at = Some(Instant::now());
+        }
+    }
+
+    /// With `client.read_your_writes`: the client wrote within the window, so its reads go to the primary (a
+    /// replica may not have its write yet).
+    fn reads_own_writes(&self) -> bool {
+        match (self.live.config.listen.read_your_writes, self.last_write_at) {
+            (Some(window), Some(at)) => at.elapsed() < window,
+            _ => false,
+        }
+    }
+
     /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
     /// fence is up, or every earlier request is answered (then the session switches to `lane`).
     fn ready_for(&mut self, lane: Lane) -> bool {
@@ -1016,8 +1065,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match topo.reader_for(slot, self.read_from, self.pick.wrapping_add(self.reads)) {
                     Ok(pool) => pool,
                     Err(crate::topology::NoReplica) => {
-                        let msg =
-                            format!("ERR slotway: no healthy replica serves slot {} (read_from = replica)", slot.get());
+                        let msg = match self.placement {
+                            Placement::Slots => format!(
+                                "ERR slotway: no healthy replica serves slot {} (read_from = replica)",
+                                slot.get()
+                            ),
+                            Placement::Single => "ERR slotway: no healthy replica (read_from = replica)".to_string(),
+                        };
                         self.finish_part(seq, part, error_reply(&msg));
                         return;
                     }
@@ -1032,7 +1086,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             None => {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                self.retry_or_fail(seq, part, || "CLUSTERDOWN Hash slot not served".to_string());
+                let error = topo.unserved_error();
+                self.retry_or_fail(seq, part, || error);
             }
         }
     }
@@ -1044,14 +1099,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let kind = self.pending[idx].kind;
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
-            Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
+            Kind::Normal => pool.send(self.identity, self.client.db, worker, protocol, pick, req),
             Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(self.identity, worker, protocol) {
+                    match pool.take_dedicated(self.identity, self.client.db, worker, protocol) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -1073,7 +1128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             Kind::PubSub => self.pubsub_send(seq, part, &pool),
-            Kind::Side => match pool.take_dedicated(self.identity, worker, protocol) {
+            Kind::Side => match pool.take_dedicated(self.identity, self.client.db, worker, protocol) {
                 Ok(conn) => {
                     conn.send(req);
                     self.pending[idx].parts[part].side = Some(conn);
@@ -1241,6 +1296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
         pool.send(
             self.identity,
+            self.client.db,
             self.worker,
             self.client.protocol,
             self.pick,
@@ -1278,6 +1334,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap).min(first_failure + deadline - now);
         p.retries += 1;
         p.retry_at = Some(now + delay);
+        // A topology change from now on makes it retry at once.
+        self.topology_changes.borrow_and_update();
         self.retries_waiting += 1;
     }
 
@@ -1289,6 +1347,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Resends every part whose retry time has come, in request order.
+    /// Makes every waiting retry due now, and sends them (the topology changed).
+    fn retry_now(&mut self) {
+        let now = Instant::now();
+        for p in &mut self.pending {
+            for x in &mut p.parts {
+                if x.retry_at.is_some() {
+                    x.retry_at = Some(now);
+                }
+            }
+        }
+        self.resend_due();
+    }
+
     fn resend_due(&mut self) {
         let now = Instant::now();
         for idx in 0..self.pending.len() {

@@ -139,7 +139,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: watch::Receiver<bool>,
 ) {
     let addr = node.addr.load_full();
-    let (node_rd, node_wr) = match connect(&addr, &shared.connect, Protocol::Resp2, false).await {
+    let (node_rd, node_wr) = match connect(&addr, &shared.connect, Protocol::Resp2, false, 0).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(node = %addr, error = %e, "cannot reach the node for a client; closing the client");

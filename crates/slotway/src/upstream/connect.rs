@@ -26,6 +26,10 @@ pub struct ConnectContext {
     /// Told when a shared connection fails on its own (no reply in time, closed by the node), so the topology can be
     /// refreshed even when no request was waiting on it. Set once, after discovery.
     pub on_trouble: std::sync::OnceLock<TroubleHook>,
+    /// The nodes are Redis Cluster nodes: connections for replica reads send `READONLY` (a cluster replica
+    /// redirects reads without it; a standalone replica serves reads anyway and refuses the command). True unless
+    /// the backend is a single replication group.
+    pub cluster: bool,
 }
 
 /// How a connection to the nodes is secured and authenticated.
@@ -51,6 +55,7 @@ impl ConnectContext {
             resolve,
             health,
             on_trouble: Default::default(),
+            cluster: true,
         }
     }
 }
@@ -101,15 +106,17 @@ impl ConnectError {
 }
 
 /// Opens, secures and authenticates a connection to `addr` speaking `protocol` (RESP3 connections say `HELLO 3`),
-/// within the context's connect timeout.
+/// within the context's connect timeout. `readonly`: a connection for replica reads (`READONLY` on cluster nodes).
+/// `db`: the database the connection works in (`SELECT db` unless 0; only a single replication group has others).
 pub async fn connect(
     addr: &NodeAddr,
     ctx: &ConnectContext,
     protocol: Protocol,
     readonly: bool,
+    db: u16,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
     let auth = ctx.auth.load_full();
-    match tokio::time::timeout(auth.connect_timeout, connect_inner(addr, ctx, &auth, protocol, readonly)).await {
+    match tokio::time::timeout(auth.connect_timeout, connect_inner(addr, ctx, &auth, protocol, readonly, db)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout(auth.connect_timeout)),
     }
@@ -121,6 +128,7 @@ async fn connect_inner(
     auth: &UpstreamAuth,
     protocol: Protocol,
     readonly: bool,
+    db: u16,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
     let dial = ctx.resolve.get(&*addr.host).map_or(&*addr.host, String::as_str);
     let tcp = TcpStream::connect((dial, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
@@ -174,13 +182,21 @@ async fn connect_inner(
             return Err(ConnectError::Auth(error_text(&reply)));
         }
     }
-    if readonly {
-        // Replica reads: without READONLY a replica redirects every read to its primary.
+    if readonly && ctx.cluster {
+        // Replica reads: without READONLY a cluster replica redirects every read to its primary.
         let mut cmd = BytesMut::new();
         resp::encode::command(&mut cmd, &[b"READONLY"]);
         let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
         if reply.first() == Some(&b'-') {
             return Err(ConnectError::Protocol(format!("READONLY refused: {}", error_text(&reply))));
+        }
+    }
+    if db != 0 {
+        let mut cmd = BytesMut::new();
+        resp::encode::command(&mut cmd, &[b"SELECT".as_slice(), db.to_string().as_bytes()]);
+        let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
+        if reply.first() == Some(&b'-') {
+            return Err(ConnectError::Protocol(format!("SELECT {db} refused: {}", error_text(&reply))));
         }
     }
     let mut ping = BytesMut::new();

@@ -67,6 +67,8 @@ struct Idle {
     node_client_id: Arc<AtomicU64>,
     /// What the connection speaks: it is only reused for a session speaking the same.
     protocol: Protocol,
+    /// The database it has selected: it is only reused for a session working in the same.
+    db: u16,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -82,13 +84,14 @@ pub struct Dedicated {
     /// Its lot in the pool: identity index and worker.
     lot: (usize, usize),
     protocol: Protocol,
+    db: u16,
     /// False for a subscriber connection: `release` closes it instead of keeping it.
     reusable: bool,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node, authenticated as `identity` and speaking `protocol`, for a session on
-    /// `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
+    /// A dedicated connection to this node, authenticated as `identity`, in database `db` and speaking `protocol`,
+    /// for a session on `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
     /// wait for it), unless the worker's limit for this node and identity is reached. Must be called on `worker`'s
     /// runtime: a new connection's task is spawned there.
     ///
@@ -97,13 +100,14 @@ impl NodePool {
     pub fn take_dedicated(
         self: &Arc<Self>,
         identity: Identity,
+        db: u16,
         worker: usize,
         protocol: Protocol,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
         let mut lot = self.lot(lot_index).lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
-        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol) {
+        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol && c.db == db) {
             let idle = lot.idle.swap_remove(i);
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
@@ -115,6 +119,7 @@ impl NodePool {
                     pool: self.clone(),
                     lot: lot_index,
                     protocol,
+                    db,
                     reusable: true,
                 });
             }
@@ -126,7 +131,7 @@ impl NodePool {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         let node_client_id = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone(), node_client_id.clone()));
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, db, rx, state.clone(), node_client_id.clone()));
         Ok(Dedicated {
             tx: Some(tx),
             state,
@@ -134,6 +139,7 @@ impl NodePool {
             pool: self.clone(),
             lot: lot_index,
             protocol,
+            db,
             reusable: true,
         })
     }
@@ -185,6 +191,7 @@ impl NodePool {
             pool: self.clone(),
             lot: lot_index,
             protocol,
+            db: 0,
             reusable: false,
         })
     }
@@ -280,6 +287,7 @@ impl Dedicated {
                 state: self.state.clone(),
                 node_client_id: self.node_client_id.clone(),
                 protocol: self.protocol,
+                db: self.db,
             });
         }
         reap(&mut lot, metrics);
@@ -308,12 +316,13 @@ async fn run(
     addr: NodeAddr,
     ctx: Arc<ConnectContext>,
     protocol: Protocol,
+    db: u16,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: Arc<AtomicU8>,
     node_client_id: Arc<AtomicU64>,
 ) {
     // Never READONLY: transactions and blocking commands go to primaries.
-    let (mut rd, mut wr) = match connect(&addr, &ctx, protocol, false).await {
+    let (mut rd, mut wr) = match connect(&addr, &ctx, protocol, false, db).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);

@@ -105,17 +105,21 @@ pub struct Request {
 
 /// The connections to one node: `per_worker` shared ones on each worker thread, so a session only ever uses
 /// connections driven by its own thread (no cross-thread wake-ups on the data path), and each worker's lot of
-/// [`Dedicated`] connections; both per upstream [`Identity`].
+/// [`Dedicated`] connections; both per upstream [`Identity`], and the shared ones per database.
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
     readonly: bool,
-    /// The default identity's connections: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2 and RESP3 per
-    /// worker. They connect on first use, so a protocol no client speaks costs an idle task and nothing more.
+    /// The default identity's connections in database 0: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2
+    /// and RESP3 per worker. They connect on first use, so a protocol no client speaks costs an idle task and
+    /// nothing more.
     conns: Box<[conn::ConnHandle]>,
-    /// Mapped identities' connections, `mapped[identity - 1][worker]`, each `[protocol * per_worker + i]`;
-    /// created on the identity's first request on that worker (most pools never see most identities).
-    mapped: GrowTable<PerWorker<Box<[conn::ConnHandle]>>>,
+    /// Every other (identity, database)'s connections, `lanes[identity * databases + db - 1][worker]`, each
+    /// `[protocol * per_worker + i]`; created on the first request of that identity and database on that worker
+    /// (most pools never see most of them).
+    lanes: GrowTable<PerWorker<Box<[conn::ConnHandle]>>>,
+    /// Databases a client may select (1 for a cluster, which has only database 0).
+    databases: u16,
     /// Connect contexts by identity (`[0]` = default); shared with the registry, which adds identities.
     ctxs: Arc<Contexts>,
     workers: Arc<[Handle]>,
@@ -171,6 +175,9 @@ pub struct PoolLimits {
     pub per_node: usize,
     /// Dedicated connections per node on each worker.
     pub max_dedicated: usize,
+    /// Databases clients may `SELECT` (each gets its own shared connections, created on first use): the nodes'
+    /// `databases` for a single replication group, 1 for a cluster.
+    pub databases: u16,
 }
 
 impl NodePool {
@@ -187,14 +194,15 @@ impl NodePool {
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
-            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
+            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly, 0))
             .collect();
         NodePool {
             addr,
             per_worker,
             readonly,
             conns,
-            mapped: GrowTable::default(),
+            lanes: GrowTable::default(),
+            databases: limits.databases.max(1),
             ctxs: ctxs.clone(),
             workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
@@ -202,54 +210,65 @@ impl NodePool {
         }
     }
 
-    /// Queues a request on one of `worker`'s connections speaking `protocol` as `identity`, chosen by `pick`. A
-    /// client always uses the same identity, worker, protocol and pick for a node, so its requests to that node
-    /// run in the order it sent them.
-    pub fn send(&self, identity: Identity, worker: usize, protocol: Protocol, pick: usize, req: Request) {
+    /// Queues a request on one of `worker`'s connections speaking `protocol` as `identity` in database `db`, chosen
+    /// by `pick`. A client always uses the same identity, worker, protocol, database and pick for a node, so its
+    /// requests to that node run in the order it sent them.
+    pub fn send(&self, identity: Identity, db: u16, worker: usize, protocol: Protocol, pick: usize, req: Request) {
         let resp3 = usize::from(protocol == Protocol::Resp3);
-        if identity == Identity::DEFAULT {
+        if identity == Identity::DEFAULT && db == 0 {
             let lane = worker * 2 + resp3;
             let idx = (lane * self.per_worker + pick % self.per_worker) % self.conns.len();
             return self.conns[idx].send(&self.addr, req);
         }
-        match self.mapped_conns(identity, worker) {
+        match self.lane_conns(identity, db, worker) {
             Some(conns) => conns[resp3 * self.per_worker + pick % self.per_worker].send(&self.addr, req),
             None => req.reply_to.deliver(Err(UpstreamError::NotSent {
                 addr: self.addr.clone(),
-                reason: Arc::from("unknown upstream identity"),
+                reason: Arc::from(if db >= self.databases {
+                    "DB index is out of range"
+                } else {
+                    "unknown upstream identity (or too many identities and databases)"
+                }),
             })),
         }
     }
 
-    /// `identity`'s shared connections on `worker` (RESP2 then RESP3), started on first use.
-    fn mapped_conns(&self, identity: Identity, worker: usize) -> Option<&[conn::ConnHandle]> {
+    /// `identity`'s shared connections to database `db` on `worker` (RESP2 then RESP3), started on first use.
+    fn lane_conns(&self, identity: Identity, db: u16, worker: usize) -> Option<&[conn::ConnHandle]> {
         let worker = worker % self.workers.len();
         let ctx = self.ctxs.get(identity.index())?;
+        if db >= self.databases {
+            return None;
+        }
         let workers = self.workers.len();
-        let per_worker = self
-            .mapped
-            .get_or_init(identity.index().checked_sub(1)?, || (0..workers).map(|_| OnceLock::new()).collect())?;
+        let lane = (identity.index() * usize::from(self.databases) + usize::from(db)).checked_sub(1)?;
+        let per_worker = self.lanes.get_or_init(lane, || (0..workers).map(|_| OnceLock::new()).collect())?;
         let conns = per_worker[worker].get_or_init(|| {
             [Protocol::Resp2, Protocol::Resp3]
                 .into_iter()
                 .flat_map(|p| (0..self.per_worker).map(move |_| p))
                 .map(|p| {
-                    conn::ConnHandle::spawn(&self.workers[worker], self.addr.clone(), ctx.clone(), p, self.readonly)
+                    conn::ConnHandle::spawn(&self.workers[worker], self.addr.clone(), ctx.clone(), p, self.readonly, db)
                 })
                 .collect()
         });
         Some(conns)
     }
 
-    /// Sends one internal request (as the default identity, on worker 0's first connection) and waits for its
-    /// reply.
+    /// Sends one internal request (as the default identity, in database 0, on worker 0's first connection) and
+    /// waits for its reply.
     pub async fn call(&self, frame: Bytes) -> UpstreamResult {
         let (tx, rx) = oneshot::channel();
         let req = Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) };
-        self.send(Identity::DEFAULT, 0, Protocol::Resp2, 0, req);
+        self.send(Identity::DEFAULT, 0, 0, Protocol::Resp2, 0, req);
         rx.await.unwrap_or_else(|_| {
             Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
         })
+    }
+
+    /// Whether this pool's connections are for replica reads.
+    pub fn is_replica_pool(&self) -> bool {
+        self.readonly
     }
 }
 
@@ -353,5 +372,21 @@ impl Upstreams {
     /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.
     pub fn retain(&self, keep: impl Fn(&NodeAddr) -> bool) {
         self.pools.lock().expect("upstream registry poisoned").retain(|(addr, _), _| keep(addr));
+    }
+
+    /// Replaces the pools of `addr` with new ones, so the next requests open new connections, which resolve the
+    /// host name again (a DNS name that moved to another server, e.g. a managed service's primary endpoint after a
+    /// failover). The old pools' connections close once nothing holds them. Returns the new (non-replica) pool.
+    pub fn renew(&self, addr: &NodeAddr) -> Arc<NodePool> {
+        let mut pools = self.pools.lock().expect("upstream registry poisoned");
+        pools.remove(&(addr.clone(), true));
+        let pool = Arc::new(NodePool::new(addr.clone(), &self.ctxs, &self.workers, self.limits, false));
+        pools.insert((addr.clone(), false), pool.clone());
+        pool
+    }
+
+    /// Databases clients may select ([`PoolLimits::databases`]).
+    pub fn databases(&self) -> u16 {
+        self.limits.databases.max(1)
     }
 }

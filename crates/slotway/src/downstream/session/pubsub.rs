@@ -30,7 +30,7 @@
 use super::{error_reply, Kind, Lane, Part, Pending, Session};
 use crate::cluster::Slot;
 use crate::command::{Args, PubSubCommand};
-use crate::dispatch::{channel_placement, classify_reply, Placement, ReplyClass};
+use crate::dispatch::{channel_placement, classify_reply, ChannelPlacement, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
 use crate::upstream::subscriber::{Event, OutputBudget, Sink};
@@ -581,24 +581,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// SUBSCRIBE / PSUBSCRIBE: each argument on the connection(s) of its placement, one part per connection.
     fn placed_parts(&mut self, want: Confirmation, args: &[Bytes]) -> Result<Vec<PartPlan>, String> {
         let topo = self.shared.topology.load();
-        let every: Vec<Arc<NodePool>> = topo
-            .map
-            .shards
-            .iter()
-            .zip(&topo.primaries)
-            .filter(|(s, _)| !s.slots.is_empty())
-            .filter_map(|(_, p)| p.clone())
-            .collect();
+        let every: Vec<Arc<NodePool>> = match topo.placement {
+            crate::topology::Placement::Single => topo.primaries.first().cloned().flatten().into_iter().collect(),
+            crate::topology::Placement::Slots => topo
+                .map
+                .shards
+                .iter()
+                .zip(&topo.primaries)
+                .filter(|(s, _)| !s.slots.is_empty())
+                .filter_map(|(_, p)| p.clone())
+                .collect(),
+        };
         let mut groups: Vec<(Arc<NodePool>, Vec<&Bytes>)> = Vec::new();
         for a in args {
-            let placement = if want.class == Class::Pattern { Placement::EveryPrimary } else { channel_placement(a) };
+            let placement =
+                if want.class == Class::Pattern { ChannelPlacement::EveryPrimary } else { channel_placement(a) };
             let targets: Vec<Arc<NodePool>> = match placement {
-                Placement::EveryPrimary => every.clone(),
-                Placement::Slot(slot) => topo.primary_for(slot).cloned().into_iter().collect(),
+                ChannelPlacement::EveryPrimary => every.clone(),
+                ChannelPlacement::Slot(slot) => topo.primary_for(slot).cloned().into_iter().collect(),
             };
             if targets.is_empty() {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                return Err("CLUSTERDOWN Hash slot not served".to_string());
+                return Err(topo.unserved_error());
             }
             for t in targets {
                 match groups.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &t)) {
@@ -1029,13 +1033,16 @@ mod tests {
 
     #[test]
     fn channels_are_placed_by_slot_and_notifications_where_they_fire() {
-        assert_eq!(channel_placement(b"news"), Placement::Slot(Slot::for_key(b"news")));
-        assert_eq!(channel_placement(b"{u1}.chat"), Placement::Slot(Slot::for_key(b"u1")));
-        assert_eq!(channel_placement(b"__keyspace@0__:foo"), Placement::Slot(Slot::for_key(b"foo")));
-        assert_eq!(channel_placement(b"__keyspace@0__:{t}a"), Placement::Slot(Slot::for_key(b"t")));
-        assert_eq!(channel_placement(b"__keyevent@0__:set"), Placement::EveryPrimary);
+        assert_eq!(channel_placement(b"news"), ChannelPlacement::Slot(Slot::for_key(b"news")));
+        assert_eq!(channel_placement(b"{u1}.chat"), ChannelPlacement::Slot(Slot::for_key(b"u1")));
+        assert_eq!(channel_placement(b"__keyspace@0__:foo"), ChannelPlacement::Slot(Slot::for_key(b"foo")));
+        assert_eq!(channel_placement(b"__keyspace@0__:{t}a"), ChannelPlacement::Slot(Slot::for_key(b"t")));
+        assert_eq!(channel_placement(b"__keyevent@0__:set"), ChannelPlacement::EveryPrimary);
         // Not a notification channel after all: by its own slot.
-        assert_eq!(channel_placement(b"__keyspace@broken"), Placement::Slot(Slot::for_key(b"__keyspace@broken")));
+        assert_eq!(
+            channel_placement(b"__keyspace@broken"),
+            ChannelPlacement::Slot(Slot::for_key(b"__keyspace@broken"))
+        );
     }
 
     #[test]
