@@ -112,8 +112,9 @@ fetch_suite() { # prints the unpacked source directory
     echo "deb-src [signed-by=$key] http://deb.debian.org/debian-security $codename-security main"
   } >"$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/none"
-              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Sandbox::User=root"
-              -o "Debug::NoLocking=1")
+              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "Debug::NoLocking=1")
+  # As root apt would download as its sandbox user, who can't write to our directories.
+  [[ $(id -u) -eq 0 ]] && opts+=(-o "APT::Sandbox::User=root")
   log "fetching Redis $ver's source from Debian ($codename, deb-src for this call only)"
   apt-get -qq "${opts[@]}" update >&2 || die "apt-get update (deb-src) failed"
   debver="$(dpkg-query -W -f='${source:Version}' redis-server 2>/dev/null || true)"
@@ -174,8 +175,20 @@ DEV_CLUSTER_PASSWORD="$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')" \
   >"$LOGS/dev-cluster.log" 2>&1 || { cat "$LOGS/dev-cluster.log" >&2; die "the dev cluster did not start"; }
 # shellcheck disable=SC1091
 source "$CLUSTER_DIR/env"
+# slotway's users: the default one with every permission, as a Redis without users has; users the suite creates
+# with ACL SETUSER get a cluster ACL user of their own on the nodes, so the nodes confine their scripts as Redis
+# would (e.g. "Script ACL check").
+cat >"$WORK/slotway.toml" <<'TOML'
+[auth]
+provision_new_users = true
+
+[[users]]
+name = "default"
+rules = "on nopass ~* &* +@all"
+TOML
 # shellcheck disable=SC2086 # SLOTWAY_CLUSTER_ARGS is a word list
-"$SLOTWAY_BIN" --listen "127.0.0.1:$SLOTWAY_PORT" $SLOTWAY_CLUSTER_ARGS >"$LOGS/slotway.log" 2>&1 &
+"$SLOTWAY_BIN" --config "$WORK/slotway.toml" --listen "127.0.0.1:$SLOTWAY_PORT" $SLOTWAY_CLUSTER_ARGS \
+  >"$LOGS/slotway.log" 2>&1 &
 SLOTWAY_PID=$!
 deadline=$((SECONDS + 60))
 until [[ "$(env -u REDISCLI_AUTH redis-cli -h 127.0.0.1 -p "$SLOTWAY_PORT" PING 2>/dev/null)" == PONG ]]; do
@@ -217,6 +230,18 @@ for unit in $UNITS; do
   line="$(printf '%-26s %4d ok %4d err %4ds%s' "$unit" "$ok" "$err" $((SECONDS - t0)) "${state:+  ($state)}")"
   summary+=("$line")
   echo "$line"
+  # A script a failed test left running would keep its node busy for the next units (a test that fails before
+  # its own SCRIPT KILL): end it on the nodes directly, as a fresh server would start without it.
+  for p in $CLUSTER_PORTS; do
+    # shellcheck disable=SC2086 # DEV_CLUSTER_CLI_ARGS is a word list
+    if timeout 5 redis-cli $DEV_CLUSTER_CLI_ARGS -p "$p" PING 2>&1 | grep -q 'BUSY'; then
+      echo "  (a script was left running on node $p after $unit: killed)"
+      # shellcheck disable=SC2086
+      timeout 5 redis-cli $DEV_CLUSTER_CLI_ARGS -p "$p" SCRIPT KILL >/dev/null 2>&1 || true
+      # shellcheck disable=SC2086
+      timeout 5 redis-cli $DEV_CLUSTER_CLI_ARGS -p "$p" FUNCTION KILL >/dev/null 2>&1 || true
+    fi
+  done
   if ! kill -0 "$SLOTWAY_PID" 2>/dev/null; then
     crashed=1
     echo "slotway exited during $unit:" >&2
