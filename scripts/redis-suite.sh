@@ -43,6 +43,7 @@ SLOTWAY_BIN="${SLOTWAY_BIN:-$REPO_ROOT/target/debug/slotway}"
 SRC="${REDIS_SUITE_SRC:-}"
 MODE="${REDIS_SUITE_MODE:-cluster}"
 KEEP=0
+SKIPTESTS=()
 
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "redis-suite: error: $*" >&2; exit 2; }
@@ -57,6 +58,7 @@ while (($#)); do
     --src) SRC="$2"; shift 2 ;;
     --mode) MODE="$2"; shift 2 ;;
     --tags) TAGS="$2"; shift 2 ;;
+    --skiptest) SKIPTESTS+=("$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -199,6 +201,8 @@ done
 log "cluster ${CLUSTER_PORTS// /,} (TLS, AUTH), slotway $("$SLOTWAY_BIN" --version | awk '{print $2}') on 127.0.0.1:$SLOTWAY_PORT, suite $SRC, mode $MODE, tags $TAGS"
 
 # ------------------------------------------------------------ the units
+SKIP_ARGS=()
+for t in "${SKIPTESTS[@]}"; do SKIP_ARGS+=(--skiptest "$t"); done
 total_ok=0 total_err=0 crashed=0
 failures=() aborted=() summary=()
 start_all=$SECONDS
@@ -211,7 +215,7 @@ for unit in $UNITS; do
     cd "$SRC"
     TERM=dumb env -u REDISCLI_AUTH timeout --kill-after=10 "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl \
       --host 127.0.0.1 --port "$SLOTWAY_PORT" "${MODE_ARGS[@]}" --tags "$TAGS" \
-      --single "$unit" --timeout "$UNIT_TIMEOUT" --clients 1
+      --single "$unit" --timeout "$UNIT_TIMEOUT" --clients 1 "${SKIP_ARGS[@]}"
   ) >"$out" 2>&1 </dev/null || rc=$?
   ok="$(grep -c '^\[ok\]: ' "$out" || true)"
   err="$(grep -c '^\[err\]: ' "$out" || true)"

@@ -548,3 +548,34 @@ async fn client_pause_holds_slotways_clients_until_it_ends() {
     let err = redis::cmd("CLIENT").arg(&["PAUSE", "-1"]).query_async::<String>(&mut admin).await.unwrap_err();
     assert!(err.to_string().contains("timeout is negative"), "{err}");
 }
+
+#[test]
+fn config_set_in_a_transaction_and_commands_redis_refuses_there() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut c = raw(&proxy);
+    // Redis's own error for a command not allowed in MULTI, before slotway's refusal of SAVE/SHUTDOWN.
+    assert_eq!(call(&mut c, &["MULTI"]), "+OK\r\n");
+    assert_eq!(call(&mut c, &["SET", "tx:a", "1"]), "+QUEUED\r\n");
+    assert_eq!(call(&mut c, &["SAVE"]), "-ERR Command not allowed inside a transaction\r\n");
+    assert_eq!(call(&mut c, &["EXEC"]), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    // CONFIG SET inside MULTI: part of the transaction (its reply is EXEC's), then on every other node.
+    assert_eq!(call(&mut c, &["MULTI"]), "+OK\r\n");
+    assert_eq!(call(&mut c, &["SET", "tx:a", "2"]), "+QUEUED\r\n");
+    assert_eq!(call(&mut c, &["CONFIG", "SET", "maxmemory", "bla"]), "+QUEUED\r\n");
+    assert_eq!(call(&mut c, &["CONFIG", "SET", "hash-max-listpack-entries", "77"]), "+QUEUED\r\n");
+    let exec = call(&mut c, &["EXEC"]);
+    assert!(exec.starts_with("*3\r\n+OK\r\n-ERR CONFIG SET failed") && exec.ends_with("+OK\r\n"), "{exec}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in every_node(&cluster) {
+        while cluster.cli(p, &["CONFIG", "GET", "hash-max-listpack-entries"]) != "hash-max-listpack-entries\n77" {
+            assert!(Instant::now() < deadline, "node {p} did not get the setting");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(cluster.cli(p, &["CONFIG", "GET", "maxmemory"]), "maxmemory\n0");
+    }
+    // What slotway doesn't pass on is refused while queueing, as outside a transaction.
+    assert_eq!(call(&mut c, &["MULTI"]), "+OK\r\n");
+    assert!(call(&mut c, &["CONFIG", "SET", "requirepass", "x"]).contains("is not sent to the nodes"));
+    assert!(call(&mut c, &["EXEC"]).starts_with("-EXECABORT"));
+}

@@ -213,6 +213,8 @@ pub struct CommandFlags {
     pub movablekeys: bool,
     /// May cause replication though it isn't a write (EVAL, FCALL, PUBLISH, ...): paused by CLIENT PAUSE WRITE.
     pub may_replicate: bool,
+    /// Refused inside MULTI (SAVE, SHUTDOWN, ...), with Redis's own error.
+    pub no_multi: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -494,6 +496,7 @@ impl CommandTable {
                 Some("noscript") => flags.noscript = true,
                 Some("movablekeys") => flags.movablekeys = true,
                 Some("may_replicate") => flags.may_replicate = true,
+                Some("no_multi") => flags.no_multi = true,
                 _ => {}
             }
         }

@@ -592,6 +592,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         if self.txn.as_ref().is_some_and(|t| t.multi) {
+            // Redis refuses these while queueing, whatever else it would say about them.
+            // (After ACL and arity errors, as Redis checks; before slotway's own refusals.)
+            let no_multi = index.and_then(|i| self.shared.table.by_index(i)).is_some_and(|i| i.flags.no_multi);
+            let plan = match plan {
+                Plan::Reject(m) if !m.starts_with("ERR unsupported command") => Plan::Reject(m),
+                _ if no_multi => Plan::Reject("ERR Command not allowed inside a transaction".to_string()),
+                plan => plan,
+            };
             return self.queue_in_multi(frame, ranges, plan);
         }
         match plan {

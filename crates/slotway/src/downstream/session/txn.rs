@@ -75,6 +75,9 @@ pub(super) struct Txn {
     broken: bool,
     /// Keyless commands queued before the node was chosen (answered `+QUEUED` here), sent after MULTI.
     buffered: Vec<Bytes>,
+    /// CONFIG SET / REWRITE / RESETSTAT queued in the transaction: they run in it on its node (their replies are
+    /// EXEC's), then on every other node right after a successful EXEC.
+    every_node_after_exec: Vec<Bytes>,
 }
 
 impl Txn {
@@ -167,6 +170,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Plan::Txn { cmd: TxnCommand::Unwatch, .. } | Plan::Wait => self.queue(frame, ranges, None),
             Plan::Forward { slot, .. } | Plan::Eval { slot, .. } | Plan::Blocking { slot, .. } => {
                 self.queue(frame, ranges, slot)
+            }
+            // Node configuration: in the transaction on its node, then on every other node after EXEC.
+            Plan::AllPrimaries { kind: crate::command::FanOut::EveryNode, .. } => {
+                let topo = self.shared.topology.load();
+                if let Err(msg) = dispatch::fanout::every_node(super::Args { frame: &frame, ranges }, &topo) {
+                    return self.refuse_queued(&msg);
+                }
+                drop(topo);
+                self.txn_mut().every_node_after_exec.push(frame.clone());
+                self.queue(frame, ranges, None)
             }
             // Commands for every shard can't run inside one node's transaction.
             Plan::AllPrimaries { .. } | Plan::Scan => {
@@ -477,7 +490,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                              nothing was applied, retry it"
                         ))
                     }
-                    (None, Ok(frame), _) => frame,
+                    (None, Ok(frame), _) => {
+                        if frame.starts_with(b"*") && !frame.starts_with(b"*-1") {
+                            self.config_every_other_node();
+                        }
+                        frame
+                    }
                     (None, Err(e @ UpstreamError::Lost { .. }), _) => {
                         self.mark_broken_if(true);
                         error_reply(&format!(
@@ -507,6 +525,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// EXEC's answer when a watched key changed: a null array (`_` in RESP3), as the node would give it.
+    /// After an EXEC that ran: the transaction's CONFIG SET / REWRITE / RESETSTAT on every node but its own (a
+    /// value its node refused is refused by the others too). Their replies are not waited for.
+    fn config_every_other_node(&mut self) {
+        let Some(t) = self.txn.as_deref_mut() else { return };
+        let frames = std::mem::take(&mut t.every_node_after_exec);
+        let Some(own) = t.conn.as_ref().map(|c| c.addr().clone()) else { return };
+        if frames.is_empty() {
+            return;
+        }
+        let topo = self.shared.topology.load();
+        let upstreams = self.shared.topology.upstreams();
+        for frame in frames {
+            let mut decoder = resp::RequestDecoder::new(self.live.limits);
+            let Ok(Some(resp::Request::Array { args, .. })) = decoder.decode(&frame) else { continue };
+            let Ok(nodes) = dispatch::fanout::every_node(super::Args { frame: &frame, ranges: &args }, &topo) else {
+                continue;
+            };
+            for addr in nodes.iter().filter(|a| **a != own) {
+                let req = UpstreamRequest { frame: frame.clone(), asking: false, reply_to: ReplyTo::Discard };
+                upstreams.pool(addr).send(
+                    self.identity,
+                    self.client.db,
+                    self.worker,
+                    self.client.protocol,
+                    self.pick,
+                    req,
+                );
+            }
+        }
+    }
+
     fn nil_array(&self) -> Bytes {
         let mut b = bytes::BytesMut::with_capacity(5);
         resp::encode::nil_array(&mut b, self.client.protocol);
