@@ -141,10 +141,11 @@ SRC="$(cd "$SRC" && pwd)"
 # ------------------------------------------------------------ cluster and slotway
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_ports() { # count: prints free ports whose bus ports (+10000) are free too
+  # Below the kernel's ephemeral range (32768+), bus ports included, so outgoing connections can't take them.
   local want="$1" got=() p tries=0
   while ((${#got[@]} < want)); do
     ((tries++ < 2000)) || die "no free ports"
-    p=$((20000 + RANDOM % 25000))
+    p=$((12000 + RANDOM % 10000))
     [[ " ${got[*]} " == *" $p "* ]] && continue
     port_free "$p" && port_free $((p + 10000)) && got+=("$p")
   done
@@ -169,12 +170,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r -a ports <<<"$(pick_ports 7)"
-CLUSTER_PORTS="${ports[*]:0:6}"
-SLOTWAY_PORT="${ports[6]}"
-DEV_CLUSTER_PASSWORD="$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')" \
-  "$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$CLUSTER_PORTS" --replicas 1 \
-  >"$LOGS/dev-cluster.log" 2>&1 || { cat "$LOGS/dev-cluster.log" >&2; die "the dev cluster did not start"; }
+for attempt in 1 2 3; do
+  read -r -a ports <<<"$(pick_ports 7)"
+  CLUSTER_PORTS="${ports[*]:0:6}"
+  SLOTWAY_PORT="${ports[6]}"
+  if DEV_CLUSTER_PASSWORD="$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')" \
+    "$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$CLUSTER_PORTS" --replicas 1 \
+    >"$LOGS/dev-cluster.log" 2>&1; then
+    break
+  fi
+  # A port taken between the check and the bind: other ports.
+  "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+  ((attempt < 3)) || { cat "$LOGS/dev-cluster.log" >&2; die "the dev cluster did not start"; }
+done
 # shellcheck disable=SC1091
 source "$CLUSTER_DIR/env"
 # slotway's users: the default one with every permission, as a Redis without users has; users the suite creates

@@ -304,6 +304,7 @@ async fn serve(
             }),
             monitors: Default::default(),
             pause: Default::default(),
+            scripts_running: Arc::new(crate::downstream::busy::Scripts::new(load_busy_threshold(&topology).await)),
         });
         let mut senders = Vec::new();
         for start in starts {
@@ -664,6 +665,24 @@ async fn load_node_version(topology: &TopologyManager) -> String {
         }
     }
     "7.0.0".to_string()
+}
+
+/// The nodes' `busy-reply-threshold` (after which a running script makes a server busy); Redis's default, 5 s,
+/// when no node tells.
+async fn load_busy_threshold(topology: &TopologyManager) -> Duration {
+    let topo = topology.load();
+    if let Some(pool) = topo.any_primary(0) {
+        if let Ok(Value::Array(kv)) =
+            call_value(pool, &[b"CONFIG", b"GET", b"busy-reply-threshold"], Duration::from_secs(10)).await
+        {
+            if let Some(ms) =
+                kv.get(1).and_then(|v| v.as_bytes()).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+            {
+                return Duration::from_millis(ms);
+            }
+        }
+    }
+    Duration::from_secs(5)
 }
 
 /// The nodes' own COMMAND table (so new commands and modules route correctly), or the built-in one.

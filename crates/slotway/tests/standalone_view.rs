@@ -579,3 +579,66 @@ fn config_set_in_a_transaction_and_commands_redis_refuses_there() {
     assert!(call(&mut c, &["CONFIG", "SET", "requirepass", "x"]).contains("is not sent to the nodes"));
     assert!(call(&mut c, &["EXEC"]).starts_with("-EXECABORT"));
 }
+
+#[test]
+fn a_script_running_long_makes_the_endpoint_busy_as_one_server() {
+    use std::io::Write;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = raw(&proxy);
+    assert_eq!(call(&mut admin, &["CONFIG", "SET", "busy-reply-threshold", "50"]), "+OK\r\n");
+    let (_, xx) = cluster.keys_on_every_primary("busy:").remove(0);
+    assert_eq!(call(&mut admin, &["SET", &xx, "1"]), "+OK\r\n");
+    let mut tx = raw(&proxy);
+    assert_eq!(call(&mut tx, &["MULTI"]), "+OK\r\n");
+    assert_eq!(call(&mut tx, &["INCR", &xx]), "+QUEUED\r\n");
+    // A keyless script that never ends, on some node; its client pipelines a PING behind it.
+    let mut spinner = raw(&proxy);
+    let script = "while true do end";
+    spinner
+        .write_all(
+            format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n*1\r\n$4\r\nPING\r\n", script.len()).as_bytes(),
+        )
+        .unwrap();
+    let busy = "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&mut admin, &["PING"]) != busy {
+        assert!(Instant::now() < deadline, "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every other client, whatever node its command is for; EXEC is refused and its transaction discarded.
+    assert_eq!(call(&mut admin, &["GET", &xx]), busy);
+    assert_eq!(call(&mut tx, &["EXEC"]), format!("-EXECABORT Transaction discarded because of: {}", &busy[1..]));
+    // What a busy server allows still runs: SCRIPT KILL reaches the node.
+    assert_eq!(call(&mut admin, &["SCRIPT", "KILL"]), "+OK\r\n");
+    let mut buf = Vec::new();
+    assert!(next_frame(&mut spinner, &mut buf).contains("killed by user"));
+    assert_eq!(next_frame(&mut spinner, &mut buf), "+PONG\r\n", "its own pipelined PING, after the script");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&mut admin, &["PING"]) != "+PONG\r\n" {
+        assert!(Instant::now() < deadline, "still busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(call(&mut admin, &["GET", &xx]), "$1\r\n1\r\n", "the transaction was discarded");
+    assert_eq!(call(&mut tx, &["PING"]), "+PONG\r\n", "and its client left MULTI");
+}
+
+#[test]
+fn with_busy_script_scope_node_only_the_scripts_node_is_busy() {
+    use std::io::Write;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotway.toml");
+    std::fs::write(&config, "[client]\nbusy_script_scope = \"node\"\n").unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
+    let mut admin = raw(&proxy);
+    assert_eq!(call(&mut admin, &["CONFIG", "SET", "busy-reply-threshold", "50"]), "+OK\r\n");
+    let mut spinner = raw(&proxy);
+    let script = "while true do end";
+    spinner.write_all(format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n", script.len()).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(call(&mut admin, &["PING"]), "+PONG\r\n");
+    assert_eq!(call(&mut admin, &["SCRIPT", "KILL"]), "+OK\r\n");
+}

@@ -215,6 +215,8 @@ pub struct CommandFlags {
     pub may_replicate: bool,
     /// Refused inside MULTI (SAVE, SHUTDOWN, ...), with Redis's own error.
     pub no_multi: bool,
+    /// Runs while a script keeps the server busy (SCRIPT KILL, MULTI, AUTH, ...).
+    pub allow_busy: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -497,6 +499,7 @@ impl CommandTable {
                 Some("movablekeys") => flags.movablekeys = true,
                 Some("may_replicate") => flags.may_replicate = true,
                 Some("no_multi") => flags.no_multi = true,
+                Some("allow_busy") => flags.allow_busy = true,
                 _ => {}
             }
         }

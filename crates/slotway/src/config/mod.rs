@@ -229,6 +229,9 @@ pub struct ListenConfig {
     /// Bytes of pub/sub messages that may wait for a subscriber before it is disconnected (Redis's
     /// `client-output-buffer-limit pubsub` hard limit); 0 = no limit.
     pub pubsub_output_limit: usize,
+    /// `client.busy_script_scope = "endpoint"`: while a script runs past the nodes' `busy-reply-threshold`, other
+    /// clients get `-BUSY` from slotway, as from one server; false (`"node"`): only the script's node is busy.
+    pub busy_endpoint: bool,
 }
 
 /// The script bodies slotway remembers (by SHA1) to reload them on a node that answers EVALSHA with NOSCRIPT.
@@ -690,6 +693,14 @@ impl Config {
             ));
             ReadFrom::Primary
         });
+        let busy_endpoint = match raw.client.busy_script_scope.as_deref() {
+            None | Some("endpoint") => true,
+            Some("node") => false,
+            Some(other) => {
+                errors.push(format!("client.busy_script_scope must be endpoint or node, not '{other}'"));
+                true
+            }
+        };
         let mut users = Vec::new();
         for u in &raw.users {
             let mut hashes = Vec::new();
@@ -836,6 +847,7 @@ impl Config {
                     .filter(|&v| v > 0)
                     .map(Duration::from_millis),
                 pubsub_output_limit: raw.client.pubsub_output_limit_bytes.unwrap_or(32 * 1024 * 1024),
+                busy_endpoint,
             },
             upstream: UpstreamConfig {
                 seeds,

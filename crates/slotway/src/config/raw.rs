@@ -160,6 +160,8 @@ pub struct RawClient {
     pub max_bulk_bytes: Option<usize>,
     pub output_stall_timeout_ms: Option<u64>,
     pub pubsub_output_limit_bytes: Option<usize>,
+    /// What a script running past `busy-reply-threshold` makes busy: `endpoint` (as one server) or `node`.
+    pub busy_script_scope: Option<String>,
     pub read_from: Option<String>,
     pub max_replica_lag_bytes: Option<i64>,
     pub read_your_writes: Option<bool>,

@@ -31,6 +31,18 @@ fn defaults_apply_when_only_seeds_are_given() {
     assert!(c.upstream.password.is_none());
     assert_eq!(c.scripts, ScriptsConfig { cache_entries: 1024, cache_bytes: 16 * 1024 * 1024 });
     assert_eq!(c.listen.pubsub_output_limit, 32 * 1024 * 1024);
+    assert!(c.listen.busy_endpoint, "a busy script makes the endpoint busy, as one server");
+}
+
+#[test]
+fn busy_script_scope_and_provision_new_users_from_the_file() {
+    let raw = RawConfig::parse("[client]\nbusy_script_scope = \"node\"\n[auth]\nprovision_new_users = true\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert!(!c.listen.busy_endpoint);
+    assert!(c.provision_new_users);
+    let raw = RawConfig::parse("[client]\nbusy_script_scope = \"shard\"\n").unwrap();
+    let err = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err().to_string();
+    assert!(err.contains("client.busy_script_scope must be endpoint or node, not 'shard'"), "{err}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The client side: the acceptor, and per-connection sessions on worker threads.
+pub mod busy;
 pub mod clients;
 pub mod local;
 pub mod monitor;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub monitors: Arc<monitor::Monitors>,
     /// CLIENT PAUSE in force for slotway's clients.
     pub pause: pause::Pause,
+    /// Scripts in flight, for the BUSY errors of a script running long (`client.busy_script_scope`).
+    pub scripts_running: Arc<busy::Scripts>,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

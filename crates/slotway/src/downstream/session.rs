@@ -114,6 +114,8 @@ struct Part {
     script_reloaded: bool,
     /// The dedicated connection a [`Kind::Side`] part went on.
     side: Option<Dedicated>,
+    /// A script (EVAL, FCALL, ...) in flight: counted while it runs, for the BUSY errors of a long one.
+    script: Option<super::busy::Ticket>,
 }
 
 impl Part {
@@ -131,6 +133,7 @@ impl Part {
             reply: None,
             script_reloaded: false,
             side: None,
+            script: None,
         }
     }
 }
@@ -534,10 +537,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
         let denied = if self.live.users.is_some() { self.access_denied(info, args) } else { None };
+        // A script of another client running past busy-reply-threshold: the endpoint is busy, as one server.
+        let busy = match info {
+            Some(i) if denied.is_none() && !i.flags.allow_busy && self.live.config.listen.busy_endpoint => self
+                .shared
+                .scripts_running
+                .busy()
+                .filter(|_| !self.pending.iter().any(|p| p.parts.iter().any(|x| x.script.is_some()))),
+            _ => None,
+        };
         let plan = match denied {
             Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
                 Plan::Reject(msg)
+            }
+            None if busy.is_some() => {
+                let msg = super::busy::busy_error(busy.expect("checked"));
+                Metrics::incr(&self.shared.metrics.commands_local);
+                if self.txn.as_ref().is_some_and(|t| t.multi) {
+                    if info.is_some_and(|i| i.name == "exec") {
+                        // EXEC refused: the transaction is discarded, with Redis's EXECABORT wording.
+                        if let Some(t) = self.txn.as_deref_mut() {
+                            t.exec_refused = Some(msg);
+                        }
+                        let plan = dispatch::plan_resolved(info, args, self.placement);
+                        return self.queue_in_multi(frame, ranges, plan);
+                    }
+                    return self.refuse_queued(msg);
+                }
+                return self.push_error(msg);
             }
             None if info.is_some_and(|i| {
                 let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
@@ -620,6 +648,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let mut part = Part::new(frame, slot);
                 part.replica_ok =
                     readonly && slot.is_some() && self.read_from != ReadFrom::Primary && !self.reads_own_writes();
+                let script =
+                    index.and_then(|i| self.shared.table.by_index(i)).and_then(|i| super::busy::script_kind(&i.name));
+                if let Some(kind) = script {
+                    part.script = Some(self.shared.scripts_running.begin(kind));
+                }
                 self.push_forwarded(Pending {
                     reply: None,
                     readonly,
@@ -656,6 +689,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 let topo = self.shared.topology.load();
                 if kind == FanOut::EveryNode {
+                    if let Some(ms) = super::busy::threshold_set(args) {
+                        // The nodes' busy-reply-threshold, for the BUSY errors of a script running long.
+                        self.shared.scripts_running.set_threshold(ms);
+                    }
                     return match fanout::every_node(args, &topo) {
                         Ok(nodes) => {
                             let upstreams = self.shared.topology.upstreams();
@@ -1160,6 +1197,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.finish_pubsub_part(seq, part, reply);
         }
         let p = &mut self.pending[(seq - self.base) as usize];
+        // A script's reply: it no longer runs.
+        p.parts[part].script = None;
         if p.parts[part].reply.is_some() {
             return;
         }

@@ -52,6 +52,9 @@ pub(super) enum Abort {
     Errors,
     /// A watch could not be kept: a nil array, as when a watched key changed.
     WatchLost,
+    /// EXEC itself was refused (a script keeps the endpoint busy): `-EXECABORT Transaction discarded because of:
+    /// <error>`, as Redis answers.
+    Refused(&'static str),
 }
 
 /// One client's transaction state.
@@ -78,6 +81,8 @@ pub(super) struct Txn {
     /// CONFIG SET / REWRITE / RESETSTAT queued in the transaction: they run in it on its node (their replies are
     /// EXEC's), then on every other node right after a successful EXEC.
     every_node_after_exec: Vec<Bytes>,
+    /// Why EXEC is refused, set right before it (see [`Abort::Refused`]).
+    pub(super) exec_refused: Option<&'static str>,
 }
 
 impl Txn {
@@ -213,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Answers a command refused while queueing and flags the transaction (EXEC will answer EXECABORT).
-    fn refuse_queued(&mut self, msg: &str) {
+    pub(super) fn refuse_queued(&mut self, msg: &str) {
         Metrics::incr(&self.shared.metrics.commands_local);
         self.txn_mut().aborted = true;
         self.push_error(msg);
@@ -279,6 +284,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn exec(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let t = self.txn_mut();
         if t.conn.is_none() {
+            if let Some(e) = t.exec_refused {
+                self.txn = None;
+                return self.push_error(&format!("EXECABORT Transaction discarded because of: {e}"));
+            }
             if t.aborted || t.dirty || t.buffered.is_empty() {
                 let (aborted, dirty) = (t.aborted, t.dirty);
                 self.txn = None;
@@ -309,7 +318,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let t = self.txn_mut();
         t.multi = false;
-        let abort = if t.aborted {
+        let abort = if let Some(e) = t.exec_refused {
+            Some(Abort::Refused(e))
+        } else if t.aborted {
             Some(Abort::Errors)
         } else if t.dirty {
             Some(Abort::WatchLost)
@@ -481,6 +492,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     (Some(Abort::WatchLost), r, _) => {
                         self.mark_broken_if(r.is_err());
                         self.nil_array()
+                    }
+                    (Some(Abort::Refused(e)), r, _) => {
+                        self.mark_broken_if(r.is_err());
+                        error_reply(&format!("EXECABORT Transaction discarded because of: {e}"))
                     }
                     (None, Ok(_), Some(ReplyClass::Moved(addr) | ReplyClass::Ask(addr))) => {
                         self.shared.topology.request_refresh(RefreshReason::Moved);
