@@ -788,3 +788,23 @@ fn confirmations_and_messages_are_pushes_under_client_reply_off() {
     r2.send(&["PING"]);
     assert_eq!(r2.next(), arr(&["pong", ""]));
 }
+
+#[test]
+fn pattern_messages_keep_the_order_they_were_published_in() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    // Channels on every primary, one pattern for all: each message is relayed once, in publishing order.
+    let channels: Vec<String> = cluster.keys_on_every_primary("ord.").into_iter().map(|(_, c)| c).collect();
+    let mut sub = Conn::connect(&proxy.addr);
+    assert_eq!(sub.call(&["PSUBSCRIBE", "ord.*"]), conf("psubscribe", "ord.*", 1));
+    let mut p = Conn::connect(&proxy.addr);
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let ch = &channels[i % channels.len()];
+        let payload = i.to_string();
+        assert_eq!(p.call(&["PUBLISH", ch, &payload]), Value::Integer(1), "one receiver, counted once");
+        want.push(arr(&["pmessage", "ord.*", ch, &payload]));
+    }
+    assert_eq!(next_frames(&mut sub, want.len()), want);
+    assert!(sub.read_within(Duration::from_millis(300)).is_none(), "no second copies");
+}

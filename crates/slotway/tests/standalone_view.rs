@@ -642,3 +642,30 @@ fn with_busy_script_scope_node_only_the_scripts_node_is_busy() {
     assert_eq!(call(&mut admin, &["PING"]), "+PONG\r\n");
     assert_eq!(call(&mut admin, &["SCRIPT", "KILL"]), "+OK\r\n");
 }
+
+#[test]
+fn a_blocked_xreadgroup_whose_stream_is_deleted_gets_the_nodes_answer() {
+    use std::io::Write;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut admin = raw(&proxy);
+    let (_, stream) = cluster.keys_on_every_primary("xg:").remove(0);
+    assert_eq!(call(&mut admin, &["XGROUP", "CREATE", &stream, "g", "$", "MKSTREAM"]), "+OK\r\n");
+    let mut reader = raw(&proxy);
+    let req = ["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", &stream, ">"];
+    let mut frame = format!("*{}\r\n", req.len());
+    for a in req {
+        frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    reader.write_all(frame.as_bytes()).unwrap();
+    let node = cluster.node_for_key(&stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node_info_field(&cluster, node, "clients", "blocked_clients").as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "never blocked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(call(&mut admin, &["DEL", &stream]), ":1\r\n");
+    // Redis's own answer, not a retry (which would get NOGROUP).
+    let mut buf = Vec::new();
+    assert_eq!(next_frame(&mut reader, &mut buf), "-UNBLOCKED the stream key no longer exists\r\n");
+}

@@ -641,7 +641,8 @@ pub fn key_indexes(info: &CommandInfo, args: Args<'_>, out: &mut SmallVec<[usize
             Ok(())
         }
         KeyRule::Sort => {
-            spec::keys_for_sort(args, out);
+            // SORT_RO has no STORE: its key is the first argument alone (STORE there is the node's syntax error).
+            spec::keys_for_sort(args, out, info.name == "sort");
             Ok(())
         }
     }

@@ -251,14 +251,17 @@ pub(super) fn keys_from_legacy(first: i32, last: i32, step: i32, args: Args<'_>,
     out.extend(positions);
 }
 
-/// `sortGetKeys`: the key at 1, and the argument after the last `STORE`, skipping the arguments of LIMIT (2),
-/// GET (1) and BY (1).
-pub(super) fn keys_for_sort(args: Args<'_>, out: &mut SmallVec<[usize; 8]>) {
+/// `sortGetKeys`: the key at 1, and (`store`: SORT, not SORT_RO) the argument after the last `STORE`, skipping
+/// the arguments of LIMIT (2), GET (1) and BY (1).
+pub(super) fn keys_for_sort(args: Args<'_>, out: &mut SmallVec<[usize; 8]>, store: bool) {
     let argc = args.len();
     if argc < 2 {
         return;
     }
     out.push(1);
+    if !store {
+        return;
+    }
     let mut store = None;
     let mut i = 2;
     while i < argc {

@@ -161,6 +161,7 @@ const REAL_GETKEYS: &[(&str, &[usize])] = &[
     ("SORT k1", &[1]),
     ("SORT k1 LIMIT 0 1 STORE d", &[1, 6]),
     ("SORT_RO k1 BY x", &[1]),
+    ("SORT_RO k1 STORE k2", &[1]),
     ("OBJECT ENCODING k1", &[2]),
     ("OBJECT FREQ k1", &[2]),
     ("MEMORY USAGE k1 SAMPLES 5", &[2]),

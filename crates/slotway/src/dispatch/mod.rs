@@ -255,8 +255,11 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
         b"NOSCRIPT" => ReplyClass::NoScript,
         b"CLUSTERDOWN" => ReplyClass::ClusterDown,
         // UNBLOCKED: a blocking command's node became a replica while it waited (nothing was popped): resend it to
-        // the new primary.
-        b"READONLY" | b"MASTERDOWN" | b"LOADING" | b"UNBLOCKED" => ReplyClass::NodeNotReady,
+        // the new primary. The same code also ends a blocked XREADGROUP whose stream was deleted or replaced ("the
+        // stream key no longer exists") and a client unblocked by CLIENT UNBLOCK ... ERROR: those are the command's
+        // answer, so only the role change (Redis's one fixed wording for it) is retried.
+        b"UNBLOCKED" if body.windows(22).any(|w| w == b"instance state changed") => ReplyClass::NodeNotReady,
+        b"READONLY" | b"MASTERDOWN" | b"LOADING" => ReplyClass::NodeNotReady,
         _ => ReplyClass::Final,
     }
 }
@@ -299,6 +302,9 @@ mod tests {
             ),
             ReplyClass::NodeNotReady
         );
+        // The other UNBLOCKEDs are the blocked command's answer.
+        assert_eq!(classify_reply(b"-UNBLOCKED the stream key no longer exists\r\n", "h"), ReplyClass::Final);
+        assert_eq!(classify_reply(b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n", "h"), ReplyClass::Final);
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
             ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))

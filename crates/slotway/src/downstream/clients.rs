@@ -52,9 +52,6 @@ pub struct ClientHandle {
     /// The node connection a blocking command of this client runs on, for CLIENT UNBLOCK (set and cleared by the
     /// session around each blocking command: not on the ordinary path).
     blocked_on: Mutex<Option<BlockedOn>>,
-    /// Another client sent CLIENT UNBLOCK ... ERROR for this client's blocking command: its UNBLOCKED error is
-    /// the answer, not a demoted node's (which the session retries).
-    unblocked_with_error: std::sync::atomic::AtomicBool,
 }
 
 /// Where a client's blocking command waits: the node, and the node's id for the connection.
@@ -179,7 +176,6 @@ impl Clients {
             meta: Mutex::new(Meta::default()),
             kill: Mutex::new(Some(tx)),
             blocked_on: Mutex::new(None),
-            unblocked_with_error: Default::default(),
         });
         self.by_id.lock().expect("clients lock").insert(id, handle.clone());
         (handle, rx, Registered { clients: self.clone(), id })
@@ -285,20 +281,7 @@ impl ClientHandle {
     /// client with any is of type `pubsub` and shows flag `P`.
     /// Records where the client's blocking command runs (None once it is answered).
     pub fn set_blocked_on(&self, on: Option<BlockedOn>) {
-        if on.is_none() {
-            self.unblocked_with_error.store(false, Ordering::Relaxed);
-        }
         *self.blocked_on.lock().expect("blocked_on lock") = on;
-    }
-
-    /// CLIENT UNBLOCK ... ERROR is on its way to this client's blocking command.
-    pub fn mark_unblocked_with_error(&self) {
-        self.unblocked_with_error.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether CLIENT UNBLOCK ... ERROR was sent for the blocking command in flight (and forgets it).
-    pub fn take_unblocked_with_error(&self) -> bool {
-        self.unblocked_with_error.swap(false, Ordering::Relaxed)
     }
 
     /// Where the client's blocking command runs, if one is in flight.

@@ -950,16 +950,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let on = u64::try_from(id).ok().and_then(|id| self.shared.clients.get(id)).and_then(|c| c.blocked_on());
         let node_id = on.as_ref().map_or(0, |b| b.node_client_id.load(std::sync::atomic::Ordering::Relaxed));
-        let target = u64::try_from(id).ok().and_then(|id| self.shared.clients.get(id));
         let Some(on) = on.filter(|_| node_id != 0) else {
             Metrics::incr(&self.shared.metrics.commands_local);
             return self.push_final(Bytes::from_static(b":0\r\n"));
         };
-        if reason == Some(&b"ERROR"[..]) {
-            if let Some(t) = &target {
-                t.mark_unblocked_with_error();
-            }
-        }
+
         if !self.ready_for(Lane::Shared) {
             return self.hold(frame, ranges);
         }
@@ -1233,18 +1228,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if d.result.is_err() {
                     // The connection failed: a retry takes a new one.
                     self.blocking = None;
-                }
-                if d.result.as_ref().is_ok_and(|f| f.starts_with(b"-UNBLOCKED "))
-                    && self.client.handle.take_unblocked_with_error()
-                {
-                    // Another client's CLIENT UNBLOCK ... ERROR: the client's answer, not a demoted node's.
-                    let frame = d.result.expect("checked");
-                    self.finish_part(seq, part, frame);
-                    self.client.handle.set_blocked_on(None);
-                    if let Some(c) = self.blocking.take() {
-                        c.release();
-                    }
-                    return;
                 }
                 self.on_forwarded_delivery(seq, part, d.result);
                 if self.pending[(seq - self.base) as usize].reply.is_some() {

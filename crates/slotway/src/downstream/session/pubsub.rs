@@ -333,9 +333,11 @@ impl PubSub {
     }
 
     /// Whether a message frame from `conn` is one the client should get: a message for a subscription held on
-    /// several connections arrives on each of them (a cluster sends PUBLISH messages to every node), so only the
-    /// first connection's is relayed, unless it is a keyspace notification (fired by one node only).
-    fn wanted(&self, conn: u64, frame: &Bytes) -> bool {
+    /// several connections arrives on each of them (a cluster sends PUBLISH messages to every node), so one copy
+    /// is relayed: the one from the node of the channel's slot (`home`: where PUBLISH through slotway runs, so its
+    /// copy comes first and messages keep the order they were published in), or the first connection's when the
+    /// client has none there. A keyspace notification is fired by one node only: always relayed.
+    fn wanted(&self, conn: u64, frame: &Bytes, home: impl FnOnce(&[u8]) -> Option<crate::cluster::NodeAddr>) -> bool {
         if !self.spread || frame.starts_with(b"*3\r\n$8\r\nsmessage") || frame.starts_with(b">3\r\n$8\r\nsmessage") {
             return true;
         }
@@ -349,10 +351,16 @@ impl PubSub {
         };
         let on =
             if pattern { self.patterns.get(name).map(|c| &c[..]) } else { self.channels.get(name).map(|c| &c[..]) };
-        match on {
-            Some(on) if on.len() > 1 => is_notification(channel) || on[0] == conn,
-            _ => true,
-        }
+        let on = match on {
+            Some(on) if on.len() > 1 && !is_notification(channel) => on,
+            _ => return true,
+        };
+        let home = home(channel);
+        let home_conn = on
+            .iter()
+            .copied()
+            .find(|&id| home.as_ref().is_some_and(|h| self.conn(id).is_some_and(|c| c.conn.addr() == h)));
+        home_conn.unwrap_or(on[0]) == conn
     }
 
     fn conn(&self, id: u64) -> Option<&SubConn> {
@@ -712,7 +720,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return self.pubsub_conn_failed(ev.conn, &e.to_string()),
         };
         match classify(&frame) {
-            Frame::Message if ps.wanted(ev.conn, &frame) => self.relay(ev.conn, frame),
+            Frame::Message if ps.wanted(ev.conn, &frame, |channel| home_node(&self.shared, channel)) => {
+                self.relay(ev.conn, frame)
+            }
             // The same message from another node of a subscription held on several.
             Frame::Message => ps.budget.release(frame.len()),
             Frame::Confirm { c, channel } => {
@@ -906,6 +916,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 }
 
+/// The primary of a channel's slot: where PUBLISH of it through slotway runs.
+fn home_node(shared: &crate::downstream::Shared, channel: &[u8]) -> Option<crate::cluster::NodeAddr> {
+    match channel_placement(channel) {
+        ChannelPlacement::Slot(slot) => shared.topology.load().primary_for(slot).map(|p| p.addr.clone()),
+        ChannelPlacement::EveryPrimary => None,
+    }
+}
+
 fn send_on(ps: &PubSub, conn: u64, frame: Bytes) {
     if let Some(c) = ps.conn(conn) {
         c.conn.send(UpstreamRequest { frame, asking: false, reply_to: ReplyTo::Discard });
@@ -1023,12 +1041,13 @@ mod tests {
         }
         ps.apply(Confirmation::of(PubSubCommand::Subscribe), Some(&b(b"plain")), 5);
         let published = b(b"*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$2\r\nch\r\n$1\r\nx\r\n");
-        assert!(ps.wanted(4, &published), "the first node's copy");
-        assert!(!ps.wanted(5, &published) && !ps.wanted(6, &published), "the other nodes' copies");
+        // Without a connection to the channel's node: the first connection's copy.
+        assert!(ps.wanted(4, &published, |_| None), "the first node's copy");
+        assert!(!ps.wanted(5, &published, |_| None) && !ps.wanted(6, &published, |_| None), "the other copies");
         let event = b(b">4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$19\r\n__keyspace@0__:foo\r\n$3\r\nset\r\n");
-        assert!(ps.wanted(6, &event), "fired by node 6 only");
+        assert!(ps.wanted(6, &event, |_| None), "fired by node 6 only");
         let plain = b(b"*3\r\n$7\r\nmessage\r\n$5\r\nplain\r\n$1\r\nx\r\n");
-        assert!(ps.wanted(5, &plain));
+        assert!(ps.wanted(5, &plain, |_| None));
     }
 
     #[test]
