@@ -100,7 +100,7 @@ pub fn build(
         FanOut::AllOk | FanOut::ScriptFlush | FanOut::EveryNode => (every(), Merge::AllOk),
         FanOut::AnyOk => (every(), Merge::AnyOk),
         FanOut::SameReply | FanOut::ScriptLoad => (every(), Merge::SameReply),
-        FanOut::AllOnes => (every(), Merge::AllOnes),
+        FanOut::AllOnes => (every(), Merge::AllOnes { known: Vec::new() }),
         FanOut::Union => (every(), Merge::Union),
         FanOut::NumSub => (every(), Merge::NumSub),
         FanOut::ShardNumSub => shard_numsub(args, frame),
@@ -299,7 +299,7 @@ pub(super) fn same_reply(replies: &[Bytes]) -> Bytes {
 }
 
 /// SCRIPT EXISTS: element-wise minimum of integer arrays (1 only where every node has the script).
-pub(super) fn all_ones(replies: &[Bytes]) -> Result<Bytes, usize> {
+pub(super) fn all_ones(replies: &[Bytes], known: &[bool]) -> Result<Bytes, usize> {
     let mut result: Option<Vec<i64>> = None;
     for (i, r) in replies.iter().enumerate() {
         let (n, at) = array_header(r).ok_or(i)?;
@@ -317,7 +317,12 @@ pub(super) fn all_ones(replies: &[Bytes]) -> Result<Bytes, usize> {
             Some(_) => return Err(i),
         });
     }
-    let values = result.unwrap_or_default();
+    let mut values = result.unwrap_or_default();
+    for (v, &k) in values.iter_mut().zip(known) {
+        if k {
+            *v = 1;
+        }
+    }
     let mut out = BytesMut::with_capacity(4 + values.len() * 4);
     resp::encode::array_header(&mut out, values.len());
     for v in values {
@@ -727,9 +732,12 @@ mod tests {
         assert_eq!(same_reply(&[sha.clone(), sha.clone()]), sha);
         assert!(same_reply(&[sha, b("$1\r\nx\r\n")]).starts_with(b"-ERR slotway: the primaries answered differently"));
 
-        let r = all_ones(&[b("*3\r\n:1\r\n:1\r\n:0\r\n"), b("*3\r\n:1\r\n:0\r\n:0\r\n")]).unwrap();
+        let r = all_ones(&[b("*3\r\n:1\r\n:1\r\n:0\r\n"), b("*3\r\n:1\r\n:0\r\n:0\r\n")], &[]).unwrap();
         assert_eq!(&r[..], b"*3\r\n:1\r\n:0\r\n:0\r\n");
-        assert_eq!(all_ones(&[b("*1\r\n:1\r\n"), b("*2\r\n:1\r\n:1\r\n")]), Err(1));
+        assert_eq!(all_ones(&[b("*1\r\n:1\r\n"), b("*2\r\n:1\r\n:1\r\n")], &[]), Err(1));
+        // A script slotway remembers counts as everywhere (EVALSHA loads it where missing).
+        let r = all_ones(&[b("*2\r\n:1\r\n:0\r\n"), b("*2\r\n:0\r\n:0\r\n")], &[true, false]).unwrap();
+        assert_eq!(&r[..], b"*2\r\n:1\r\n:0\r\n");
     }
 
     #[test]

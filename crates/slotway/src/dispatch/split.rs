@@ -32,8 +32,9 @@ pub enum Merge {
     AnyOk,
     /// Every part must answer the same bytes (SCRIPT LOAD, FUNCTION LOAD).
     SameReply,
-    /// Integer arrays merged element-wise by minimum (SCRIPT EXISTS).
-    AllOnes,
+    /// Integer arrays merged element-wise by minimum (SCRIPT EXISTS), or 1 where `known` says so (a script
+    /// slotway remembers runs on every node: EVALSHA loads it where it is missing).
+    AllOnes { known: Vec<bool> },
     /// PUBSUB CHANNELS / SHARDCHANNELS: the names of every part, each once.
     Union,
     /// PUBSUB NUMSUB: (channel, count) pairs summed per position.
@@ -102,7 +103,7 @@ impl Merge {
             Merge::RandomKey { start } => return fanout::random_key(replies, *start),
             Merge::AnyOk => return fanout::any_ok(replies),
             Merge::SameReply => return fanout::same_reply(replies),
-            Merge::AllOnes => return or_unexpected(fanout::all_ones(replies)),
+            Merge::AllOnes { known } => return or_unexpected(fanout::all_ones(replies, known)),
             Merge::Union => return or_unexpected(fanout::union(replies)),
             Merge::NumSub => return or_unexpected(fanout::numsub(replies)),
             Merge::Pairs(order) => return or_unexpected(fanout::pick_pairs(replies, order)),

@@ -713,9 +713,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(fan) => {
                         let parts: SmallVec<[Part; 1]> =
                             fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
+                        let mut fan_merge = fan.merge;
+                        if let Merge::AllOnes { known } = &mut fan_merge {
+                            // SCRIPT EXISTS: a script slotway remembers is usable on every node.
+                            *known = (2..args.len()).map(|i| self.shared.scripts.get(args.get(i)).is_some()).collect();
+                        }
                         if kind == FanOut::AnyOk {
                             // SCRIPT KILL / FUNCTION KILL: around the script, not behind it.
-                            let (remaining, merge) = (parts.len(), Some(Box::new(fan.merge)));
+                            let (remaining, merge) = (parts.len(), Some(Box::new(fan_merge)));
                             let kind = Kind::Side;
                             return self.push_forwarded(Pending {
                                 reply: None,
@@ -726,7 +731,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                                 kind,
                             });
                         }
-                        self.push_merged(parts, fan.merge, readonly);
+                        self.push_merged(parts, fan_merge, readonly);
                     }
                     Err(msg) => self.push_error(&msg),
                 }
