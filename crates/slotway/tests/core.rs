@@ -1248,7 +1248,6 @@ fn error_replies_match_redis_wording() {
     // naming the command. BUG (found by this test): slotway answers `-unsupported command 'blpop': ...` with no
     // `ERR` code, so clients see an error code "unsupported" instead of ERR.
     for (args, name) in [
-        (vec!["MONITOR"], "monitor"),
         (vec!["SAVE"], "save"),
         (vec!["SWAPDB", "0", "1"], "swapdb"),
         (vec!["MOVE", "k", "1"], "move"),
