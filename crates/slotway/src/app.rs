@@ -4,6 +4,7 @@ use crate::config::{tls, Config};
 use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::nat;
+use crate::observe::Observe;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::connect::connect;
@@ -130,22 +131,34 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    if let Some(addr) = config.metrics_listen {
-        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
-        tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health)");
-        let monitor = crate::monitor::Monitor {
-            metrics: metrics.clone(),
-            topology: topology.clone(),
-            started: Instant::now(),
-            shutdown: shutdown_rx.clone(),
-        };
-        tokio::spawn(crate::monitor::serve(l, monitor));
-    }
+    let started = Instant::now();
+    let start_monitor = |observe: Option<Arc<Observe>>| async {
+        if let Some(addr) = config.metrics_listen {
+            let l =
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+            tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health)");
+            let monitor = crate::monitor::Monitor {
+                metrics: metrics.clone(),
+                topology: topology.clone(),
+                started,
+                shutdown: shutdown_rx.clone(),
+                observe,
+                max_clients: config.listen.max_clients as u64,
+            };
+            tokio::spawn(crate::monitor::serve(l, monitor));
+        }
+        anyhow::Ok(())
+    };
     if let Some(nat) = &config.nat {
+        start_monitor(None).await?;
         let shutdown = (shutdown_tx, shutdown_rx);
         return serve_nat(config.clone(), nat.clone(), topology, Arc::new(ctx()), client_tls, starts, shutdown).await;
     }
     let table = Arc::new(load_command_table(&topology).await);
+    let slowlog = crate::observe::slowlog::Slowlog::new(config.slowlog.threshold_us, config.slowlog.max_len);
+    let observe = Arc::new(Observe::new(table.clone(), config.workers, config.latency_tracking, slowlog));
+    start_monitor(Some(observe.clone())).await?;
+    tokio::spawn(crate::observe::sample_rates(observe.clone(), metrics.clone(), shutdown_rx.clone()));
     let users = if config.users.is_empty() {
         None
     } else {
@@ -186,6 +199,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         users,
         per_address: Default::default(),
         clients: Default::default(),
+        observe,
     });
     let mut senders = Vec::new();
     for start in starts {
@@ -201,7 +215,7 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         .collect();
     drop(senders);
 
-    wait_for_signal(client_tls.as_deref()).await;
+    wait_for_signal(client_tls.as_deref(), &metrics).await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     for a in acceptors {
@@ -303,7 +317,7 @@ async fn serve_nat(
     let manager = tokio::spawn(listeners.run(changes, shutdown_rx.clone()));
     tokio::spawn(topology.clone().run(shutdown_rx.clone()));
 
-    wait_for_signal(client_tls.as_deref()).await;
+    wait_for_signal(client_tls.as_deref(), &metrics).await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     let _ = manager.await;
@@ -328,7 +342,7 @@ async fn load_command_table(topology: &TopologyManager) -> CommandTable {
 }
 
 /// Waits for SIGINT or SIGTERM. SIGHUP re-reads the client TLS certificates in the meantime.
-async fn wait_for_signal(client_tls: Option<&ClientTls>) {
+async fn wait_for_signal(client_tls: Option<&ClientTls>, metrics: &Metrics) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -338,8 +352,14 @@ async fn wait_for_signal(client_tls: Option<&ClientTls>) {
             _ = term.recv() => return,
             _ = hup.recv() => match client_tls {
                 Some(t) => match t.reload() {
-                    Ok(()) => tracing::info!(cert = %t.settings.cert.display(), "client TLS certificates reloaded"),
-                    Err(e) => tracing::error!(error = %e, "client TLS reload failed; keeping the old certificates"),
+                    Ok(()) => {
+                        Metrics::incr(&metrics.reloads);
+                        tracing::info!(cert = %t.settings.cert.display(), "client TLS certificates reloaded")
+                    }
+                    Err(e) => {
+                        Metrics::incr(&metrics.reload_failures);
+                        tracing::error!(error = %e, "client TLS reload failed; keeping the old certificates")
+                    }
                 },
                 None => tracing::info!("SIGHUP: nothing to reload"),
             },

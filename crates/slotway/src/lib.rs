@@ -13,6 +13,9 @@
 //!   pub/sub), local commands.
 //! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
+//! - [`observe`] — per-worker latency histograms and per-command counts, the slow log, INFO's Redis-format
+//!   sections, the labelled series of `/metrics`, per-client tracing.
+//! - [`monitor`] — the monitoring HTTP endpoint (`/metrics`, `/health`).
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
 //! - [`app`] — wiring and shutdown.
 //!
@@ -30,6 +33,7 @@ pub mod downstream;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
+pub mod observe;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

@@ -129,6 +129,10 @@ metrics! {
     pubsub_output_limit_disconnects,
     /// Subscribers disconnected because a pub/sub connection to a node failed (their subscriptions were lost).
     pubsub_connection_failures,
+    /// Reloads on SIGHUP that succeeded.
+    reloads,
+    /// Reloads on SIGHUP that failed (the old settings stay in use).
+    reload_failures,
 }
 
 /// The metrics that go up and down (the others only count up).

@@ -7,6 +7,8 @@
 //! It runs on the control runtime, so a scrape never takes time from the workers, and it needs no password: bind it
 //! to a private address.
 use crate::metrics::Metrics;
+use crate::observe::histogram::Snapshot;
+use crate::observe::Observe;
 use crate::topology::TopologyManager;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -31,6 +33,10 @@ pub struct Monitor {
     pub started: Instant,
     /// True once shutdown has begun.
     pub shutdown: watch::Receiver<bool>,
+    /// Per-command, per-outcome and per-node series (standalone mode; None in nat mode).
+    pub observe: Option<Arc<Observe>>,
+    /// `client.max_clients`, so alerts can compare the open connections with it.
+    pub max_clients: u64,
 }
 
 /// Serves the endpoint on `listener` until the runtime stops.
@@ -108,9 +114,31 @@ fn render(monitor: &Monitor) -> String {
     gauge("topology_version", "Slot maps adopted since start (1 = the one found at discovery).", topo.version);
     gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
     gauge("unassigned_slots", "Slots no primary serves in the current slot map.", topo.map.unassigned_slots() as u64);
+    gauge("max_clients", "Clients allowed at once (client.max_clients).", monitor.max_clients);
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
     let _ = writeln!(out, "slotway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    if let Some(observe) = &monitor.observe {
+        // Each node's round trips: every pool of the node (writes, replica reads), every worker.
+        let mut nodes: Vec<(String, Snapshot)> = Vec::new();
+        for pool in monitor.topology.upstreams().pools() {
+            let addr = pool.addr.to_string();
+            let i = match nodes.iter().position(|(a, _)| *a == addr) {
+                Some(i) => i,
+                None => {
+                    nodes.push((addr, Snapshot::default()));
+                    nodes.len() - 1
+                }
+            };
+            for h in pool.round_trip.iter() {
+                h.add_to(&mut nodes[i].1);
+            }
+        }
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::observe::prometheus::render(&mut out, observe, &observe.totals(), &nodes);
+        let started = observe.started_at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        crate::observe::prometheus::process_metrics(&mut out, started);
+    }
     out
 }
 

@@ -58,8 +58,12 @@ pub enum LocalCommand {
     ReadOnly,
     ReadWrite,
     Client,
-    /// `SLOTWAY REFRESH|TOPOLOGY|HELP`: slotway's own administration.
+    /// `SLOTWAY REFRESH|TOPOLOGY|TRACE|HELP`: slotway's own administration.
     Slotway,
+    /// SLOWLOG about slotway's own clients' requests.
+    Slowlog,
+    /// LATENCY LATEST/HISTORY/RESET/HISTOGRAM about slotway's own clients' requests.
+    Latency,
 }
 
 /// How a command is routed through the standalone endpoint.
@@ -122,8 +126,8 @@ pub enum FanOut {
     NumSub,
     /// PUBSUB SHARDNUMSUB: each channel asked of its slot's primary (one part per slot), in argument order.
     ShardNumSub,
-    /// INFO: the `# Keyspace` section summed over the primaries, the other node sections from one node, plus
-    /// slotway's own `# Proxy` section. (INFO asking only for `proxy` is answered locally.)
+    /// INFO: see [`crate::observe::info`] (sections summed over the primaries, slotway's own sections, the
+    /// rest from one node). INFO asking only for slotway's own sections is answered locally.
     Info,
 }
 

@@ -406,8 +406,6 @@ fn routes() {
         ("BGSAVE", UNSUPPORTED_KEYLESS),
         ("BGREWRITEAOF", UNSUPPORTED_KEYLESS),
         ("ACL WHOAMI", UNSUPPORTED_KEYLESS),
-        ("LATENCY LATEST", UNSUPPORTED_KEYLESS),
-        ("SLOWLOG GET", UNSUPPORTED_KEYLESS),
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
@@ -416,6 +414,16 @@ fn routes() {
     ];
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
+    }
+    // slotway answers these about its own clients' requests.
+    for (line, cmd) in [
+        ("SLOWLOG GET", LocalCommand::Slowlog),
+        ("slowlog reset", LocalCommand::Slowlog),
+        ("SLOWLOG NOPE", LocalCommand::Slowlog),
+        ("LATENCY LATEST", LocalCommand::Latency),
+        ("LATENCY HISTOGRAM get", LocalCommand::Latency),
+    ] {
+        assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
     }
 }
 

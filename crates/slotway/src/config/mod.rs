@@ -261,6 +261,26 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where the monitoring HTTP endpoint (`/metrics`, `/health`) listens; None = not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Time every request (`latency_tracking`): latency histograms, INFO latencystats and commandstats' `usec`,
+    /// SLOWLOG and LATENCY. Off, the sessions never read the clock; counts are kept either way.
+    pub latency_tracking: bool,
+    pub slowlog: SlowlogConfig,
+}
+
+/// Which requests SLOWLOG keeps (`[slowlog]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowlogConfig {
+    /// Requests whose end-to-end time reaches this many µs are logged; None = never (a negative
+    /// `threshold_us`), Some(0) = every request.
+    pub threshold_us: Option<u64>,
+    /// Entries kept (the oldest are dropped).
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        SlowlogConfig { threshold_us: Some(10_000), max_len: 128 }
+    }
 }
 
 /// Command-line flags that can override the config file; `None`/`false` means "not given".
@@ -524,6 +544,17 @@ impl Config {
             });
             users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone(), upstream });
         }
+        let slowlog_max_len = raw.slowlog.max_len.unwrap_or(SlowlogConfig::default().max_len);
+        if slowlog_max_len > 100_000 {
+            errors.push(format!("slowlog.max_len must be at most 100000, got {slowlog_max_len}"));
+        }
+        let slowlog = SlowlogConfig {
+            threshold_us: match raw.slowlog.threshold_us {
+                None => SlowlogConfig::default().threshold_us,
+                Some(t) => u64::try_from(t).ok(),
+            },
+            max_len: slowlog_max_len,
+        };
         let raw_nat = raw.nat;
         let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
         let nat = if nat_mode { nat_config(raw_nat, o, env, &mut errors) } else { None };
@@ -585,6 +616,8 @@ impl Config {
             log_level: o.log_level.clone().or(raw.log_level).unwrap_or_else(|| "info".to_string()),
             shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),
             metrics_listen,
+            latency_tracking: raw.latency_tracking.unwrap_or(true),
+            slowlog,
         })
     }
 }

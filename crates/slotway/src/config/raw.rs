@@ -31,6 +31,19 @@ pub struct RawConfig {
     pub scripts: RawScripts,
     #[serde(default)]
     pub nat: RawNat,
+    /// Latency histograms, INFO latencystats/commandstats times, SLOWLOG and LATENCY (on by default).
+    pub latency_tracking: Option<bool>,
+    #[serde(default)]
+    pub slowlog: RawSlowlog,
+}
+
+/// `[slowlog]`: which requests SLOWLOG keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlowlog {
+    /// Requests whose end-to-end time reaches this many µs are logged; negative turns the log off, 0 logs all.
+    pub threshold_us: Option<i64>,
+    pub max_len: Option<usize>,
 }
 
 /// `[nat]`: cluster NAT mode.

@@ -62,7 +62,7 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>) -> Plan {
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
         }
-        Route::AllPrimaries(FanOut::Info) if fanout::info_is_proxy_only(args) => Plan::Local(LocalCommand::Info),
+        Route::AllPrimaries(FanOut::Info) if crate::observe::info::local_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
         Route::Scan => Plan::Scan,
         Route::Keys => match one_slot(info, args) {

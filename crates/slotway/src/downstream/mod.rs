@@ -34,6 +34,8 @@ pub struct Shared {
     pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// Every client connection, for CLIENT LIST / INFO / KILL.
     pub clients: Arc<clients::Clients>,
+    /// Per-worker counters and histograms, the slow log, traced names (see [`crate::observe`]).
+    pub observe: Arc<crate::observe::Observe>,
 }
 
 /// A client's place among the connected ones: counted while it lives, released when dropped.

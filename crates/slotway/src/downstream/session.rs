@@ -16,6 +16,7 @@ use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::metrics::Metrics;
+use crate::observe::{flags, Outcome, WorkerStats};
 use crate::topology::RefreshReason;
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
@@ -64,6 +65,22 @@ enum Lane {
 struct Held {
     frame: Bytes,
     ranges: SmallVec<[Range<usize>; 8]>,
+    /// When it was read (its end-to-end time counts from there).
+    arrived: Instant,
+}
+
+/// What the observer needs to know about a request (see [`crate::observe`]).
+#[derive(Default)]
+struct Track {
+    /// Command table index + 1; 0 = unknown command (or not a request).
+    command: u32,
+    /// [`flags`]: what happened on the way.
+    flags: u8,
+    /// When the request was read; None when latency tracking is off.
+    arrived: Option<Instant>,
+    /// The request as the client sent it, when no part carries it (split, fan-out, local and rejected
+    /// requests): moved here, not copied, for the slow log.
+    request: Option<Bytes>,
 }
 
 /// One request between arrival and the moment its reply is written.
@@ -79,6 +96,7 @@ struct Pending {
     /// How the parts' replies become the client's reply (None: the single part's reply as is).
     merge: Option<Box<Merge>>,
     kind: Kind,
+    track: Track,
 }
 
 /// One request to one node, with its own redirect and retry state.
@@ -103,6 +121,10 @@ struct Part {
     reply: Option<Bytes>,
     /// An EVALSHA answered NOSCRIPT, the script was loaded on the node and the EVALSHA resent (done once).
     script_reloaded: bool,
+    /// When it was last sent (latency tracking on).
+    sent_at: Option<Instant>,
+    /// Time spent waiting for the nodes' replies so far, in µs (all round trips, redirects and retries included).
+    waited_us: u64,
 }
 
 impl Part {
@@ -118,6 +140,8 @@ impl Part {
             first_failure: None,
             reply: None,
             script_reloaded: false,
+            sent_at: None,
+            waited_us: 0,
         }
     }
 }
@@ -176,6 +200,20 @@ pub(super) struct Session<S> {
     pubsub: Option<Box<pubsub::PubSub>>,
     /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
     out_pushed: usize,
+    /// This worker's counters (see [`crate::observe`]).
+    stats: Arc<WorkerStats>,
+    /// Latency tracking on: `now` is read once per wake-up and requests are timed.
+    tracking: bool,
+    /// Requests at least this slow (ns) go to the slow log.
+    slow_ns: u64,
+    /// The time of this wake-up (latency tracking on; otherwise the session's start).
+    now: Instant,
+    /// When the request being routed was read.
+    arrival: Instant,
+    /// Command table index + 1 of the request being routed (0: unknown).
+    routing_command: u32,
+    /// `SLOTWAY TRACE` is on for this client: every request and reply is logged.
+    trace: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -184,6 +222,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        let observe = &shared.observe;
+        let (stats, tracking, slow_ns) = (observe.worker(worker), observe.tracking, observe.slowlog.threshold_ns());
+        let now = Instant::now();
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -214,6 +255,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_active: Instant::now(),
             pubsub: None,
             out_pushed: 0,
+            stats,
+            tracking,
+            slow_ns,
+            now,
+            arrival: now,
+            routing_command: 0,
+            trace: false,
         }
     }
 
@@ -254,15 +302,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tokio::select! {
                 r = self.stream.read_buf(&mut self.inbuf), if can_read => match r {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.tick();
+                        self.stats.read(n);
                         self.client.handle.touch();
                         self.process_input()
                     }
                 },
                 // Killed by another client: close at once, as Redis does, without writing what is pending.
                 _ = &mut killed => break,
-                Some(d) = self.replies_rx.recv() => self.on_delivery(d),
-                _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
+                Some(d) = self.replies_rx.recv() => {
+                    self.tick();
+                    self.on_delivery(d)
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    self.tick();
+                    self.resend_due()
+                }
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
@@ -277,7 +333,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.inbuf = BytesMut::new();
                 }
                 w = pubsub::wake(&mut self.pubsub) => match w {
-                    pubsub::Wake::Event(ev) => self.on_pubsub_event(ev),
+                    pubsub::Wake::Event(ev) => {
+                        self.tick();
+                        self.on_pubsub_event(ev)
+                    }
                     pubsub::Wake::Overflow => {
                         self.pubsub_overflow();
                         break;
@@ -327,7 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     None => write.await,
                 };
                 match written {
-                    Some(Ok(())) => {}
+                    Some(Ok(())) => self.stats.wrote(self.out.len()),
                     Some(Err(_)) => break,
                     None => {
                         self.pubsub_overflow();
@@ -399,14 +458,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
         self.handled = true;
+        self.arrival = self.now;
         self.route_counted(frame, ranges);
     }
 
-    /// [`Self::route`], plus what CLIENT REPLY and CLIENT LIST need to know about the request (a few compares).
+    /// The time of this wake-up, for the requests read and the replies collected in it (one clock read per
+    /// wake-up, and none when latency tracking is off).
+    #[inline]
+    fn tick(&mut self) {
+        if self.tracking {
+            self.now = Instant::now();
+        }
+    }
+
+    /// [`Self::route`], plus what CLIENT REPLY, CLIENT LIST and the observer need to know about the request (a
+    /// few compares and stores).
     fn route_counted(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let before = self.pending.len();
         let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
+        if self.trace {
+            self.trace_request(&frame, ranges);
+        }
+        self.routing_command = 0;
         self.route(frame, ranges);
+        let arrived = self.tracking.then_some(self.arrival);
+        for p in self.pending.range_mut(before..) {
+            p.track.command = self.routing_command;
+            p.track.arrived = arrived;
+        }
         if self.client.mute != local::Mute::No {
             for i in before..self.pending.len() {
                 if self.client.mute_next() {
@@ -421,11 +500,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
-    fn publish_state(&self) {
+    /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change), and
+    /// picks up whether `SLOTWAY TRACE` is on for this client.
+    fn publish_state(&mut self) {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
         let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
         self.client.handle.set_state(state);
+        self.trace = self.client.handle.traced();
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
@@ -435,6 +516,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let index = info.map(|info| info.index);
         if let Some(info) = info {
             self.client.handle.note_command(info.index);
+            self.routing_command = info.index + 1;
         }
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
@@ -499,6 +581,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     remaining: 1,
                     merge: None,
                     kind: Kind::Normal,
+                    track: Track::default(),
                 });
             }
             Plan::Split { kind, readonly } => {
@@ -512,6 +595,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.last_write = parts.last().and_then(|p| p.slot);
                 }
                 self.push_merged(parts, split.merge, readonly);
+                self.keep_request(frame);
             }
             Plan::AllPrimaries { kind, readonly } => {
                 if !self.ready_for(Lane::Shared) {
@@ -526,13 +610,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     _ => {}
                 }
                 let topo = self.shared.topology.load();
-                match fanout::build(kind, args, &frame, &topo, || local::proxy_section(&self.shared)) {
+                let shared = &self.shared;
+                match fanout::build(kind, args, &frame, &topo, |request| local::info_sections(shared, request)) {
                     Ok(fan) => {
                         let parts = fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
                         self.push_merged(parts, fan.merge, readonly);
                     }
                     Err(msg) => self.push_error(&msg),
                 }
+                self.keep_request(frame);
             }
             Plan::Scan => {
                 if !self.ready_for(Lane::Shared) {
@@ -545,17 +631,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     Err(msg) => self.push_error(&msg),
                 }
+                self.keep_request(frame);
             }
             Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly, Kind::Blocking),
             // WAIT is read-only in effect: resending it after a lost connection is harmless.
             Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
-            Plan::Local(cmd) => self.run_local(cmd, args),
+            Plan::Local(cmd) => {
+                self.run_local(cmd, args);
+                self.keep_request(frame);
+            }
             Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);
+                self.mark_rejected();
+                self.keep_request(frame);
             }
+        }
+    }
+
+    /// Keeps the client's frame with the request just queued, for the slow log (a move: the frame would be
+    /// dropped otherwise). Only when its parts don't carry it already.
+    fn keep_request(&mut self, frame: Bytes) {
+        if self.tracking {
+            if let Some(p) = self.pending.back_mut() {
+                p.track.request = Some(frame);
+            }
+        }
+    }
+
+    /// The request just answered was refused before running (Redis's `rejected_calls`).
+    fn mark_rejected(&mut self) {
+        if let Some(p) = self.pending.back_mut() {
+            p.track.flags |= flags::REJECTED;
         }
     }
 
@@ -622,7 +731,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.fence = true;
         Metrics::incr(&self.shared.metrics.blocking_commands);
         let parts = smallvec::smallvec![Part::new(frame, slot)];
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
+        let track = Track::default();
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind, track });
     }
 
     /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
@@ -647,12 +757,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
     fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         debug_assert!(self.held.is_none());
-        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect() });
+        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival });
     }
 
     /// Routes the held request if it may go now, then what else the client sent.
     fn release_held(&mut self) {
         while let Some(h) = self.held.take() {
+            self.arrival = h.arrived;
             self.route_counted(h.frame, &h.ranges);
             if self.held.is_some() {
                 return;
@@ -669,6 +780,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining: 0,
             merge: None,
             kind: Kind::Normal,
+            track: Track::default(),
         });
     }
 
@@ -686,7 +798,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn push_merged(&mut self, parts: SmallVec<[Part; 1]>, merge: Merge, readonly: bool) {
         let remaining = parts.len();
         let merge = Some(Box::new(merge));
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge, kind: Kind::Normal });
+        let track = Track::default();
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge, kind: Kind::Normal, track });
     }
 
     fn push_error(&mut self, msg: &str) {
@@ -736,6 +849,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
         let idx = (seq - self.base) as usize;
         let kind = self.pending[idx].kind;
+        if self.tracking {
+            self.pending[idx].parts[part].sent_at = Some(self.now);
+        }
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
             Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
@@ -797,9 +913,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A node's reply (or failure) for one part of request `seq`: final, or a redirect/retry to act on.
     fn on_delivery(&mut self, d: Delivery) {
         let (seq, part) = (d.seq, d.part as usize);
-        let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get(i as usize)) else { return };
+        let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get_mut(i as usize)) else { return };
         if part >= p.parts.len() {
             return;
+        }
+        if let Some(sent) = p.parts[part].sent_at.take() {
+            let x = &mut p.parts[part];
+            let ns = self.now.saturating_duration_since(sent).as_nanos() as u64;
+            x.waited_us += ns / 1000;
+            // Node round trips on the shared connections (a blocking command's wait is the client's choice).
+            if let (Kind::Normal, Ok(_), Some(node)) = (p.kind, &d.result, &x.sent_to) {
+                node.round_trip[self.worker % node.round_trip.len()].record(ns);
+            }
         }
         match p.kind {
             Kind::Normal => {}
@@ -837,6 +962,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
                 ReplyClass::Moved(addr) => {
                     Metrics::incr(&metrics.redirects_moved);
+                    self.flag(seq, flags::REDIRECTED);
                     self.part_mut(seq, part).redirects += 1;
                     self.shared.topology.request_refresh(RefreshReason::Moved);
                     let pool = self.shared.topology.upstreams().pool(&addr);
@@ -844,6 +970,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 ReplyClass::Ask(addr) => {
                     Metrics::incr(&metrics.redirects_ask);
+                    self.flag(seq, flags::REDIRECTED);
                     self.part_mut(seq, part).redirects += 1;
                     let pool = self.shared.topology.upstreams().pool(&addr);
                     self.send_to(seq, part, pool, true);
@@ -885,6 +1012,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
                     Metrics::incr(&metrics.upstream_failures_returned);
+                    self.flag(seq, flags::UNAVAILABLE);
                     // The write may have run: resending could apply it twice, so the client decides.
                     let msg = format!("ERR slotway: {e}; the command was sent and may or may not have been applied");
                     self.finish_part(seq, part, error_reply(&msg));
@@ -945,6 +1073,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let first_failure = *p.first_failure.get_or_insert(now);
         if p.retries >= max || now >= first_failure + deadline {
             Metrics::incr(&self.shared.metrics.upstream_failures_returned);
+            let timed_out = now >= first_failure + deadline;
+            self.flag(seq, if timed_out { flags::TIMEOUT } else { flags::UNAVAILABLE });
             self.finish_part(seq, part, error_reply(&error()));
             return;
         }
@@ -952,6 +1082,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         p.retries += 1;
         p.retry_at = Some(now + delay);
         self.retries_waiting += 1;
+        self.flag(seq, flags::RETRIED);
+    }
+
+    /// Notes what happened to request `seq` on its way (for its outcome).
+    fn flag(&mut self, seq: u64, flag: u8) {
+        self.pending[(seq - self.base) as usize].track.flags |= flag;
     }
 
     fn next_retry(&self) -> Option<Instant> {
@@ -990,8 +1126,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Moves the finished replies at the head of the FIFO into the output buffer.
     fn collect_ready(&mut self) {
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
-            let p = self.pending.pop_front().expect("checked");
-            let reply = p.reply.expect("checked");
+            let mut p = self.pending.pop_front().expect("checked");
+            let reply = p.reply.take().expect("checked");
+            if p.kind != Kind::Message {
+                self.observe(&p, &reply);
+            }
             if self.muted.front() == Some(&self.base) {
                 self.muted.pop_front();
             } else {
@@ -1002,6 +1141,97 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.base += 1;
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Records a request whose reply leaves the FIFO: its command, outcome and end-to-end time, its error code, and
+    /// the slow log and trace when they apply.
+    #[inline]
+    fn observe(&mut self, p: &Pending, reply: &Bytes) {
+        let error = matches!(reply.first(), Some(b'-' | b'!'));
+        if error {
+            self.stats.error(reply);
+        }
+        let outcome = Outcome::classify(p.track.flags, error);
+        let elapsed = p.track.arrived.map(|at| self.now.saturating_duration_since(at).as_nanos() as u64);
+        self.stats.finish(p.track.command, outcome, elapsed);
+        if elapsed.is_some_and(|ns| ns >= self.slow_ns) || self.trace {
+            self.observe_slow_path(p, reply, outcome, elapsed);
+        }
+    }
+
+    /// The slow log entry and the trace line of a request (rare: off the fast path).
+    #[cold]
+    fn observe_slow_path(&mut self, p: &Pending, reply: &Bytes, outcome: Outcome, elapsed: Option<u64>) {
+        let observe = &self.shared.observe;
+        let mut nodes: Vec<String> = Vec::new();
+        for x in &p.parts {
+            if let Some(n) = &x.sent_to {
+                let addr = n.addr.to_string();
+                if !nodes.contains(&addr) {
+                    nodes.push(addr);
+                }
+            }
+        }
+        let nodes = nodes.join(",");
+        let upstream_us = p.parts.iter().map(|x| x.waited_us).max().unwrap_or(0);
+        let command = observe.command_name(p.track.command as usize);
+        let known = (p.track.command != 0).then_some(command);
+        if let Some(ns) = elapsed.filter(|&ns| ns >= self.slow_ns) {
+            let frame = p.track.request.as_ref().or(p.parts.first().map(|x| &x.frame));
+            let mut decoder = RequestDecoder::new(self.shared.limits);
+            if let Some(Ok(Some(Request::Array { args, .. }))) = frame.map(|f| decoder.decode(f)) {
+                let frame = frame.expect("decoded");
+                let args: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();
+                observe.slowlog.record(crate::observe::slowlog::SlowRequest {
+                    command: known,
+                    args: &args,
+                    duration_us: ns / 1000,
+                    client: self.client.addr.to_string(),
+                    client_name: self.client.name.as_deref(),
+                    nodes: nodes.clone(),
+                    upstream_us,
+                });
+            }
+        }
+        if self.trace {
+            let kind = match reply.first() {
+                Some(b'-' | b'!') => dispatch::printable(reply.strip_suffix(b"\r\n").unwrap_or(reply), 200),
+                Some(&t) => format!("type '{}', {} bytes", t as char, reply.len()),
+                None => String::new(),
+            };
+            tracing::info!(
+                target: "slotway::trace",
+                client = self.client.id,
+                addr = %self.client.addr,
+                command,
+                outcome = outcome.name(),
+                us = elapsed.map(|ns| ns / 1000),
+                upstream_us,
+                nodes = %nodes,
+                reply = %kind,
+                "reply"
+            );
+        }
+    }
+
+    /// The trace line of a request as it arrives (`SLOTWAY TRACE`): its arguments as the slow log shows them
+    /// (secrets redacted, cut at 32 arguments of 128 bytes).
+    #[cold]
+    fn trace_request(&self, frame: &Bytes, ranges: &[Range<usize>]) {
+        let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+        let info = self.shared.table.resolve(Args { frame, ranges });
+        let shown = crate::observe::slowlog::shown_args(info.map(|i| i.name.as_str()), &args);
+        let text: Vec<String> = shown.iter().map(|a| dispatch::printable(a, 200)).collect();
+        tracing::info!(
+            target: "slotway::trace",
+            client = self.client.id,
+            addr = %self.client.addr,
+            name = %self.client.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+            request = %text.join(" "),
+            "request"
+        );
     }
 }
 

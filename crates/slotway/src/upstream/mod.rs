@@ -120,6 +120,9 @@ pub struct NodePool {
     max_dedicated: usize,
     /// `lots[identity * workers + worker]`.
     lots: Box<[Mutex<dedicated::Lot>]>,
+    /// Round trips of requests on the shared connections, one histogram per worker (written by that worker's
+    /// sessions only; summed when `/metrics` is scraped).
+    pub round_trip: Box<[crate::observe::histogram::Histogram]>,
 }
 
 impl std::fmt::Debug for NodePool {
@@ -164,6 +167,7 @@ impl NodePool {
             workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
             lots: dedicated::lots(workers.len() * ctxs.len()),
+            round_trip: workers.iter().map(|_| Default::default()).collect(),
         }
     }
 
@@ -279,6 +283,11 @@ impl Upstreams {
             .entry((addr.clone(), readonly))
             .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctxs, &self.workers, self.limits, readonly)))
             .clone()
+    }
+
+    /// Every pool now (for the metrics endpoint).
+    pub fn pools(&self) -> Vec<Arc<NodePool>> {
+        self.pools.lock().expect("upstream registry poisoned").values().cloned().collect()
     }
 
     /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.

@@ -473,6 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining,
             merge: None,
             kind: Kind::PubSub,
+            track: Default::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
         let proto = self.client.protocol;
@@ -604,6 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 remaining: 0,
                 merge: None,
                 kind: Kind::Message,
+                track: Default::default(),
             });
         }
     }
