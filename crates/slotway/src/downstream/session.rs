@@ -305,6 +305,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(n) => {
                         self.tick();
                         self.stats.read(n);
+                        // SLOTWAY TRACE may have changed while this session waited.
+                        self.trace = self.client.handle.traced();
                         self.client.handle.touch();
                         self.process_input()
                     }
@@ -500,13 +502,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change), and
-    /// picks up whether `SLOTWAY TRACE` is on for this client.
-    fn publish_state(&mut self) {
+    /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
+    fn publish_state(&self) {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
         let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
         self.client.handle.set_state(state);
-        self.trace = self.client.handle.traced();
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
@@ -693,6 +693,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Metrics::incr(&self.shared.metrics.commands_local);
         let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
         self.push_final(outcome.reply);
+        // CLIENT SETNAME / HELLO SETNAME may have given the client a traced name.
+        self.trace = self.client.handle.traced();
         if outcome.close {
             self.closing = true;
         }
