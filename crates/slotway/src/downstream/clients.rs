@@ -265,10 +265,13 @@ impl ClientHandle {
 
     /// For the pub/sub code: the client's current subscription counts (channels, patterns, shard channels). A
     /// client with any is of type `pubsub` and shows flag `P`.
+    /// Loads and compares when nothing changed (the session publishes them on every wake-up).
     pub fn set_subscriptions(&self, sub: u32, psub: u32, ssub: u32) {
-        self.sub.store(sub, Ordering::Relaxed);
-        self.psub.store(psub, Ordering::Relaxed);
-        self.ssub.store(ssub, Ordering::Relaxed);
+        for (cell, v) in [(&self.sub, sub), (&self.psub, psub), (&self.ssub, ssub)] {
+            if cell.load(Ordering::Relaxed) != v {
+                cell.store(v, Ordering::Relaxed);
+            }
+        }
     }
 
     fn state(&self) -> SessionState {

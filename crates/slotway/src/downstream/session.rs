@@ -507,6 +507,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
         let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
         self.client.handle.set_state(state);
+        let (sub, psub, ssub) = self.pubsub.as_ref().map_or((0, 0, 0), |p| p.counts());
+        self.client.handle.set_subscriptions(sub, psub, ssub);
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
