@@ -3,8 +3,8 @@
 #
 #   ./scripts/test.sh [--no-lint] [--profile NAME] [-- extra args for the test runner]
 #
-# Installs what is missing first (redis-server, redis-tools, openssl through
-# apt-get; cargo-nextest through `cargo install`, falling back to `cargo test`).
+# Installs what is missing first (redis-server, redis-tools, openssl, prometheus,
+# prometheus-redis-exporter through apt-get; cargo-nextest through `cargo install`, falling back to `cargo test`).
 # Runs: cargo fmt --check, cargo clippy -D warnings (fail fast), cargo build
 # --workspace --all-targets, cargo nextest run --workspace --no-fail-fast
 # (profile `ci` when $CI is set, else `default`; see .config/nextest.toml).
@@ -43,6 +43,9 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; } || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# Prometheus, promtool and the Redis exporter for crates/slotway/tests/observe.rs.
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   SUDO=()
