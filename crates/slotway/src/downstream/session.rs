@@ -65,8 +65,8 @@ enum Lane {
 struct Held {
     frame: Bytes,
     ranges: SmallVec<[Range<usize>; 8]>,
-    /// When it was read (its end-to-end time counts from there).
-    arrived: Instant,
+    /// When it was read (its end-to-end time counts from there), as `Session::now`.
+    arrived: u64,
 }
 
 /// What the observer needs to know about a request (see [`crate::observe`]).
@@ -76,8 +76,8 @@ struct Track {
     command: u32,
     /// [`flags`]: what happened on the way.
     flags: u8,
-    /// When the request was read; None when latency tracking is off.
-    arrived: Option<Instant>,
+    /// When the request was read, as `Session::now`; 0 when latency tracking is off.
+    arrived: u64,
     /// The request as the client sent it, when no part carries it (split, fan-out, local and rejected
     /// requests): moved here, not copied, for the slow log.
     request: Option<Bytes>,
@@ -121,10 +121,10 @@ struct Part {
     reply: Option<Bytes>,
     /// An EVALSHA answered NOSCRIPT, the script was loaded on the node and the EVALSHA resent (done once).
     script_reloaded: bool,
-    /// When it was last sent (latency tracking on).
-    sent_at: Option<Instant>,
+    /// When it was last sent, as `Session::now` (0: not sent since its last reply, or tracking off).
+    sent_at: u64,
     /// Time spent waiting for the nodes' replies so far, in µs (all round trips, redirects and retries included).
-    waited_us: u64,
+    waited_us: u32,
 }
 
 impl Part {
@@ -140,7 +140,7 @@ impl Part {
             first_failure: None,
             reply: None,
             script_reloaded: false,
-            sent_at: None,
+            sent_at: 0,
             waited_us: 0,
         }
     }
@@ -206,10 +206,11 @@ pub(super) struct Session<S> {
     tracking: bool,
     /// Requests at least this slow (ns) go to the slow log.
     slow_ns: u64,
-    /// The time of this wake-up (latency tracking on; otherwise the session's start).
-    now: Instant,
-    /// When the request being routed was read.
-    arrival: Instant,
+    /// The time of this wake-up in ns since `epoch`, plus 1 (so 0 can mean "not timed"); latency tracking on.
+    now: u64,
+    epoch: Instant,
+    /// When the request being routed was read (as `now`).
+    arrival: u64,
     /// Command table index + 1 of the request being routed (0: unknown).
     routing_command: u32,
     /// `SLOTWAY TRACE` is on for this client: every request and reply is logged.
@@ -224,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         let observe = &shared.observe;
         let (stats, tracking, slow_ns) = (observe.worker(worker), observe.tracking, observe.slowlog.threshold_ns());
-        let now = Instant::now();
+        let epoch = Instant::now();
         Session {
             stream,
             decoder: RequestDecoder::new(shared.limits),
@@ -258,8 +259,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             stats,
             tracking,
             slow_ns,
-            now,
-            arrival: now,
+            now: 0,
+            epoch,
+            arrival: 0,
             routing_command: 0,
             trace: false,
         }
@@ -469,7 +471,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     #[inline]
     fn tick(&mut self) {
         if self.tracking {
-            self.now = Instant::now();
+            // Plain integers from here on: requests are stamped and timed with a subtraction.
+            self.now = self.epoch.elapsed().as_nanos() as u64 + 1;
         }
     }
 
@@ -483,10 +486,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.routing_command = 0;
         self.route(frame, ranges);
-        let arrived = self.tracking.then_some(self.arrival);
         for p in self.pending.range_mut(before..) {
             p.track.command = self.routing_command;
-            p.track.arrived = arrived;
+            p.track.arrived = self.arrival;
         }
         if self.client.mute != local::Mute::No {
             for i in before..self.pending.len() {
@@ -854,7 +856,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let idx = (seq - self.base) as usize;
         let kind = self.pending[idx].kind;
         if self.tracking {
-            self.pending[idx].parts[part].sent_at = Some(self.now);
+            self.pending[idx].parts[part].sent_at = self.now;
         }
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
@@ -921,13 +923,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if part >= p.parts.len() {
             return;
         }
-        if let Some(sent) = p.parts[part].sent_at.take() {
-            let x = &mut p.parts[part];
-            let ns = self.now.saturating_duration_since(sent).as_nanos() as u64;
-            x.waited_us += ns / 1000;
+        let x = &mut p.parts[part];
+        if x.sent_at != 0 {
+            let ns = self.now.saturating_sub(std::mem::take(&mut x.sent_at));
+            x.waited_us = x.waited_us.saturating_add((ns / 1000) as u32);
             // Node round trips on the shared connections (a blocking command's wait is the client's choice).
             if let (Kind::Normal, Ok(_), Some(node)) = (p.kind, &d.result, &x.sent_to) {
-                node.round_trip[self.worker % node.round_trip.len()].record(ns);
+                if let Some(h) = node.round_trip.get(self.worker) {
+                    h.record(ns);
+                }
             }
         }
         match p.kind {
@@ -1158,7 +1162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.stats.error(reply);
         }
         let outcome = Outcome::classify(p.track.flags, error);
-        let elapsed = p.track.arrived.map(|at| self.now.saturating_duration_since(at).as_nanos() as u64);
+        let elapsed = (p.track.arrived != 0).then(|| self.now.saturating_sub(p.track.arrived));
         self.stats.finish(p.track.command, outcome, elapsed);
         if elapsed.is_some_and(|ns| ns >= self.slow_ns) || self.trace {
             self.observe_slow_path(p, reply, outcome, elapsed);
@@ -1179,7 +1183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let nodes = nodes.join(",");
-        let upstream_us = p.parts.iter().map(|x| x.waited_us).max().unwrap_or(0);
+        let upstream_us = u64::from(p.parts.iter().map(|x| x.waited_us).max().unwrap_or(0));
         let command = observe.command_name(p.track.command as usize);
         let known = (p.track.command != 0).then_some(command);
         if let Some(ns) = elapsed.filter(|&ns| ns >= self.slow_ns) {

@@ -77,14 +77,14 @@ pub fn bucket_upper_us(i: usize) -> u64 {
 /// Durations recorded by one thread (see the module docs).
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: [Cell; BUCKETS],
     /// Sum of the recorded durations in nanoseconds (Prometheus's `_sum`, INFO's `usec`).
     sum_ns: Cell,
+    buckets: [Cell; BUCKETS],
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: std::array::from_fn(|_| Cell::default()), sum_ns: Cell::default() }
+        Histogram { sum_ns: Cell::default(), buckets: std::array::from_fn(|_| Cell::default()) }
     }
 }
 
@@ -92,7 +92,13 @@ impl Histogram {
     /// Records one duration. Only the owning thread may call this.
     #[inline]
     pub fn record(&self, ns: u64) {
-        self.buckets[bucket_of(ns / 1000)].add(1);
+        self.record_in(bucket_of(ns / 1000), ns);
+    }
+
+    /// Records one duration whose bucket ([`bucket_of`] its µs) the caller already knows.
+    #[inline]
+    pub fn record_in(&self, bucket: usize, ns: u64) {
+        self.buckets[bucket].add(1);
         self.sum_ns.add(ns);
     }
 

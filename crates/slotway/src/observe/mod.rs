@@ -168,8 +168,9 @@ impl WorkerStats {
             cells.failed.add(1);
         }
         if let Some(ns) = elapsed_ns {
-            o.latency.record(ns);
-            cells.latency.get_or_init(Box::default).record(ns);
+            let bucket = histogram::bucket_of(ns / 1000);
+            o.latency.record_in(bucket, ns);
+            cells.latency.get_or_init(Box::default).record_in(bucket, ns);
         }
     }
 
