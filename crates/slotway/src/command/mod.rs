@@ -399,7 +399,7 @@ impl CommandTable {
         }
     }
 
-    /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|HELP`, described like a Redis command so that ACL rules
+    /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|TRACE|HELP`, described like a Redis command so that ACL rules
     /// (`-@admin`, `+slotway|topology`) and arity checks treat it as any other.
     fn add_slotway_command(&mut self) {
         if self.is_empty() {
@@ -424,6 +424,7 @@ impl CommandTable {
         let subs = vec![
             entry("slotway|refresh", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|topology", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|trace", -3, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|help", 2, &["loading", "stale"], &["@slow", "@connection"], vec![]),
         ];
         // A well-formed entry by construction.
