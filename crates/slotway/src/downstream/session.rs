@@ -333,6 +333,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
                     // Whatever is already pending is still answered, then the connection closes.
                     self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                    self.mark_rejected();
                     self.closing = true;
                     self.inbuf = BytesMut::new();
                 }
@@ -443,6 +444,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Metrics::incr(&self.shared.metrics.protocol_errors);
                     tracing::debug!(client = %self.client.addr, error = %e, "protocol error; closing the connection");
                     self.push_error(&format!("ERR Protocol error: {e}"));
+                    self.mark_rejected();
                     self.closing = true;
                     self.inbuf.clear();
                 }
@@ -454,6 +456,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reject_oversized(&mut self) {
         Metrics::incr(&self.shared.metrics.oversized_requests);
         self.push_error("ERR Protocol error: request too large");
+        self.mark_rejected();
         self.closing = true;
         self.inbuf.clear();
     }
