@@ -5,6 +5,7 @@ use crate::downstream::{self, ClientTls, Shared};
 use crate::metrics::Metrics;
 use crate::nat;
 use crate::observe::Observe;
+use crate::provision::{NodeIdentity, Provisioner};
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::connect::connect;
@@ -115,8 +116,17 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     };
     // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
     let mapped = upstream_identities(&config.users);
+    // Then each `provision_upstream` user's own ACL user on the nodes, with a password made now.
+    let provisioned: Vec<NodeIdentity> = config
+        .users
+        .iter()
+        .filter(|u| u.provision_upstream)
+        .enumerate()
+        .map(|(i, u)| NodeIdentity::generate(&u.name, Identity::new((1 + mapped.len() + i) as u16)))
+        .collect();
     let mut ctxs = vec![ctx()];
     ctxs.extend(mapped.iter().map(|c| ctx_as(Some(c.user.clone()), Some(c.password.clone()))));
+    ctxs.extend(provisioned.iter().map(|p| ctx_as(Some(p.acl_user.clone()), Some(p.password.clone()))));
     let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
     let topology = TopologyManager::discover(
         upstreams.clone(),
@@ -162,20 +172,35 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
     let users = if config.users.is_empty() {
         None
     } else {
-        let mut compiled = Vec::new();
-        for u in &config.users {
-            let mut user = crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, &table)
-                .map_err(anyhow::Error::msg)?;
-            if let Some(creds) = &u.upstream {
-                let index = mapped.iter().position(|c| c == creds).expect("collected from these users") + 1;
-                user.upstream = Identity::new(index as u16);
-            }
-            compiled.push(user);
-        }
+        let users = compile_users(&config, &table, &mapped, &provisioned).map_err(anyhow::Error::msg)?;
         check_upstream_identities(&config, &mapped, &topology).await?;
-        tracing::info!(users = compiled.len(), upstream_users = mapped.len(), "clients must authenticate");
-        Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
+        tracing::info!(
+            users = config.users.len(),
+            upstream_users = mapped.len(),
+            provisioned_users = provisioned.len(),
+            "clients must authenticate"
+        );
+        Some(Arc::new(users))
     };
+    let provisioner = Provisioner::new(topology.clone(), provisioned);
+    if let (false, Some(users)) = (provisioner.is_empty(), &users) {
+        let refused = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "cannot provision the cluster ACL users of provision_upstream (the [upstream] user needs \
+                 +acl|setuser and +acl|list on every node):\n  {e}"
+            )
+        };
+        provisioner.verify_list().await.map_err(|e| refused(&e))?;
+        match provisioner.reprovision(users).await {
+            Ok(_) => {}
+            Err(e) if e.refused => return Err(refused(&e)),
+            Err(e) => tracing::warn!(
+                errors = %e,
+                "some nodes could not be provisioned yet; slotway keeps trying in the background"
+            ),
+        }
+        tokio::spawn(provisioner.clone().run(shutdown_rx.clone()));
+    }
 
     let mut listeners = Vec::new();
     for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
@@ -222,7 +247,44 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         let _ = a.await;
     }
     drain(&config, &metrics).await;
+    if !provisioner.is_empty() {
+        provisioner.retire().await;
+    }
     Ok(())
+}
+
+/// Compiles the configured users against the command table, each with its upstream identity: a mapped user's
+/// cluster user (`mapped[i]` is identity `i + 1`), a provisioned user's own. Warns about users that may run
+/// pub/sub commands but have no channel (Redis 7's default). What a reload that changes the users runs too, then
+/// [`Provisioner::reprovision`] with the result (a provisioned user added since start has no identity: it comes
+/// out as a user of `[upstream]`, and `reprovision` names it).
+pub fn compile_users(
+    config: &Config,
+    table: &CommandTable,
+    mapped: &[crate::config::UpstreamCredentials],
+    provisioned: &[NodeIdentity],
+) -> Result<crate::auth::Users, String> {
+    let mut compiled = Vec::new();
+    for u in &config.users {
+        let mut user =
+            crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, table, config.acl_pubsub_default)?;
+        if let Some(index) = u.upstream.as_ref().and_then(|creds| mapped.iter().position(|c| c == creds)) {
+            user.upstream = Identity::new(index as u16 + 1);
+        }
+        if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
+            user.upstream = p.identity;
+        }
+        user.provisioned = u.provision_upstream;
+        if user.has_pubsub_but_no_channels() {
+            tracing::warn!(
+                user = %u.name,
+                "user may run pub/sub commands but has no channels: as in Redis 7, a user gets no channel unless \
+                 granted (&pattern or allchannels in its rules, or auth.acl_pubsub_default)"
+            );
+        }
+        compiled.push(user);
+    }
+    Ok(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute))
 }
 
 /// The distinct cluster credentials slotway's users map to, in order of first mention: `[i]` is identity `i + 1`.

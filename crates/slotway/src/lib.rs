@@ -17,6 +17,8 @@
 //!   sections, the labelled series of `/metrics`, per-client tracing.
 //! - [`monitor`] — the monitoring HTTP endpoint (`/metrics`, `/health`).
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
+//! - [`auth`] — slotway's own users: ACL rules (commands, keys, channels), passwords, the `ACL` command.
+//! - [`provision`] — `provision_upstream`: ACL users with slotway's users' rules, kept on every node.
 //! - [`app`] — wiring and shutdown.
 //!
 //! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `topology` ← `dispatch` ←
@@ -34,6 +36,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod observe;
+pub mod provision;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

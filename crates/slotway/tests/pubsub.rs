@@ -650,29 +650,33 @@ fn a_shard_channel_whose_slot_moves_is_unsubscribed_and_can_be_subscribed_again(
 }
 
 #[test]
-fn users_rules_apply_to_commands_not_to_channels() {
+fn users_rules_apply_to_channels_not_keys() {
     let cluster = Cluster::start(ClusterOpts::default());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("slotway.toml");
     let users = r#"
 [[users]]
 name = "default"
-rules = "on nopass +@all ~app:*"
+rules = "on nopass +@all ~app:* &news"
 
 [[users]]
 name = "quiet"
-rules = "on nopass +@all -@pubsub ~*"
+rules = "on nopass +@all -@pubsub ~* allchannels"
 "#;
     std::fs::write(&config, users).unwrap();
     let mut args = Proxy::base_args(&cluster);
     args.extend(["--config".to_string(), config.display().to_string()]);
     let proxy = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
-    // Channels are not keys: `~app:*` doesn't restrict them (slotway has no channel rules).
+    // Channels are not keys: `~app:*` doesn't restrict them; channel rules do (tests/security.rs has the rest).
     let mut c = Conn::connect(&proxy.addr);
     assert_eq!(c.call(&["SSUBSCRIBE", "news"]), conf("ssubscribe", "news", 1));
     let mut p = Conn::connect(&proxy.addr);
     assert_eq!(p.call(&["SPUBLISH", "news", "hi"]), Value::Integer(1));
     assert_eq!(c.next(), arr(&["smessage", "news", "hi"]));
+    assert_eq!(
+        p.call(&["SPUBLISH", "app:news", "hi"]),
+        error("NOPERM this user has no permissions to access one of the channels used as arguments")
+    );
     assert!(matches!(p.call(&["GET", "other"]), Value::Error(_)), "keys still are");
     // Denied as commands.
     let mut q = Conn::connect(&proxy.addr);

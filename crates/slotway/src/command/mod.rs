@@ -64,6 +64,8 @@ pub enum LocalCommand {
     Slowlog,
     /// LATENCY LATEST/HISTORY/RESET/HISTOGRAM about slotway's own clients' requests.
     Latency,
+    /// `ACL ...` about slotway's own users.
+    Acl,
 }
 
 /// How a command is routed through the standalone endpoint.

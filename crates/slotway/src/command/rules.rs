@@ -59,6 +59,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "slotway" => Some(LocalCommand::Slotway),
         "slowlog" => Some(LocalCommand::Slowlog),
         "latency" => Some(LocalCommand::Latency),
+        "acl" => Some(LocalCommand::Acl),
         _ => None,
     };
     if let Some(local) = local {
@@ -135,7 +136,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
-        "save" | "bgsave" | "bgrewriteaof" | "acl" => return unsupported(UNSUPPORTED_KEYLESS),
+        "save" | "bgsave" | "bgrewriteaof" => return unsupported(UNSUPPORTED_KEYLESS),
         "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),
         _ => {}
     }

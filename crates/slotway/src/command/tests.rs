@@ -333,6 +333,9 @@ fn routes() {
         ("CLIENT SETINFO LIB-NAME x", LocalCommand::Client),
         ("CLIENT KILL ID 1", LocalCommand::Client),
         ("CLIENT PAUSE 10", LocalCommand::Client),
+        ("ACL WHOAMI", LocalCommand::Acl),
+        ("ACL NOPE", LocalCommand::Acl),
+        ("ACL", LocalCommand::Acl),
     ];
     for (line, cmd) in local {
         assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
@@ -405,7 +408,6 @@ fn routes() {
         ("SAVE", UNSUPPORTED_KEYLESS),
         ("BGSAVE", UNSUPPORTED_KEYLESS),
         ("BGREWRITEAOF", UNSUPPORTED_KEYLESS),
-        ("ACL WHOAMI", UNSUPPORTED_KEYLESS),
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),

@@ -230,6 +230,10 @@ pub struct UserConfig {
     /// The cluster ACL user this user's requests run as, so the cluster's own ACLs apply per application;
     /// None = the `[upstream]` credentials.
     pub upstream: Option<UpstreamCredentials>,
+    /// `provision_upstream = true`: slotway creates and keeps up to date a cluster ACL user `slotway:<name>` with
+    /// this user's rules on every node, with a random password it holds in memory, and runs the user's requests
+    /// as it (see `crate::provision`).
+    pub provision_upstream: bool,
 }
 
 /// A cluster ACL user and its password, as slotway authenticates its node connections.
@@ -245,6 +249,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Failed AUTH attempts allowed per source address per minute before further attempts are refused unchecked.
     pub auth_max_failures_per_minute: u32,
+    /// The channels a user has before any channel rule (`[auth] acl_pubsub_default`; Redis 7: none).
+    pub acl_pubsub_default: crate::auth::PubSubDefault,
     pub mode: Mode,
     /// Set in nat mode.
     pub nat: Option<NatConfig>,
@@ -542,7 +548,20 @@ impl Config {
                     }
                 }
             });
-            users.push(UserConfig { name: u.name.clone(), password_hashes: hashes, rules: u.rules.clone(), upstream });
+            let provision_upstream = u.provision_upstream.unwrap_or(false);
+            if provision_upstream && upstream.is_some() {
+                errors.push(format!(
+                    "user {}: give either [users.upstream] or provision_upstream = true, not both",
+                    u.name
+                ));
+            }
+            users.push(UserConfig {
+                name: u.name.clone(),
+                password_hashes: hashes,
+                rules: u.rules.clone(),
+                upstream,
+                provision_upstream,
+            });
         }
         let slowlog_max_len = raw.slowlog.max_len.unwrap_or(SlowlogConfig::default().max_len);
         if slowlog_max_len > 100_000 {
@@ -555,6 +574,14 @@ impl Config {
             },
             max_len: slowlog_max_len,
         };
+        let acl_pubsub_default = match raw.auth.acl_pubsub_default.as_deref() {
+            None | Some("resetchannels") => crate::auth::PubSubDefault::ResetChannels,
+            Some("allchannels") => crate::auth::PubSubDefault::AllChannels,
+            Some(other) => {
+                errors.push(format!("auth.acl_pubsub_default must be resetchannels or allchannels, not '{other}'"));
+                crate::auth::PubSubDefault::ResetChannels
+            }
+        };
         let raw_nat = raw.nat;
         let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
         let nat = if nat_mode { nat_config(raw_nat, o, env, &mut errors) } else { None };
@@ -566,6 +593,7 @@ impl Config {
         Ok(Config {
             users,
             auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
+            acl_pubsub_default,
             mode,
             nat,
             resolve,

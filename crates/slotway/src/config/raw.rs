@@ -163,6 +163,9 @@ pub struct RawUser {
     pub rules: String,
     /// `[users.upstream]`: the cluster ACL user this user's requests run as (default: `[upstream]`'s).
     pub upstream: Option<RawUserUpstream>,
+    /// `provision_upstream = true`: slotway creates a cluster ACL user with this user's rules on every node and
+    /// runs the user's requests as it.
+    pub provision_upstream: Option<bool>,
 }
 
 /// The cluster ACL user a slotway user maps to. The password comes from a file or an environment variable only.
@@ -178,4 +181,6 @@ pub struct RawUserUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub max_failures_per_minute: Option<u32>,
+    /// Redis's `acl-pubsub-default`: `resetchannels` (Redis 7's default) or `allchannels`.
+    pub acl_pubsub_default: Option<String>,
 }

@@ -337,3 +337,21 @@ fn latency_tracking_and_slowlog_settings() {
     assert!(e.to_string().contains("slowlog.max_len"), "{e}");
     assert!(RawConfig::parse("[slowlog]\nthreshold = 1\n").is_err());
 }
+
+#[test]
+fn provision_upstream_and_the_channel_default() {
+    let text = "[auth]\nacl_pubsub_default = \"allchannels\"\n\n[[users]]\nname = \"a\"\nprovision_upstream = true\n\n\
+                [[users]]\nname = \"b\"\n";
+    let c = Config::from_raw(RawConfig::parse(text).unwrap(), &seeds_only(), &no_env).unwrap();
+    assert!(c.users[0].provision_upstream && !c.users[1].provision_upstream);
+    assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::AllChannels);
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.acl_pubsub_default, crate::auth::PubSubDefault::ResetChannels, "Redis 7's default");
+
+    let both = "[auth]\nacl_pubsub_default = \"some\"\n\n[[users]]\nname = \"a\"\nprovision_upstream = true\n\
+                upstream = { user = \"u\", password_env = \"PW\" }\n";
+    let env = |k: &str| (k == "PW").then(|| "pw".to_string());
+    let err = Config::from_raw(RawConfig::parse(both).unwrap(), &seeds_only(), &env).unwrap_err().to_string();
+    assert!(err.contains("user a: give either [users.upstream] or provision_upstream = true, not both"), "{err}");
+    assert!(err.contains("auth.acl_pubsub_default must be resetchannels or allchannels, not 'some'"), "{err}");
+}

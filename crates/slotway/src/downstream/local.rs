@@ -187,8 +187,10 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             reply(b)
         }
         LocalCommand::Auth if shared.users.is_some() => match args.len() {
-            2 => authenticate(None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
-            3 => authenticate(Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok()),
+            2 => authenticate(args.get(0), None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
+            3 => {
+                authenticate(args.get(0), Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok())
+            }
             _ => err("ERR syntax error"),
         },
         LocalCommand::Auth => {
@@ -218,6 +220,15 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             let reply = crate::observe::slowlog::latency_command(&args, &shared.observe, client.protocol);
             Outcome { reply, close: false }
         }
+        LocalCommand::Acl => {
+            let ctx = crate::auth::command::AclContext {
+                table: &shared.table,
+                users: shared.users.as_deref(),
+                me: client.user.as_deref(),
+                protocol: client.protocol,
+            };
+            reply(crate::auth::command::acl(args, &ctx))
+        }
     }
 }
 
@@ -241,7 +252,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
             if shared.users.is_some() {
-                if let Err(e) = authenticate(Some(args.get(i + 1)), args.get(i + 2), client, shared) {
+                if let Err(e) = authenticate(args.get(0), Some(args.get(i + 1)), args.get(i + 2), client, shared) {
                     return e;
                 }
             } else if !args.get(i + 1).eq_ignore_ascii_case(b"default") {
@@ -284,8 +295,10 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
 }
 
 /// AUTH against slotway's users: on success the client is that user; failures are counted, logged without the
-/// password, and rate-limited per source address.
+/// password (and in ACL LOG, under `command` — AUTH or HELLO as the client wrote it), and rate-limited per source
+/// address.
 fn authenticate(
+    command: &[u8],
     user: Option<&[u8]>,
     password: &[u8],
     client: &mut ClientState,
@@ -300,6 +313,9 @@ fn authenticate(
         }
         crate::auth::AuthResult::Denied => {
             crate::metrics::Metrics::incr(&shared.metrics.auth_failures);
+            let mut info = String::new();
+            client.handle.info_line(&shared.table, &mut info);
+            users.log.add(crate::auth::command::LogReason::Auth, false, command, &shown, info);
             tracing::warn!(client = %client.addr, user = %shown, "AUTH failed");
             Err(err("WRONGPASS invalid username-password pair or user is disabled."))
         }

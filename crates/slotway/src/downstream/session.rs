@@ -676,7 +676,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// With users configured: NOAUTH before authentication (except the commands Redis allows then), NOPERM for
-    /// commands or keys the user's rules don't allow. None = go ahead.
+    /// commands, keys or channels the user's rules don't allow, for scripts that would escape them, and Redis's
+    /// error for SORT's BY/GET without access to every key (see [`crate::auth::User::check_request`]); denials
+    /// go to ACL LOG. None = go ahead.
     fn access_denied(&self, info: Option<&crate::command::CommandInfo>, args: Args<'_>) -> Option<String> {
         let info = info?;
         let container = info.name.split('|').next().unwrap_or(&info.name);
@@ -686,14 +688,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.client.user else {
             return Some("NOAUTH Authentication required.".to_string());
         };
-        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-        // Shard channels (SSUBSCRIBE, SPUBLISH) are found like keys, for routing, but are not keys: Redis checks
-        // them against channel rules, which slotway's users don't have, so key patterns don't restrict them.
-        if !info.flags.pubsub {
-            // Malformed requests are left to the planner, which words the error as Redis does.
-            let _ = crate::command::key_indexes(info, args, &mut keys);
+        let denied = user.check_request(info, args).err()?;
+        if let (Some(users), Some((reason, object))) = (&self.shared.users, denied.log_entry(args)) {
+            let mut client_info = String::new();
+            self.client.handle.info_line(&self.shared.table, &mut client_info);
+            let multi = self.txn.as_ref().is_some_and(|t| t.multi);
+            users.log.add(reason, multi, object, &user.name, client_info);
         }
-        user.check(info, keys.iter().map(|&i| args.get(i))).err().map(|d| d.message())
+        Some(denied.message())
     }
 
     fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
