@@ -136,9 +136,9 @@ fn render(monitor: &Monitor) -> String {
         }
         nodes.sort_by(|a, b| a.0.cmp(&b.0));
         crate::observe::prometheus::render(&mut out, observe, &observe.totals(), &nodes);
-        let started = observe.started_at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        crate::observe::prometheus::process_metrics(&mut out, started);
     }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    crate::observe::prometheus::process_metrics(&mut out, (now - monitor.started.elapsed().as_secs_f64()).floor());
     out
 }
 

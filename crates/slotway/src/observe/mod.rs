@@ -21,7 +21,7 @@ use histogram::{Cell, Histogram, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// At most this many distinct error codes are counted (as Redis does); later new codes count as
 /// [`ERRORSTATS_OVERFLOW`].
@@ -312,8 +312,6 @@ pub struct Observe {
     rates: Mutex<Rates>,
     /// A random 40-hex-digit id of this process (INFO server's `run_id`).
     pub run_id: String,
-    pub started: Instant,
-    pub started_at: SystemTime,
 }
 
 impl Observe {
@@ -327,8 +325,6 @@ impl Observe {
             table,
             rates: Mutex::new(Rates::default()),
             run_id,
-            started: Instant::now(),
-            started_at: SystemTime::now(),
         }
     }
 
