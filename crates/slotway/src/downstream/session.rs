@@ -489,9 +489,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.routing_command = 0;
         self.route(frame, ranges);
-        for p in self.pending.range_mut(before..) {
+        if self.pending.len() == before + 1 {
+            // The usual case: one request, one pending entry.
+            let p = self.pending.back_mut().expect("just pushed");
             p.track.command = self.routing_command;
             p.track.arrived = self.arrival;
+        } else {
+            for p in self.pending.range_mut(before..) {
+                p.track.command = self.routing_command;
+                p.track.arrived = self.arrival;
+            }
         }
         if self.client.mute != local::Mute::No {
             for i in before..self.pending.len() {

@@ -53,15 +53,15 @@ impl Cell {
 /// The bucket of a duration of `us` microseconds.
 #[inline]
 pub fn bucket_of(us: u64) -> usize {
+    // Longer than the last bucket: into the last bucket (a min instead of a branch).
+    let us = us.min((1 << (LAST_OCTAVE + 1)) - 1);
     if us < LINEAR as u64 {
         return us as usize;
     }
     let octave = 63 - us.leading_zeros();
-    if octave > LAST_OCTAVE {
-        return BUCKETS - 1;
-    }
+    // LINEAR + (octave - FIRST_OCTAVE) * SUB + sub, with LINEAR = SUB << 1 and FIRST_OCTAVE = 4.
     let sub = ((us >> (octave - SUB_BITS)) as usize) & (SUB - 1);
-    LINEAR + (octave - FIRST_OCTAVE) as usize * SUB + sub
+    ((octave as usize - 2) << SUB_BITS) + sub
 }
 
 /// The exclusive upper bound of bucket `i`, in µs.

@@ -74,7 +74,11 @@ impl Outcome {
     }
 
     /// From the flags a session collected while the request was under way and whether its reply is an error.
+    #[inline]
     pub fn classify(flags: u8, error_reply: bool) -> Outcome {
+        if flags == 0 {
+            return if error_reply { Outcome::Error } else { Outcome::Ok };
+        }
         if flags & flags::REJECTED != 0 {
             Outcome::Rejected
         } else if flags & flags::TIMEOUT != 0 {
