@@ -39,8 +39,9 @@ while (($#)); do
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
-command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1 ||
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
   die "needs valgrind (apt-get install valgrind)"
+fi
 command -v redis-benchmark >/dev/null 2>&1 || die "redis-benchmark not found (apt-get install redis-tools)"
 OUT="${OUT:-$REPO_ROOT/target/bench/observe-instr-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
@@ -94,7 +95,8 @@ count() {
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   local file ir
-  file="$(ls -t "$OUT/callgrind.$1.$2.$PID".* | head -1)"
+  # callgrind_control -d wrote part 1 (FILE.1); the final dump at exit is FILE itself.
+  file="$OUT/callgrind.$1.$2.$PID.1"
   ir="$(awk '/^(summary|totals):/ { print $2; exit }' "$file")"
   PID=""
   echo "$1,$2,$3,$ir" >>"$OUT/results.csv"
