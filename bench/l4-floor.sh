@@ -35,7 +35,7 @@ if ! command -v haproxy >/dev/null; then
 fi
 WORK="$(mktemp -d)"
 cleanup() {
-  [[ -n "${HAPROXY_PID:-}" ]] && kill "$HAPROXY_PID" 2>/dev/null || true
+  if [[ -n "${HAPROXY_PID:-}" ]]; then kill "$HAPROXY_PID" 2>/dev/null || true; fi
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }

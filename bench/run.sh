@@ -6,8 +6,13 @@
 #                [--workloads "set get"] [--pipelines "1 16"] [--clients N]
 #                [--pipeline-scale N] [--data-size BYTES] [--direct-only]
 #                [--ports "P1 ... P6"] [--proxy-port P] [--out DIR]
-#                [--mode standalone|nat]
+#                [--mode standalone|nat] [--backend cluster|sentinel|static]
 #
+# --backend B         what slotway is in front of (default cluster: 3 primaries + 3
+#                     replicas). sentinel: scripts/dev-sentinel.sh's group (1 primary,
+#                     2 replicas, 3 sentinels; slotway --sentinel ...); static: the same
+#                     nodes as a static set (slotway --server ...). "direct" is then
+#                     redis-benchmark against the primary itself.
 # --mode nat          benchmark slotway's cluster NAT mode: redis-benchmark
 #                     --cluster through slotway's node listeners (ports
 #                     --proxy-port and up, announced as 127.0.0.1) vs directly
@@ -56,7 +61,9 @@ PORTS="${BENCH_PORTS:-7201 7202 7203 7204 7205 7206}"
 PROXY_PORT="${BENCH_PROXY_PORT:-7299}"
 OUT=""
 MODE=standalone
+BACKEND=cluster
 CLUSTER_DIR="$REPO_ROOT/target/bench-cluster"
+SENTINEL_PORTS="${BENCH_SENTINEL_PORTS:-27211 27212 27213}"
 
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -79,14 +86,17 @@ while (($#)); do
     --proxy-port) PROXY_PORT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --mode) MODE="$2"; shift 2 ;;
+    --backend) BACKEND="$2"; shift 2 ;;
     --cluster-dir) CLUSTER_DIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 case "$UPSTREAM_TLS" in on|off) ;; *) die "--upstream-tls on|off" ;; esac
 case "$CLIENT_TLS" in on|off) ;; *) die "--client-tls on|off" ;; esac
 case "$MODE" in standalone|nat) ;; *) die "--mode standalone|nat" ;; esac
+case "$BACKEND" in cluster|sentinel|static) ;; *) die "--backend cluster|sentinel|static" ;; esac
+[[ "$MODE" == nat && "$BACKEND" != cluster ]] && die "--mode nat needs --backend cluster"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
 [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
 OUT="${OUT:-$REPO_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
@@ -114,7 +124,7 @@ workload_incr() { BENCH_ARGS=(-t incr); BENCH_LABEL=INCR; }
 workload_mset() { BENCH_ARGS=(-t mset -d "$DATA_SIZE"); BENCH_LABEL="MSET (10 keys)"; }
 workload_mget() {
   local key=key:__rand_int__
-  [[ "$1" == direct ]] && key="key:{tag}:__rand_int__"
+  [[ "$1" == direct && "$BACKEND" == cluster ]] && key="key:{tag}:__rand_int__"
   BENCH_ARGS=(MGET)
   for _ in 1 2 3 4 5 6 7 8 9 10; do BENCH_ARGS+=("$key"); done
   BENCH_LABEL="MGET (10 keys)"
@@ -124,7 +134,7 @@ workload_mget() {
 # sends one batch per node and merges the replies). Heavier per request: use fewer --requests.
 multikey_args() { # COMMAND N MODE
   local key=key:__rand_int__ value i
-  [[ "$3" == direct ]] && key="key:{tag}:__rand_int__"
+  [[ "$3" == direct && "$BACKEND" == cluster ]] && key="key:{tag}:__rand_int__"
   value="$(head -c "$DATA_SIZE" </dev/zero | tr '\0' x)"
   BENCH_ARGS=("$1")
   for ((i = 0; i < $2; i++)); do
@@ -148,7 +158,11 @@ cleanup() {
       for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$PROXY_PID" 2>/dev/null || true
     fi
-    "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+    if [[ "$BACKEND" == cluster ]]; then
+      "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+    else
+      "$REPO_ROOT/scripts/dev-sentinel.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
+    fi
   fi
   exit "$rc"
 }
@@ -157,11 +171,23 @@ trap 'exit 130' INT TERM
 
 tls_flag=()
 [[ "$UPSTREAM_TLS" == off ]] && tls_flag=(--no-tls)
-log "starting cluster (upstream TLS $UPSTREAM_TLS) in $CLUSTER_DIR"
-"$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$PORTS" "${tls_flag[@]}" >&2
-# shellcheck disable=SC1091
-source "$CLUSTER_DIR/env"
-read -r -a PORT_LIST <<<"$DEV_CLUSTER_PORTS"
+if [[ "$BACKEND" == cluster ]]; then
+  log "starting cluster (upstream TLS $UPSTREAM_TLS) in $CLUSTER_DIR"
+  "$REPO_ROOT/scripts/dev-cluster.sh" start --dir "$CLUSTER_DIR" --ports "$PORTS" "${tls_flag[@]}" >&2
+  # shellcheck disable=SC1091
+  source "$CLUSTER_DIR/env"
+  read -r -a PORT_LIST <<<"$DEV_CLUSTER_PORTS"
+else
+  [[ "$CLUSTER_DIR" == "$REPO_ROOT/target/bench-cluster" ]] && CLUSTER_DIR="$REPO_ROOT/target/bench-sentinel"
+  read -r -a PORT_LIST <<<"$PORTS"
+  log "starting a Sentinel group (upstream TLS $UPSTREAM_TLS) in $CLUSTER_DIR"
+  "$REPO_ROOT/scripts/dev-sentinel.sh" start --dir "$CLUSTER_DIR" --ports "${PORT_LIST[*]:0:3}" \
+    --sentinel-ports "$SENTINEL_PORTS" --down-after 5000 --failover-timeout 10000 "${tls_flag[@]}" >&2
+  # shellcheck disable=SC1091
+  source "$CLUSTER_DIR/env"
+  read -r -a PORT_LIST <<<"$DEV_SENTINEL_PORTS"
+  DEV_CLUSTER_CA="$DEV_SENTINEL_CA"
+fi
 PASSWORD="$SLOTWAY_UPSTREAM_PASSWORD"
 
 # ------------------------------------------------------------------ slotway
@@ -211,12 +237,20 @@ start_proxy() {
   fi
   [[ "$CLIENT_TLS" == on ]] &&
     args+=(--listen-tls-cert "$CLIENT_TLS_DIR/slotway.crt" --listen-tls-key "$CLIENT_TLS_DIR/slotway.key")
-  local p
-  for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
-  [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
-  log "starting slotway on 127.0.0.1:$PROXY_PORT (client TLS $CLIENT_TLS)"
-  # The password only travels in the environment.
-  SLOTWAY_UPSTREAM_PASSWORD="$PASSWORD" "$SLOTWAY_BIN" "${args[@]}" >"$OUT/slotway.log" 2>&1 &
+  local p backend_args=()
+  case "$BACKEND" in
+    cluster)
+      for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
+      [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
+      ;;
+    # The env file's argument lists include the TLS flags when the group uses TLS.
+    sentinel) read -r -a backend_args <<<"$SLOTWAY_SENTINEL_ARGS"; args+=("${backend_args[@]}") ;;
+    static) read -r -a backend_args <<<"$SLOTWAY_SERVER_ARGS"; args+=("${backend_args[@]}") ;;
+  esac
+  log "starting slotway on 127.0.0.1:$PROXY_PORT (client TLS $CLIENT_TLS, backend $BACKEND)"
+  # The passwords only travel in the environment.
+  SLOTWAY_UPSTREAM_PASSWORD="$PASSWORD" SLOTWAY_SENTINEL_PASSWORD="${SLOTWAY_SENTINEL_PASSWORD:-}" \
+    "$SLOTWAY_BIN" "${args[@]}" >"$OUT/slotway.log" 2>&1 &
   PROXY_PID=$!
   local deadline=$((SECONDS + 30))
   until [[ "$(env -u REDISCLI_AUTH timeout 2 redis-cli "${PROXY_TLS_ARGS[@]}" -h 127.0.0.1 -p "$PROXY_PORT" PING \
@@ -257,7 +291,9 @@ run_one() {
   if [[ "$mode" == slotway && "$MODE" == nat ]]; then
     target=(--cluster -h 127.0.0.1 -p "$PROXY_PORT" "${PROXY_TLS_ARGS[@]}")
   elif [[ "$mode" == direct ]]; then
-    target=(--cluster -h 127.0.0.1 -p "${PORT_LIST[0]}")
+    target=(-h 127.0.0.1 -p "${PORT_LIST[0]}")
+    # A cluster is benchmarked as a cluster; a group's primary is one server.
+    [[ "$BACKEND" == cluster ]] && target=(--cluster "${target[@]}")
     [[ "$UPSTREAM_TLS" == on ]] && target+=(--tls --cacert "$DEV_CLUSTER_CA")
     # redis-benchmark only takes the password on its command line.
     [[ -n "$PASSWORD" ]] && target+=(-a "$PASSWORD")
@@ -309,7 +345,7 @@ report() {
   echo "## slotway benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
   echo "redis-benchmark -c $CLIENTS -r $KEYSPACE -d $DATA_SIZE, $ROUNDS round(s), median per cell;" \
-    "cluster: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; slotway mode $MODE; client -> slotway: $([[ "$CLIENT_TLS" == on ]] && echo TLS || echo plain TCP);" \
+    "backend $BACKEND: ${#PORT_LIST[@]} nodes, upstream TLS $UPSTREAM_TLS; slotway mode $MODE; client -> slotway: $([[ "$CLIENT_TLS" == on ]] && echo TLS || echo plain TCP);" \
     "machine: $(nproc) cores, everything on one host."
   echo
   echo "| test | pipeline | direct req/s | slotway req/s | ratio | p50 ms (direct / slotway) | p99 ms (direct / slotway) | slotway µs/req |"

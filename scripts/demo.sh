@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
 dir="$root/.dev-cluster"
@@ -48,7 +49,9 @@ for key in apple banana cherry durian; do
     cli set "fruit:$key" "ripe $key"
 done
 for key in apple banana cherry durian; do
-    printf '  (slot %s) ' "$(redis-cli $DEV_CLUSTER_CLI_ARGS -p ${DEV_CLUSTER_PORTS%% *} --no-auth-warning -a "$SLOTWAY_UPSTREAM_PASSWORD" cluster keyslot "fruit:$key")"
+    # DEV_CLUSTER_CLI_ARGS holds several words (--tls --cacert ... -h ...): split on purpose.
+    # shellcheck disable=SC2086
+    printf '  (slot %s) ' "$(redis-cli $DEV_CLUSTER_CLI_ARGS -p "${DEV_CLUSTER_PORTS%% *}" --no-auth-warning -a "$SLOTWAY_UPSTREAM_PASSWORD" cluster keyslot "fruit:$key")"
     cli get "fruit:$key"
 done
 cli hset "user:{42}" name Ada lang Rust

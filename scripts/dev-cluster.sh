@@ -186,7 +186,7 @@ do_stop() {
   for sig in none TERM KILL; do
     if [[ "$sig" != none ]]; then
       for pid in "${pids[@]}"; do
-        [[ -d /proc/$pid ]] && kill "-$sig" "$pid" 2>/dev/null || true
+        if [[ -d /proc/$pid ]]; then kill "-$sig" "$pid" 2>/dev/null || true; fi
       done
     fi
     for ((i = 0; i < 50; i++)); do
@@ -363,9 +363,11 @@ write_env() {
     printf 'export DEV_CLUSTER_OTHER_CA=%q\n' "$TLS_DIR/other-ca.crt"
     printf 'export DEV_CLUSTER_CLIENT_CERT=%q\n' "$TLS_DIR/client.crt"
     printf 'export DEV_CLUSTER_CLIENT_KEY=%q\n' "$TLS_DIR/client.key"
+    # shellcheck disable=SC2016 # the variable is for the reader to expand, after the export below
     printf '# slotway --listen 127.0.0.1:6380 $SLOTWAY_CLUSTER_ARGS\n'
     printf 'export SLOTWAY_CLUSTER_ARGS=%q\n' "${args[*]}"
     if [[ "$TLS" == 1 ]]; then
+      # shellcheck disable=SC2016 # as above: expanded by the reader
       printf '# redis-cli $DEV_CLUSTER_CLI_ARGS -p %s -c\n' "${PORT_LIST[0]}"
       printf 'export DEV_CLUSTER_CLI_ARGS=%q\n' "--tls --cacert $TLS_DIR/ca.crt -h 127.0.0.1"
     else
@@ -383,7 +385,9 @@ do_start() {
   ((n % (REPLICAS + 1) == 0)) || die "$n ports is not a multiple of 1 + replicas ($((REPLICAS + 1)))"
   local np=$((n / (REPLICAS + 1)))
   for p in "${PORT_LIST[@]}"; do
-    [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p <= 55535)) || die "bad port $p (bus port is port+10000, so <= 55535)"
+    if ! [[ "$p" =~ ^[0-9]+$ ]] || ((p == 0 || p > 55535)); then
+      die "bad port $p (bus port is port+10000, so <= 55535)"
+    fi
   done
 
   ensure_deps

@@ -3,8 +3,9 @@
 #
 #   ./scripts/test.sh [--no-lint] [--profile NAME] [-- extra args for the test runner]
 #
-# Installs what is missing first (redis-server, redis-tools, openssl, prometheus,
-# prometheus-redis-exporter through apt-get; cargo-nextest through `cargo install`, falling back to `cargo test`).
+# Installs what is missing first (redis-server, redis-sentinel, redis-tools, openssl, shellcheck,
+# systemd, util-linux, prometheus, prometheus-redis-exporter through apt-get; cargo-nextest through
+# `cargo install`, falling back to `cargo test`).
 # Runs: cargo fmt --check, cargo clippy -D warnings (fail fast), cargo build
 # --workspace --all-targets, cargo nextest run --workspace --no-fail-fast
 # (profile `ci` when $CI is set, else `default`; see .config/nextest.toml).
@@ -21,7 +22,7 @@ while (($#)); do
     --no-lint) LINT=0; shift ;;
     --profile) PROFILE="$2"; shift 2 ;;
     --) shift; EXTRA+=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) EXTRA+=("$1"); shift ;;
   esac
 done
@@ -41,8 +42,13 @@ command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found (install Ru
 # ------------------------------------------------------------ system packages
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 { command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; } || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The deployment checks (crates/slotway/tests/deploy.rs): shellcheck, systemd-analyze, setpriv and unshare.
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+{ command -v setpriv >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; } || missing+=(util-linux)
 # Prometheus, promtool and the Redis exporter for crates/slotway/tests/observe.rs.
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)

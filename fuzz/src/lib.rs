@@ -320,7 +320,14 @@ fn topology() -> &'static Topology {
                 slots: vec![range],
             })
             .collect::<Vec<_>>();
-        Topology { primaries: vec![None; shards.len()], replicas: Vec::new(), map: SlotMap::new(shards), version: 1 }
+        Topology {
+            primaries: vec![None; shards.len()],
+            replicas: Vec::new(),
+            map: SlotMap::new(shards),
+            placement: slotway::topology::Placement::Slots,
+            version: 1,
+            problem: None,
+        }
     })
 }
 
@@ -409,6 +416,27 @@ fn check_routing(args_owned: &[Vec<u8>]) {
             let scanned = ReplyScanner::new(Limits::default()).scan(&e).unwrap().unwrap();
             assert_eq!((scanned.len, scanned.kind), (e.len(), ReplyKind::Error));
         }
+    }
+    check_single_group(info, args, &keys, &plan);
+}
+
+/// The same request in front of a single replication group: never split, never CROSSSLOT; keyed requests carry
+/// slot 0 (the group's token) and go whole; what a cluster forwards to one slot is forwarded here too.
+fn check_single_group(info: Option<&slotway::command::CommandInfo>, args: Args<'_>, keys: &[usize], cluster: &Plan) {
+    let plan = dispatch::plan_resolved(info, args, slotway::topology::Placement::Single);
+    assert!(!matches!(plan, Plan::Split { .. } | Plan::Scan), "a single group splits nothing: {plan:?}");
+    if let Plan::Reject(msg) = &plan {
+        assert!(!msg.starts_with("CROSSSLOT"), "CROSSSLOT in a single group");
+    }
+    let zero = Some(Slot::new(0).unwrap());
+    match &plan {
+        Plan::Forward { slot, .. } | Plan::Eval { slot, .. } | Plan::Blocking { slot, .. } | Plan::Txn { slot, .. } => {
+            assert!(slot.is_none() || *slot == zero, "a single group's token is slot 0: {plan:?}");
+        }
+        _ => {}
+    }
+    if matches!(cluster, Plan::Forward { slot: Some(_), .. }) && !keys.is_empty() {
+        assert!(matches!(plan, Plan::Forward { slot: Some(_), .. }), "{cluster:?} became {plan:?}");
     }
 }
 

@@ -102,6 +102,12 @@ impl RequestDecoder {
         &self.limits
     }
 
+    /// Enforces `limits` from now on (a configuration reload). A frame being decoded keeps what was already
+    /// accepted of it; its remaining lengths are checked against the new limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Forgets any partial frame: the next call decodes from offset 0.
     pub fn reset(&mut self) {
         self.phase = Phase::Idle;

@@ -1,15 +1,22 @@
-//! Wiring: config → upstream pools → discovery → command table → listener; and shutdown.
+//! Wiring: config → upstream pools → discovery → command table → listener; reloads; and shutdown.
+use crate::backend::{probe, sentinel::SentinelGroup, servers::StaticGroup, GroupResolver, GroupView};
+use crate::cluster::NodeAddr;
 use crate::command::CommandTable;
-use crate::config::{tls, Config};
-use crate::downstream::{self, ClientTls, Shared};
+use crate::config::Backend;
+use crate::config::{tls, Config, UpstreamCredentials};
+use crate::downstream::{self, ClientTls, ReloadTrigger, Shared};
+use crate::live::{ConfigSource, Live, LiveSettings, Loaded};
+use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::nat;
+use crate::observe::slowlog::Slowlog;
 use crate::observe::Observe;
 use crate::provision::{NodeIdentity, Provisioner};
+use crate::reload::Reloader;
 use crate::scripts::ScriptCache;
 use crate::topology::{call_value, TopologyManager};
 use crate::upstream::connect::connect;
-use crate::upstream::{ConnectContext, HealthCheck, Identity, PoolLimits, Upstreams};
+use crate::upstream::{ConnectContext, HealthCheck, Identity, PoolLimits, ReplyTo, UpstreamAuth, Upstreams};
 use anyhow::{Context, Result};
 use resp::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +24,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// What `run` needs besides the configuration: where it came from (to reload it) and the logging control.
+pub struct Runtime {
+    pub source: ConfigSource,
+    pub loaded: Loaded,
+    pub log_control: LogControl,
+}
 
 /// What a worker thread needs to start serving, sent once discovery has succeeded.
 enum WorkerStart {
@@ -38,7 +53,7 @@ enum WorkerStart {
 /// Threads: `workers` worker threads, each a single-threaded runtime that owns its client sessions and its own
 /// connections to every node (so a request never crosses threads), plus the calling thread, which runs the
 /// control plane: discovery, the topology refresher, the acceptor and signal handling.
-pub fn run(config: Config) -> Result<()> {
+pub fn run(config: Config, runtime: Runtime) -> Result<()> {
     let config = Arc::new(config);
     let mut handles = Vec::new();
     let mut starts = Vec::new();
@@ -72,7 +87,7 @@ pub fn run(config: Config) -> Result<()> {
         );
     }
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build().context("control runtime")?;
-    let result = control.block_on(serve(config, handles, starts));
+    let result = control.block_on(serve(config, runtime, handles, starts));
     // Dropping the control runtime drops its tasks (acceptors, node listeners), and with them the channels the
     // workers wait on, so the workers can finish even after a startup failure.
     drop(control);
@@ -83,39 +98,40 @@ pub fn run(config: Config) -> Result<()> {
     result
 }
 
-async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::Sender<WorkerStart>>) -> Result<()> {
+async fn serve(
+    config: Arc<Config>,
+    runtime: Runtime,
+    workers: Vec<Handle>,
+    starts: Vec<oneshot::Sender<WorkerStart>>,
+) -> Result<()> {
+    // Handlers first: a signal that arrives during discovery is then seen afterwards instead of killing slotway.
+    let mut signals = Signals::new()?;
     let metrics = Arc::new(Metrics::default());
-    let tls = match &config.upstream.tls {
-        Some(t) => {
-            if t.insecure_skip_verify {
-                tracing::warn!(
-                    "upstream TLS certificate verification is OFF (--upstream-tls-insecure): development only"
-                );
-            }
-            Some((tls::client_config(t).context("upstream TLS")?, t.clone()))
-        }
-        None => None,
+    if config.upstream.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        tracing::warn!("upstream TLS certificate verification is OFF (--upstream-tls-insecure): development only");
+    }
+    let health = config
+        .upstream
+        .health_check_interval
+        .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout });
+    let new_context = |auth: UpstreamAuth| {
+        let mut ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), health);
+        // Replica connections send READONLY only to cluster nodes.
+        ctx.cluster = !config.backend.is_single_group();
+        ctx
     };
-    let ctx_as = |user: Option<String>, password: Option<crate::config::Secret>| ConnectContext {
-        tls: tls.clone(),
-        user,
-        password,
-        connect_timeout: config.upstream.connect_timeout,
-        metrics: metrics.clone(),
-        resolve: config.resolve.clone(),
-        health: config
-            .upstream
-            .health_check_interval
-            .map(|interval| HealthCheck { interval, timeout: config.upstream.health_check_timeout }),
-        on_trouble: Default::default(),
-    };
-    let ctx = || ctx_as(config.upstream.user.clone(), config.upstream.password.clone());
-    let limits = PoolLimits {
+    let mut limits = PoolLimits {
         per_node: config.upstream.connections_per_node,
         max_dedicated: config.upstream.max_dedicated_per_node,
+        databases: 1,
     };
     // Identity 0 is `[upstream]`; each distinct cluster user that slotway users map to gets the next index.
     let mapped = upstream_identities(&config.users);
+    let mut ctxs =
+        vec![new_context(upstream_auth(&config, config.upstream.user.clone(), config.upstream.password.clone())?)];
+    for c in &mapped {
+        ctxs.push(new_context(upstream_auth(&config, Some(c.user.clone()), Some(c.password.clone()))?));
+    }
     // Then each `provision_upstream` user's own ACL user on the nodes, with a password made now.
     let provisioned: Vec<NodeIdentity> = config
         .users
@@ -124,65 +140,103 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
         .enumerate()
         .map(|(i, u)| NodeIdentity::generate(&u.name, Identity::new((1 + mapped.len() + i) as u16)))
         .collect();
-    let mut ctxs = vec![ctx()];
-    ctxs.extend(mapped.iter().map(|c| ctx_as(Some(c.user.clone()), Some(c.password.clone()))));
-    ctxs.extend(provisioned.iter().map(|p| ctx_as(Some(p.acl_user.clone()), Some(p.password.clone()))));
-    let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
-    let topology = TopologyManager::discover(
-        upstreams.clone(),
-        config.upstream.seeds.clone(),
-        config.upstream.refresh_interval,
-        config.upstream.refresh_min_interval,
-        (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes),
-    )
-    .await?;
+    for p in &provisioned {
+        ctxs.push(new_context(upstream_auth(&config, Some(p.acl_user.clone()), Some(p.password.clone()))?));
+    }
+    let identities: Vec<(UpstreamCredentials, Identity)> =
+        mapped.iter().enumerate().map(|(i, c)| (c.clone(), Identity::new(i as u16 + 1))).collect();
+    let topology = match &config.backend {
+        Backend::Cluster => {
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::discover(
+                upstreams,
+                config.upstream.seeds.clone(),
+                config.upstream.refresh_interval,
+                config.upstream.refresh_min_interval,
+                replica_reads(&config),
+            )
+            .await?
+        }
+        backend => {
+            let node_ctx = Arc::new(new_context(upstream_auth(
+                &config,
+                config.upstream.user.clone(),
+                config.upstream.password.clone(),
+            )?));
+            let (resolver, interval) = group_resolver(backend, node_ctx.clone(), &metrics, &config)?;
+            let first = match resolver.resolve().await {
+                Ok(view) => view,
+                Err(failure) => anyhow::bail!(
+                    "cannot discover the {} group '{}':\n  {}",
+                    resolver.kind(),
+                    resolver.name(),
+                    failure.reasons.join("\n  ")
+                ),
+            };
+            limits.databases = databases(&first, &resolver, &node_ctx).await;
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            TopologyManager::for_group(
+                upstreams,
+                resolver,
+                first,
+                interval,
+                config.upstream.refresh_min_interval,
+                replica_reads(&config),
+            )
+        }
+    };
     let client_tls = match &config.listen.tls {
         Some(t) => Some(Arc::new(ClientTls::new(t.clone()).context("client TLS")?)),
         None => None,
     };
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let started = Instant::now();
-    let start_monitor = |observe: Option<Arc<Observe>>| async {
-        if let Some(addr) = config.metrics_listen {
-            let l =
-                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
-            tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health)");
-            let monitor = crate::monitor::Monitor {
-                metrics: metrics.clone(),
-                topology: topology.clone(),
-                started,
-                shutdown: shutdown_rx.clone(),
-                observe,
-                max_clients: config.listen.max_clients as u64,
-            };
-            tokio::spawn(crate::monitor::serve(l, monitor));
-        }
-        anyhow::Ok(())
+    // `draining` turns true on SIGTERM (/ready and /health say 503 at once); `stop` after the grace period (no
+    // new clients; sessions finish what is in flight and close); `done` once drained (background tasks end).
+    let (draining_tx, draining_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
+    topology.start_group_watchers(done_rx.clone());
+    let table = match config.nat {
+        None => Some(Arc::new(load_command_table(&topology).await)),
+        Some(_) => None,
     };
-    if let Some(nat) = &config.nat {
-        start_monitor(None).await?;
-        let shutdown = (shutdown_tx, shutdown_rx);
-        return serve_nat(config.clone(), nat.clone(), topology, Arc::new(ctx()), client_tls, starts, shutdown).await;
+    // What the sessions measure (standalone mode): histograms, counts, the slow log.
+    let observe = table.as_ref().map(|table| {
+        let slowlog = Slowlog::new(config.slowlog.threshold_us, config.slowlog.max_len);
+        Arc::new(Observe::new(table.clone(), config.workers, config.latency_tracking, slowlog))
+    });
+    if let Some(observe) = &observe {
+        tokio::spawn(crate::observe::sample_rates(observe.clone(), metrics.clone(), done_rx.clone()));
     }
-    let table = Arc::new(load_command_table(&topology).await);
-    let slowlog = crate::observe::slowlog::Slowlog::new(config.slowlog.threshold_us, config.slowlog.max_len);
-    let observe = Arc::new(Observe::new(table.clone(), config.workers, config.latency_tracking, slowlog));
-    start_monitor(Some(observe.clone())).await?;
-    tokio::spawn(crate::observe::sample_rates(observe.clone(), metrics.clone(), shutdown_rx.clone()));
-    let users = if config.users.is_empty() {
-        None
-    } else {
-        let users = compile_users(&config, &table, &mapped, &provisioned).map_err(anyhow::Error::msg)?;
-        check_upstream_identities(&config, &mapped, &topology).await?;
-        tracing::info!(
-            users = config.users.len(),
-            upstream_users = mapped.len(),
-            provisioned_users = provisioned.len(),
-            "clients must authenticate"
-        );
-        Some(Arc::new(users))
+    // Filled once the live settings exist (the endpoint starts before users are compiled and provisioned).
+    let monitor_live = Arc::new(std::sync::OnceLock::new());
+    if let Some(addr) = config.metrics_listen {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+        tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health, /live, /ready)");
+        let monitor = crate::monitor::Monitor {
+            metrics: metrics.clone(),
+            topology: topology.clone(),
+            started: Instant::now(),
+            shutdown: draining_rx.clone(),
+            observe: observe.clone(),
+            live: monitor_live.clone(),
+        };
+        tokio::spawn(crate::monitor::serve(l, monitor));
+    }
+    let users = match &table {
+        Some(table) if !config.users.is_empty() => {
+            let compiled = compile_users(&config, table, &identities, &provisioned).map_err(anyhow::Error::msg)?;
+            check_upstream_identities(&config, &mapped, &topology).await?;
+            tracing::info!(
+                users = compiled.len(),
+                upstream_users = mapped.len(),
+                provisioned_users = provisioned.len(),
+                "clients must authenticate"
+            );
+            Some(Arc::new(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute)))
+        }
+        _ => None,
     };
-    let provisioner = Provisioner::new(topology.clone(), provisioned);
+    let provisioner = Provisioner::new(topology.clone(), provisioned.clone());
     if let (false, Some(users)) = (provisioner.is_empty(), &users) {
         let refused = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!(
@@ -199,77 +253,182 @@ async fn serve(config: Arc<Config>, workers: Vec<Handle>, starts: Vec<oneshot::S
                 "some nodes could not be provisioned yet; slotway keeps trying in the background"
             ),
         }
-        tokio::spawn(provisioner.clone().run(shutdown_rx.clone()));
+        tokio::spawn(provisioner.clone().run(done_rx.clone()));
     }
-
-    let mut listeners = Vec::new();
-    for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
-        if let Some(addr) = addr {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tracing::info!(addr = %l.local_addr()?, tls, workers = config.workers, "slotway listening");
-            listeners.push((l, tls));
-        }
-    }
-
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        topology: topology.clone(),
-        table,
+    let live = Arc::new(Live::new(LiveSettings::new(config.clone(), users, runtime.loaded)));
+    let _ = monitor_live.set(live.clone());
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel::<ReplyTo>();
+    let reloader = Reloader {
+        source: runtime.source,
+        live: live.clone(),
         metrics: metrics.clone(),
-        limits: resp::Limits { max_bulk_len: config.listen.max_bulk_bytes, ..resp::Limits::default() },
+        log: runtime.log_control,
         client_tls: client_tls.clone(),
-        started: Instant::now(),
-        next_client_id: AtomicU64::new(1),
-        scripts: ScriptCache::new(config.scripts),
-        users,
-        per_address: Default::default(),
-        clients: Default::default(),
-        observe,
-    });
-    let mut senders = Vec::new();
-    for start in starts {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
-        let _ =
-            start.send(WorkerStart::Standalone { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
-    }
-    tokio::spawn(topology.clone().run(shutdown_rx.clone()));
-    let acceptors: Vec<_> = listeners
-        .into_iter()
-        .map(|(l, tls)| tokio::spawn(downstream::accept(l, tls, senders.clone(), shutdown_rx.clone())))
-        .collect();
-    drop(senders);
+        topology: topology.clone(),
+        table: table.clone(),
+        identities,
+        provisioned,
+        provisioner: provisioner.clone(),
+    };
+    tokio::spawn(topology.clone().run(done_rx));
 
-    wait_for_signal(client_tls.as_deref(), &metrics).await;
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    let _ = shutdown_tx.send(true);
-    for a in acceptors {
-        let _ = a.await;
-    }
-    drain(&config, &metrics).await;
+    let stopped = if let Some(nat) = &config.nat {
+        let connect = topology.upstreams().context(Identity::DEFAULT).expect("the default identity").clone();
+        let shared = Arc::new(nat::session::NatShared {
+            config: config.clone(),
+            nat: nat.clone(),
+            connect,
+            topology: topology.clone(),
+            map: watch::channel(Arc::new(nat::listeners::NatMap::default())).1,
+            client_tls: client_tls.clone(),
+            metrics: metrics.clone(),
+            limits: resp::Limits::default(),
+            live: live.clone(),
+        });
+        start_nat(shared, nat.clone(), &topology, starts, stop_rx.clone()).await?
+    } else {
+        let mut listeners = Vec::new();
+        for (addr, tls) in [(config.listen.addr, false), (config.listen.tls_addr, true)] {
+            if let Some(addr) = addr {
+                let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                tracing::info!(addr = %l.local_addr()?, tls, workers = config.workers, "slotway listening");
+                listeners.push((l, tls));
+            }
+        }
+        let shared = Arc::new(Shared {
+            live: live.clone(),
+            topology: topology.clone(),
+            table: table.clone().expect("standalone mode has a command table"),
+            metrics: metrics.clone(),
+            client_tls: client_tls.clone(),
+            reload: Some(ReloadTrigger(reload_tx)),
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            scripts: ScriptCache::new(config.scripts),
+            per_address: Default::default(),
+            clients: Default::default(),
+            observe: observe.clone().expect("standalone mode observes its requests"),
+        });
+        let mut senders = Vec::new();
+        for start in starts {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            let _ =
+                start.send(WorkerStart::Standalone { shared: shared.clone(), incoming: rx, shutdown: stop_rx.clone() });
+        }
+        let acceptors: Vec<_> = listeners
+            .into_iter()
+            .map(|(l, tls)| tokio::spawn(downstream::accept(l, tls, senders.clone(), stop_rx.clone())))
+            .collect();
+        drop(senders);
+        acceptors
+    };
+
+    sd_notify("READY=1");
+    control_loop(&mut signals, reloader, reload_rx).await;
+    sd_notify("STOPPING=1");
+    shut_down(&mut signals, &live, &metrics, draining_tx, stop_tx, stopped).await;
     if !provisioner.is_empty() {
         provisioner.retire().await;
     }
+    let _ = done_tx.send(true);
     Ok(())
 }
 
-/// Compiles the configured users against the command table, each with its upstream identity: a mapped user's
-/// cluster user (`mapped[i]` is identity `i + 1`), a provisioned user's own. Warns about users that may run
-/// pub/sub commands but have no channel (Redis 7's default). What a reload that changes the users runs too, then
-/// [`Provisioner::reprovision`] with the result (a provisioned user added since start has no identity: it comes
-/// out as a user of `[upstream]`, and `reprovision` names it).
-pub fn compile_users(
+/// The resolver of a single-group backend and how often it runs.
+fn group_resolver(
+    backend: &Backend,
+    node_ctx: Arc<ConnectContext>,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) -> Result<(GroupResolver, Duration)> {
+    Ok(match backend {
+        Backend::Cluster => unreachable!("a cluster has no group resolver"),
+        Backend::Servers(s) => {
+            (GroupResolver::Static(StaticGroup::new(s.addresses.clone(), node_ctx, s.timeout)), s.poll_interval)
+        }
+        Backend::Sentinel(s) => {
+            let tls = match &s.tls {
+                Some(t) => {
+                    if t.insecure_skip_verify {
+                        tracing::warn!("sentinel TLS certificate verification is OFF: development only");
+                    }
+                    Some((tls::client_config(t).context("sentinel TLS")?, t.clone()))
+                }
+                None => None,
+            };
+            let auth =
+                UpstreamAuth { tls, user: s.user.clone(), password: s.password.clone(), connect_timeout: s.timeout };
+            let mut sentinel_ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), None);
+            sentinel_ctx.cluster = false;
+            let sentinel_ctx = Arc::new(sentinel_ctx);
+            let group =
+                SentinelGroup::new(s.addresses.clone(), s.master_name.clone(), sentinel_ctx, node_ctx, s.timeout);
+            (GroupResolver::Sentinel(group), s.poll_interval)
+        }
+    })
+}
+
+/// How many databases a single group's nodes have (`CONFIG GET databases` on the primary, or on any server); 16,
+/// Redis's default, when they don't say.
+async fn databases(first: &GroupView, resolver: &GroupResolver, ctx: &ConnectContext) -> u16 {
+    let mut asked: Vec<NodeAddr> = first.primary.iter().map(|p| p.addr.clone()).collect();
+    if let GroupResolver::Static(s) = resolver {
+        asked.extend(s.servers().iter().cloned());
+    }
+    for addr in asked {
+        let Ok(replies) = probe::call(&addr, ctx, &[&[b"CONFIG", b"GET", b"databases"]], Duration::from_secs(2)).await
+        else {
+            continue;
+        };
+        let n = replies[0].as_array().and_then(|a| a.get(1)).and_then(Value::as_int);
+        if let Some(n) = n.and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) {
+            return n;
+        }
+    }
+    tracing::info!("the nodes don't say how many databases they have (CONFIG GET databases); assuming 16");
+    16
+}
+
+/// The TLS settings and credentials for connections to the nodes as `user` (TLS certificates read and checked).
+pub(crate) fn upstream_auth(
+    config: &Config,
+    user: Option<String>,
+    password: Option<crate::config::Secret>,
+) -> Result<UpstreamAuth> {
+    let tls = match &config.upstream.tls {
+        Some(t) => Some((tls::client_config(t).context("upstream TLS")?, t.clone())),
+        None => None,
+    };
+    Ok(UpstreamAuth { tls, user, password, connect_timeout: config.upstream.connect_timeout })
+}
+
+/// Whether reads may go to replicas (and their lag bound), for the topology.
+pub(crate) fn replica_reads(config: &Config) -> Option<i64> {
+    (config.listen.read_from != crate::config::ReadFrom::Primary).then_some(config.listen.max_replica_lag_bytes)
+}
+
+/// slotway's users compiled against the command table, each with its upstream identity: a mapped user's cluster
+/// user (from `identities`), a provisioned user's own (from `provisioned`). Warns about users that may run pub/sub
+/// commands but have no channel (Redis 7's default). Run at start and by a reload, which then calls
+/// [`Provisioner::reprovision`] with the result (a provisioned user added since start has no identity: it comes out
+/// as a user of `[upstream]`, and `reprovision` names it).
+pub(crate) fn compile_users(
     config: &Config,
     table: &CommandTable,
-    mapped: &[crate::config::UpstreamCredentials],
+    identities: &[(UpstreamCredentials, Identity)],
     provisioned: &[NodeIdentity],
-) -> Result<crate::auth::Users, String> {
+) -> Result<Vec<crate::auth::User>, String> {
     let mut compiled = Vec::new();
     for u in &config.users {
         let mut user =
             crate::auth::compile(&u.name, u.password_hashes.clone(), &u.rules, table, config.acl_pubsub_default)?;
-        if let Some(index) = u.upstream.as_ref().and_then(|creds| mapped.iter().position(|c| c == creds)) {
-            user.upstream = Identity::new(index as u16 + 1);
+        if let Some(creds) = &u.upstream {
+            user.upstream = identities
+                .iter()
+                .find(|(c, _)| c == creds)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| format!("user {}: no upstream identity for '{}'", u.name, creds.user))?;
         }
         if let Some(p) = provisioned.iter().find(|p| p.slotway_user == u.name) {
             user.upstream = p.identity;
@@ -284,7 +443,126 @@ pub fn compile_users(
         }
         compiled.push(user);
     }
-    Ok(crate::auth::Users::new(compiled, config.auth_max_failures_per_minute))
+    Ok(compiled)
+}
+
+/// Tells systemd (a `Type=notify` unit: `NOTIFY_SOCKET` is set) how far slotway is: `READY=1` once it serves,
+/// `RELOADING=1` during a SIGHUP reload, `STOPPING=1` when shutdown begins. Nothing happens without systemd.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let socket = UnixDatagram::unbound()?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        let addr = match bytes.strip_prefix(b"@") {
+            // An abstract socket (Linux).
+            Some(name) => <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        socket.send_to_addr(state.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, state, "cannot notify systemd");
+    }
+}
+
+/// The signals slotway acts on.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+enum Sig {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => Sig::Stop,
+            _ = self.int.recv() => Sig::Stop,
+            _ = self.hup.recv() => Sig::Reload,
+        }
+    }
+}
+
+/// Serves reloads (SIGHUP, `SLOTWAY RELOAD`) until SIGTERM or SIGINT.
+async fn control_loop(signals: &mut Signals, mut reloader: Reloader, mut requests: mpsc::UnboundedReceiver<ReplyTo>) {
+    loop {
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Sig::Stop => return,
+                Sig::Reload => {
+                    sd_notify("RELOADING=1");
+                    let _ = reloader.reload("SIGHUP").await;
+                    sd_notify("READY=1");
+                }
+            },
+            Some(reply_to) = requests.recv() => {
+                let reply = match reloader.reload("SLOTWAY RELOAD").await {
+                    Ok(summary) => {
+                        let mut b = bytes::BytesMut::new();
+                        resp::encode::simple(&mut b, &format!("OK {summary}"));
+                        b.freeze()
+                    }
+                    Err(problems) => {
+                        crate::downstream::error_reply(&format!("ERR reload failed, nothing changed: {problems}"))
+                    }
+                };
+                reply_to.deliver(Ok(reply));
+            }
+        }
+    }
+}
+
+/// SIGTERM (or SIGINT): not ready at once, serve on for the grace period (a second signal cuts it short), stop
+/// accepting, let the sessions finish what is in flight (at most the drain timeout), then return; the workers'
+/// runtimes are dropped after this, which closes whatever is left and every node connection.
+async fn shut_down(
+    signals: &mut Signals,
+    live: &Live,
+    metrics: &Metrics,
+    draining: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    acceptors: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let settings = live.load().config.shutdown;
+    let _ = draining.send(true);
+    tracing::info!(
+        grace_ms = settings.grace.as_millis() as u64,
+        "shutting down: /ready now says 503; still serving during the grace period"
+    );
+    if !settings.grace.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.grace) => {}
+            _ = async { while !matches!(signals.next().await, Sig::Stop) {} } => {
+                tracing::info!("second stop signal: ending the grace period now");
+            }
+        }
+    }
+    let _ = stop.send(true);
+    for a in acceptors {
+        let _ = a.await;
+    }
+    tracing::info!(
+        open = metrics.connections_current.load(Ordering::Relaxed),
+        drain_timeout_ms = settings.drain_timeout.as_millis() as u64,
+        "no longer accepting clients; finishing in-flight requests, closing idle clients"
+    );
+    drain(settings.drain_timeout, metrics).await;
 }
 
 /// The distinct cluster credentials slotway's users map to, in order of first mention: `[i]` is identity `i + 1`.
@@ -311,7 +589,7 @@ async fn check_upstream_identities(
         let ctx = topology.upstreams().context(Identity::new(i as u16 + 1)).expect("one context per identity");
         let users: Vec<&str> =
             config.users.iter().filter(|u| u.upstream.as_ref() == Some(creds)).map(|u| u.name.as_str()).collect();
-        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false).await {
+        match connect(&addr, ctx, resp::encode::Protocol::Resp2, false, 0).await {
             Ok(_) => {}
             Err(e) if e.is_fatal() => anyhow::bail!(
                 "user {}: cannot log in to the cluster as upstream user '{}' ({addr}): {e}",
@@ -326,49 +604,41 @@ async fn check_upstream_identities(
     Ok(())
 }
 
-/// Waits (up to the shutdown grace) for open client connections to finish.
-async fn drain(config: &Config, metrics: &Metrics) {
-    let deadline = Instant::now() + config.shutdown_grace;
+/// Waits (at most `timeout`) for the open client connections to finish.
+async fn drain(timeout: Duration, metrics: &Metrics) {
+    let deadline = Instant::now() + timeout;
     while metrics.connections_current.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(open = metrics.connections_current.load(Ordering::Relaxed), "stopped");
+    match metrics.connections_current.load(Ordering::Relaxed) {
+        0 => tracing::info!("every client connection finished; stopped"),
+        open => tracing::warn!(open, "drain timeout reached; closing the remaining client connections; stopped"),
+    }
 }
 
-/// Cluster NAT mode: a listener per node (following the topology), sessions on the workers.
-async fn serve_nat(
-    config: Arc<Config>,
+/// Cluster NAT mode: a listener per node (following the topology), sessions on the workers. Returns the task that
+/// manages the listeners; it ends (closing them) once `stop` flips.
+async fn start_nat(
+    mut shared: Arc<nat::session::NatShared>,
     nat: crate::config::NatConfig,
-    topology: Arc<TopologyManager>,
-    connect: Arc<ConnectContext>,
-    client_tls: Option<Arc<ClientTls>>,
+    topology: &Arc<TopologyManager>,
     starts: Vec<oneshot::Sender<WorkerStart>>,
-    (shutdown_tx, shutdown_rx): (watch::Sender<bool>, watch::Receiver<bool>),
-) -> Result<()> {
-    let metrics = connect.metrics.clone();
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let (map_tx, map_rx) = watch::channel(Arc::new(nat::listeners::NatMap::default()));
-    let shared = Arc::new(nat::session::NatShared {
-        config: config.clone(),
-        nat: nat.clone(),
-        connect,
-        topology: topology.clone(),
-        map: map_rx,
-        client_tls: client_tls.clone(),
-        metrics: metrics.clone(),
-        limits: resp::Limits::default(),
-    });
+    Arc::get_mut(&mut shared).expect("not shared yet").map = map_rx;
     let mut senders = Vec::new();
     for start in starts {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
-        let _ = start.send(WorkerStart::Nat { shared: shared.clone(), incoming: rx, shutdown: shutdown_rx.clone() });
+        let _ = start.send(WorkerStart::Nat { shared: shared.clone(), incoming: rx, shutdown: stop.clone() });
     }
     tracing::info!(
         announce = %nat.announce_host,
         bind = %nat.bind,
-        tls = client_tls.is_some(),
+        tls = shared.client_tls.is_some(),
         auth = nat.password.is_some(),
-        workers = config.workers,
+        workers = shared.config.workers,
         "slotway in cluster NAT mode"
     );
     let mut listeners = nat::listeners::Listeners::new(nat, senders, map_tx);
@@ -376,15 +646,7 @@ async fn serve_nat(
     if let Err(errors) = listeners.start(&mut changes).await {
         anyhow::bail!("cannot open the node listeners:\n  {}", errors.join("\n  "));
     }
-    let manager = tokio::spawn(listeners.run(changes, shutdown_rx.clone()));
-    tokio::spawn(topology.clone().run(shutdown_rx.clone()));
-
-    wait_for_signal(client_tls.as_deref(), &metrics).await;
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    let _ = shutdown_tx.send(true);
-    let _ = manager.await;
-    drain(&config, &metrics).await;
-    Ok(())
+    Ok(vec![tokio::spawn(listeners.run(changes, stop))])
 }
 
 /// The nodes' own COMMAND table (so new commands and modules route correctly), or the built-in one.
@@ -401,30 +663,4 @@ async fn load_command_table(topology: &TopologyManager) -> CommandTable {
         }
     }
     CommandTable::builtin()
-}
-
-/// Waits for SIGINT or SIGTERM. SIGHUP re-reads the client TLS certificates in the meantime.
-async fn wait_for_signal(client_tls: Option<&ClientTls>, metrics: &Metrics) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => match client_tls {
-                Some(t) => match t.reload() {
-                    Ok(()) => {
-                        Metrics::incr(&metrics.reloads);
-                        tracing::info!(cert = %t.settings.cert.display(), "client TLS certificates reloaded")
-                    }
-                    Err(e) => {
-                        Metrics::incr(&metrics.reload_failures);
-                        tracing::error!(error = %e, "client TLS reload failed; keeping the old certificates")
-                    }
-                },
-                None => tracing::info!("SIGHUP: nothing to reload"),
-            },
-        }
-    }
 }

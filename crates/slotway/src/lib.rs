@@ -1,5 +1,6 @@
-//! slotway: a Redis/Valkey Cluster proxy. One standalone endpoint for a whole cluster: it routes each command by
-//! hash slot, follows MOVED/ASK itself, and speaks TLS and AUTH to the nodes.
+//! slotway: a Redis/Valkey proxy. One standalone endpoint for a whole Redis Cluster (it routes each command by hash
+//! slot and follows MOVED/ASK itself), or for a primary/replica group managed by Sentinel or a static set of servers
+//! (it follows the primary, verified with ROLE); TLS and AUTH to the nodes.
 //!
 //! # Layout
 //! - [`config`] — flags + TOML file + environment → a validated [`config::Config`]; TLS client configs.
@@ -7,7 +8,10 @@
 //! - [`command`] — the command table (from the nodes' COMMAND reply): arity, flags, key positions, routing shape.
 //! - [`upstream`] — node connections: connect, TLS, AUTH, pipelining with batched writes, FIFO reply matching;
 //!   dedicated connections (transactions, blocking commands) and pub/sub connections.
-//! - [`topology`] — the live slot map behind an `ArcSwap`; the refresher task with merged triggers.
+//! - [`backend`] — discovery of a single replication group: Sentinel ([`backend::sentinel`]) or a static set of
+//!   servers ([`backend::servers`]), each primary verified with ROLE.
+//! - [`topology`] — the live topology (replication groups and their placement: slots or single) behind an
+//!   `ArcSwap`; the refresher task with merged triggers.
 //! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
 //! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure, transactions,
 //!   pub/sub), local commands.
@@ -15,28 +19,37 @@
 //! - [`metrics`] — counters.
 //! - [`observe`] — per-worker latency histograms and per-command counts, the slow log, INFO's Redis-format
 //!   sections, the labelled series of `/metrics`, per-client tracing.
-//! - [`monitor`] — the monitoring HTTP endpoint (`/metrics`, `/health`).
+//! - [`monitor`] — the monitoring HTTP endpoint: `/metrics`, `/health`, `/live`, `/ready`.
+//! - [`live`] — the settings that can change while slotway runs (config, users), swapped whole.
+//! - [`reload`] — re-reading the configuration (SIGHUP, `SLOTWAY RELOAD`): check everything, then apply.
+//! - [`logging`] — stderr logs as text or JSON lines, with a reloadable level.
+//! - [`build_info`] — version, git commit and build profile.
 //! - [`scripts`] — the script bodies slotway has seen, for NOSCRIPT recovery.
 //! - [`auth`] — slotway's own users: ACL rules (commands, keys, channels), passwords, the `ACL` command.
 //! - [`provision`] — `provision_upstream`: ACL users with slotway's users' rules, kept on every node.
 //! - [`app`] — wiring and shutdown.
 //!
-//! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `topology` ← `dispatch` ←
+//! Dependencies point one way: `resp` ← `cluster`, `command` ← `upstream` ← `backend` ← `topology` ← `dispatch` ←
 //! `downstream` ← `app`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
+pub mod backend;
+pub mod build_info;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod downstream;
+pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod observe;
 pub mod provision;
+pub mod reload;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

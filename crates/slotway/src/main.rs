@@ -1,17 +1,28 @@
 //! The slotway binary: parse flags, load the config, start logging, run.
 use clap::Parser;
-use slotway::config::{Config, Overrides};
+use slotway::config::Overrides;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// slotway: one standalone Redis endpoint for a whole Redis Cluster, with TLS and AUTH to the nodes.
+/// slotway: one standalone Redis endpoint for a whole Redis Cluster, a Sentinel-managed primary/replica group or a
+/// static one, with TLS and AUTH to the nodes.
 ///
 /// The upstream password is read from the environment variable SLOTWAY_UPSTREAM_PASSWORD, or from
 /// `upstream.password_file` / `upstream.password_env` in the config file; never from the command line.
 /// Flags override the config file. See docs/CONFIG.md for every setting.
 #[derive(Parser, Debug)]
-#[command(name = "slotway", version, about, long_about)]
+#[command(name = "slotway", version = slotway::build_info::VERSION_LINE, about, long_about)]
 struct Cli {
+    /// Check the configuration (file, flags and environment: syntax, values, files readable, certificates and
+    /// keys, users' rules) without connecting anywhere or binding ports; print every problem, exit 0 if there is
+    /// none and 1 otherwise.
+    #[arg(long)]
+    check_config: bool,
+    /// Ask a running slotway's monitoring endpoint whether it is ready (GET /ready) and exit 0 if so, 1 if not:
+    /// for container health checks, with no shell or curl in the image. ADDR is IP:PORT of `metrics_listen`,
+    /// optionally followed by a path (`127.0.0.1:9121/live`).
+    #[arg(long, value_name = "ADDR", exclusive = true)]
+    probe: Option<String>,
     /// TOML config file; flags given here override its settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -50,6 +61,28 @@ struct Cli {
     /// A seed node of the cluster (repeat for several; the first that answers is used).
     #[arg(long = "cluster", value_name = "HOST:PORT")]
     cluster: Vec<String>,
+    /// A Redis Sentinel watching the group (repeat for several; asked in order). Needs --sentinel-master.
+    /// The sentinels' password comes from SLOTWAY_SENTINEL_PASSWORD (or sentinel.password_file / password_env).
+    #[arg(long = "sentinel", value_name = "HOST:PORT")]
+    sentinel: Vec<String>,
+    /// The master name the sentinels monitor (`sentinel monitor <NAME> ...`).
+    #[arg(long, value_name = "NAME")]
+    sentinel_master: Option<String>,
+    /// ACL user for AUTH to the sentinels (default: `AUTH <password>`).
+    #[arg(long, value_name = "USER")]
+    sentinel_user: Option<String>,
+    /// Connect to the sentinels with TLS.
+    #[arg(long)]
+    sentinel_tls: bool,
+    /// CA certificate(s) (PEM) to verify the sentinels with [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    sentinel_tls_ca: Option<PathBuf>,
+    /// Name to verify the sentinels' certificates against (and send as SNI).
+    #[arg(long, value_name = "NAME")]
+    sentinel_tls_server_name: Option<String>,
+    /// A server of a static primary/replica set (repeat for each); slotway finds the primary with ROLE.
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    server: Vec<String>,
     /// ACL user for AUTH to the nodes (default: the `default` user, `AUTH <password>`).
     #[arg(long, value_name = "USER")]
     upstream_user: Option<String>,
@@ -87,10 +120,16 @@ struct Cli {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like `slotway=debug` [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log pipelines) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(target) = &cli.probe {
+        return probe(target);
+    }
     let overrides = Overrides {
         listen: cli.listen,
         listen_tls: cli.listen_tls,
@@ -111,31 +150,84 @@ fn main() -> ExitCode {
         workers: cli.workers,
         read_from: cli.read_from,
         log_level: cli.log_level,
+        log_format: cli.log_format,
         mode: cli.mode,
         nat_announce_host: cli.nat_announce_host,
         nat_ports: cli.nat_ports,
         nat_bind: cli.nat_bind,
+        sentinels: cli.sentinel,
+        sentinel_master: cli.sentinel_master,
+        sentinel_user: cli.sentinel_user,
+        sentinel_tls: cli.sentinel_tls,
+        sentinel_tls_ca: cli.sentinel_tls_ca,
+        sentinel_tls_server_name: cli.sentinel_tls_server_name,
+        servers: cli.server,
     };
-    let config = match Config::load(cli.config.as_deref(), &overrides, &|k| std::env::var(k).ok()) {
+    let source = slotway::live::ConfigSource::new(cli.config.clone(), overrides);
+    let loaded = source.load(&|k| std::env::var(k).ok());
+    if cli.check_config {
+        return check_config(&source, loaded);
+    }
+    let (config, loaded) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("slotway: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let log_control = slotway::logging::init(config.log_format, &config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
 
-    match slotway::app::run(config) {
+    match slotway::app::run(config, slotway::app::Runtime { source, loaded, log_control }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("slotway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config`: every problem on stdout, one per line, and the verdict; nothing is connected or bound.
+fn check_config(
+    source: &slotway::live::ConfigSource,
+    loaded: Result<(slotway::config::Config, slotway::live::Loaded), slotway::config::ConfigError>,
+) -> ExitCode {
+    let what = source.describe();
+    match loaded {
+        Ok((config, loaded)) => {
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
+            println!("{what}: configuration OK (sha256 {})", loaded.hash);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for problem in &e.0 {
+                println!("error: {problem}");
+            }
+            let n = e.0.len();
+            println!("{what}: {n} problem{} found", if n == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--probe ADDR[/PATH]`: one HTTP GET (default path `/ready`) with a short timeout; exit 0 on a 2xx answer.
+fn probe(target: &str) -> ExitCode {
+    match slotway::monitor::probe(target, std::time::Duration::from_secs(3)) {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            println!("{status} {}", body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            println!("{status} {}", body.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("probe {target}: {e}");
             ExitCode::FAILURE
         }
     }

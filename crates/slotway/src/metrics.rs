@@ -129,10 +129,34 @@ metrics! {
     pubsub_output_limit_disconnects,
     /// Subscribers disconnected because a pub/sub connection to a node failed (their subscriptions were lost).
     pubsub_connection_failures,
-    /// Reloads on SIGHUP that succeeded.
-    reloads,
-    /// Reloads on SIGHUP that failed (the old settings stay in use).
-    reload_failures,
+    /// Refresh requests because a sentinel published an event about the group.
+    refresh_requests_sentinel_event,
+    /// Resolutions of a single replication group (Sentinel or static servers), by what triggered them: the timer.
+    group_resolutions_periodic,
+    /// Group resolutions triggered by a sentinel event.
+    group_resolutions_sentinel_event,
+    /// Group resolutions triggered by READONLY, LOADING or MASTERDOWN from a node.
+    group_resolutions_node_not_ready,
+    /// Group resolutions triggered by an unreachable node or a lost connection.
+    group_resolutions_unreachable,
+    /// Group resolutions triggered by a failed health check, an operator (SLOTWAY REFRESH) or no primary.
+    group_resolutions_other,
+    /// Group resolutions that found no primary slotway could trust.
+    group_resolutions_without_primary,
+    /// Group resolutions that got no answer at all (every sentinel or server unreachable).
+    group_resolution_failures,
+    /// Times the group's primary changed (including to none and back).
+    group_primary_changes,
+    /// Nodes named as the primary that answered ROLE with another role (and were not used).
+    group_role_mismatches,
+    /// Times a sentinel's failover event stopped traffic to the primary before the next resolution.
+    group_fences,
+    /// Sentinel events about the group received (each asks for a resolution).
+    sentinel_events,
+    /// Configuration reloads (SIGHUP, `SLOTWAY RELOAD`) applied.
+    config_reloads_ok,
+    /// Configuration reloads refused (invalid file, bad certificate, credentials the nodes refuse): nothing changed.
+    config_reloads_failed,
 }
 
 /// The metrics that go up and down (the others only count up).

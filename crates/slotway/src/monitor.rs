@@ -1,8 +1,13 @@
-//! The monitoring endpoint (`metrics_listen`): plain HTTP/1.1 with two resources.
+//! The monitoring endpoint (`metrics_listen`): plain HTTP/1.1 with four resources.
 //!
 //! - `GET /metrics`: every counter of [`Metrics`] plus a few facts about the topology, in Prometheus's text format.
 //! - `GET /health`: `200 ok` while slotway can serve every slot, `503` with the reason otherwise (slots without a
-//!   primary, or shutting down), for load balancers' and orchestrators' health checks.
+//!   primary, or shutting down), for load balancers' health checks.
+//! - `GET /live`: `200` while the process runs, draining included (a liveness probe that never restarts a pod
+//!   that is shutting down cleanly, nor one whose cluster is having trouble).
+//! - `GET /ready`: `200` until shutdown begins, then `503` at once (a readiness probe: the pod leaves the
+//!   Service's endpoints while it keeps serving for `shutdown.grace_ms`). Slots without a primary don't make it
+//!   unready: every slotway would drop out together, and clients get a clear CLUSTERDOWN instead.
 //!
 //! It runs on the control runtime, so a scrape never takes time from the workers, and it needs no password: bind it
 //! to a private address.
@@ -35,8 +40,8 @@ pub struct Monitor {
     pub shutdown: watch::Receiver<bool>,
     /// Per-command, per-outcome and per-node series (standalone mode; None in nat mode).
     pub observe: Option<Arc<Observe>>,
-    /// `client.max_clients`, so alerts can compare the open connections with it.
-    pub max_clients: u64,
+    /// The settings in force, once slotway has them: `slotway_max_clients` follows reloads of `client.max_clients`.
+    pub live: Arc<std::sync::OnceLock<Arc<crate::live::Live>>>,
 }
 
 /// Serves the endpoint on `listener` until the runtime stops.
@@ -71,33 +76,77 @@ pub async fn serve(listener: TcpListener, monitor: Monitor) {
 
 fn respond(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if !matches!(path, "/metrics" | "/health") {
-        return text(StatusCode::NOT_FOUND, "not found: try /metrics or /health\n".into());
+    if !matches!(path, "/metrics" | "/health" | "/live" | "/ready") {
+        return text(StatusCode::NOT_FOUND, "not found: try /metrics, /health, /live or /ready\n".into());
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if path == "/health" {
-        let unassigned = monitor.topology.load().map.unassigned_slots();
-        let (status, body) = health(unassigned, *monitor.shutdown.borrow());
-        return text(status, body);
+    match path {
+        "/health" => {
+            let problem = monitor.topology.load().health_problem();
+            let (status, body) = health(problem.as_deref(), *monitor.shutdown.borrow());
+            return text(status, body);
+        }
+        "/live" => return text(StatusCode::OK, "ok\n".into()),
+        "/ready" => {
+            let (status, body) = ready(*monitor.shutdown.borrow());
+            return text(status, body);
+        }
+        _ => {}
     }
     let mut r = text(StatusCode::OK, render(monitor));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
     r
 }
 
-/// The health verdict from the number of slots without a primary and whether shutdown has begun.
-pub fn health(unassigned_slots: usize, shutting_down: bool) -> (StatusCode, String) {
+/// The health verdict from what keeps slotway from serving every key (slots without a primary, a group without
+/// one: [`crate::topology::Topology::health_problem`]) and whether shutdown has begun.
+pub fn health(problem: Option<&str>, shutting_down: bool) -> (StatusCode, String) {
+    match problem {
+        _ if shutting_down => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        None => (StatusCode::OK, "ok\n".into()),
+    }
+}
+
+/// The readiness verdict: ready until shutdown begins.
+pub fn ready(shutting_down: bool) -> (StatusCode, String) {
     if shutting_down {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
-    } else if unassigned_slots > 0 {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{unassigned_slots} slots have no primary\n"))
     } else {
-        (StatusCode::OK, "ok\n".into())
+        (StatusCode::OK, "ready\n".into())
     }
+}
+
+/// One GET for `slotway --probe`: `target` is `IP:PORT` (path `/ready`) or `IP:PORT/path`. Returns the status
+/// code and body. Plain std I/O with `timeout` on connect, write and read: it runs before any runtime exists.
+pub fn probe(target: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let (addr, path) = match target.find('/') {
+        Some(i) => (&target[..i], &target[i..]),
+        None => (target, "/ready"),
+    };
+    let sockaddr: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("bad address '{addr}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for '{addr}'"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sockaddr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| "not an HTTP response".to_string())?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Ok((status, body))
 }
 
 /// The `/metrics` page: the counters, then the topology facts `INFO proxy` also shows.
@@ -112,12 +161,29 @@ fn render(monitor: &Monitor) -> String {
     };
     gauge("uptime_seconds", "Seconds since slotway started.", monitor.started.elapsed().as_secs());
     gauge("topology_version", "Slot maps adopted since start (1 = the one found at discovery).", topo.version);
-    gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
-    gauge("unassigned_slots", "Slots no primary serves in the current slot map.", topo.map.unassigned_slots() as u64);
-    gauge("max_clients", "Clients allowed at once (client.max_clients).", monitor.max_clients);
+    if let Some(live) = monitor.live.get() {
+        let max_clients = live.load().config.listen.max_clients as u64;
+        gauge("max_clients", "Clients allowed at once (client.max_clients).", max_clients);
+    }
+    match monitor.topology.group_report() {
+        None => {
+            gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
+            gauge(
+                "unassigned_slots",
+                "Slots no primary serves in the current slot map.",
+                topo.map.unassigned_slots() as u64,
+            );
+        }
+        Some(g) => group_metrics(&mut out, &g),
+    }
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
-    let _ = writeln!(out, "slotway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "slotway_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::build_info::COMMIT
+    );
     if let Some(observe) = &monitor.observe {
         // Each node's round trips: every pool of the node (writes, replica reads), every worker.
         let mut nodes: Vec<(String, Snapshot)> = Vec::new();
@@ -142,6 +208,49 @@ fn render(monitor: &Monitor) -> String {
     out
 }
 
+/// A single group's facts: its primary and replicas as labelled gauges, and when its primary last changed.
+fn group_metrics(out: &mut String, g: &crate::topology::GroupReport) {
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let name = label(&g.name);
+    let _ =
+        writeln!(out, "# HELP slotway_group_primary The group's primary (1 while one is known; 0 with addr=\"none\").");
+    let _ = writeln!(out, "# TYPE slotway_group_primary gauge");
+    match &g.primary {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"{}\"}} 1",
+                g.kind,
+                label(&p.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(out, "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"none\"}} 0", g.kind);
+        }
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replica The group's replicas attached to the primary (link up).");
+    let _ = writeln!(out, "# TYPE slotway_group_replica gauge");
+    for r in &g.replicas {
+        let _ = writeln!(out, "slotway_group_replica{{group=\"{name}\",addr=\"{}\"}} 1", label(&r.to_string()));
+    }
+    let _ = writeln!(out, "# HELP slotway_group_replicas Replicas attached to the group's primary.");
+    let _ = writeln!(out, "# TYPE slotway_group_replicas gauge");
+    let _ = writeln!(out, "slotway_group_replicas{{group=\"{name}\"}} {}", g.replicas.len());
+    if let Some((when, why)) = &g.last_change {
+        let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "# HELP slotway_group_last_change_timestamp_seconds When the group's primary last changed, and why."
+        );
+        let _ = writeln!(out, "# TYPE slotway_group_last_change_timestamp_seconds gauge");
+        let _ = writeln!(
+            out,
+            "slotway_group_last_change_timestamp_seconds{{group=\"{name}\",reason=\"{}\"}} {unix}",
+            label(why.split(':').next().unwrap_or(why))
+        );
+    }
+}
+
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -155,10 +264,17 @@ mod tests {
 
     #[test]
     fn health_is_ok_only_with_every_slot_served_and_not_shutting_down() {
-        assert_eq!(health(0, false), (StatusCode::OK, "ok\n".to_string()));
-        assert_eq!(health(5, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
-        assert_eq!(health(0, true).0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(health(16384, true).1, "shutting down\n");
+        assert_eq!(health(None, false), (StatusCode::OK, "ok\n".to_string()));
+        let five = Some("5 slots have no primary");
+        assert_eq!(health(five, false), (StatusCode::SERVICE_UNAVAILABLE, "5 slots have no primary\n".to_string()));
+        assert_eq!(health(None, true).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(health(five, true).1, "shutting down\n");
+    }
+
+    #[test]
+    fn ready_until_shutdown_begins() {
+        assert_eq!(ready(false).0, StatusCode::OK);
+        assert_eq!(ready(true), (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string()));
     }
 
     #[test]

@@ -24,32 +24,60 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// One consistent view of the cluster: the slot map plus the pool of each shard's primary, so routing a slot
-/// to a connection needs no lookup by address.
+/// How keys are placed on a backend's replication groups (see docs/ARCHITECTURE.md, "One model for every
+/// backend"). Fixed for the life of the process by the kind of backend.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Redis Cluster: a key's hash slot decides its group (the slot map's owner table); the keys of one command
+    /// must share a slot on the nodes, so multi-key commands are split per slot.
+    #[default]
+    Slots,
+    /// One replication group takes every key (a Sentinel-managed or static primary/replica set): no slots, any keys
+    /// in one command, databases (`SELECT n`).
+    Single,
+}
+
+/// One consistent view of the backend: its replication groups (`map.shards`: one per cluster shard, or the one
+/// group of a Sentinel/static deployment), how keys are placed on them, and each group's primary pool, so routing a
+/// key to a connection needs no lookup by address.
 pub struct Topology {
+    /// The groups and, for a cluster, which group owns each slot.
     pub map: SlotMap,
-    /// `primaries[shard]` is the pool of that shard's primary; None while the shard has no reachable primary
-    /// (failed, or not announced), so its slots are treated as not served.
+    pub placement: Placement,
+    /// `primaries[group]` is the pool of that group's primary; None while the group has no primary slotway trusts
+    /// (failed, not announced, not verified with ROLE, or two nodes claiming the role), so its keys are not served.
     pub primaries: Vec<Option<Arc<NodePool>>>,
-    /// `replicas[shard]`: READONLY pools of the shard's replicas that are online and not lagging; filled only when
-    /// the read policy can use replicas.
+    /// `replicas[group]`: the pools of the group's replicas that are online and not lagging; filled only when the
+    /// read policy can use replicas.
     pub replicas: Vec<Vec<Arc<NodePool>>>,
     /// Increases by one per change; for logs and tests.
     pub version: u64,
+    /// Why a single group has no primary now (for the clients' error and `/health`); None otherwise.
+    pub problem: Option<Arc<str>>,
 }
 
 impl Topology {
-    /// The pool of the primary serving `slot`, if any shard serves it.
+    /// The group that serves `slot` (a single group serves every key; `slot` is then only a token).
+    #[inline]
+    pub fn group_of(&self, slot: Slot) -> Option<usize> {
+        match self.placement {
+            Placement::Slots => self.map.shard_of(slot).map(usize::from),
+            Placement::Single => Some(0),
+        }
+    }
+
+    /// The pool of the primary serving `slot`, if any group serves it.
+    #[inline]
     pub fn primary_for(&self, slot: Slot) -> Option<&Arc<NodePool>> {
-        self.map.shard_of(slot).and_then(|s| self.primaries[s as usize].as_ref())
+        self.group_of(slot).and_then(|g| self.primaries.get(g)?.as_ref())
     }
 
     /// Where a read-only request for `slot` goes under `policy` (`pick` spreads clients over replicas).
-    /// Err(NoReplica) when the policy demands a replica and the shard has none.
+    /// Err(NoReplica) when the policy demands a replica and the group has none.
     pub fn reader_for(&self, slot: Slot, policy: ReadFrom, pick: usize) -> Result<Option<&Arc<NodePool>>, NoReplica> {
-        let Some(shard) = self.map.shard_of(slot) else { return Ok(None) };
-        let primary = self.primaries[shard as usize].as_ref();
-        let replicas = self.replicas.get(shard as usize).map_or(&[][..], |r| &r[..]);
+        let Some(group) = self.group_of(slot) else { return Ok(None) };
+        let primary = self.primaries.get(group).and_then(Option::as_ref);
+        let replicas = self.replicas.get(group).map_or(&[][..], |r| &r[..]);
         Ok(match policy {
             ReadFrom::Primary => primary,
             ReadFrom::PreferReplica if replicas.is_empty() => primary,
@@ -63,8 +91,11 @@ impl Topology {
         })
     }
 
-    /// Some primary that serves slots, chosen by `pick`, for keyless commands.
+    /// Some primary that serves keys, chosen by `pick`, for keyless commands.
     pub fn any_primary(&self, pick: usize) -> Option<&Arc<NodePool>> {
+        if self.placement == Placement::Single {
+            return self.primaries.first().and_then(Option::as_ref);
+        }
         let serving = || {
             self.map.shards.iter().zip(&self.primaries).filter_map(|(s, p)| p.as_ref().filter(|_| !s.slots.is_empty()))
         };
@@ -73,6 +104,30 @@ impl Topology {
             return None;
         }
         serving().nth(pick % count)
+    }
+
+    /// The error a request gets when its group has no primary once its retries are over.
+    pub fn unserved_error(&self) -> String {
+        match (self.placement, &self.problem) {
+            (Placement::Slots, _) => "CLUSTERDOWN Hash slot not served".to_string(),
+            (Placement::Single, Some(why)) => format!("ERR slotway: no primary: {why}"),
+            (Placement::Single, None) => "ERR slotway: no primary is known yet".to_string(),
+        }
+    }
+
+    /// Why slotway can't serve every key right now (for `/health`), or None when it can.
+    pub fn health_problem(&self) -> Option<String> {
+        match self.placement {
+            Placement::Slots => {
+                let unassigned = self.map.unassigned_slots();
+                (unassigned > 0).then(|| format!("{unassigned} slots have no primary"))
+            }
+            Placement::Single if self.primaries.first().is_some_and(Option::is_some) => None,
+            Placement::Single => Some(match &self.problem {
+                Some(why) => format!("no primary: {why}"),
+                None => "no primary".to_string(),
+            }),
+        }
     }
 }
 
@@ -93,6 +148,8 @@ pub enum RefreshReason {
     HealthCheck = 6,
     /// An operator asked for it (`SLOTWAY REFRESH`).
     Admin = 7,
+    /// A sentinel published an event about the group (`+switch-master`, `+odown`, ...).
+    SentinelEvent = 8,
 }
 
 impl RefreshReason {
@@ -106,6 +163,7 @@ impl RefreshReason {
             5 => "node-not-ready",
             6 => "health-check",
             7 => "admin",
+            8 => "sentinel-event",
             // Woken by a trigger that the previous refresh already took into account.
             _ => "merged",
         }
@@ -216,13 +274,16 @@ pub struct TopologyManager {
     metrics: Arc<Metrics>,
     min_interval: Duration,
     interval: Duration,
-    /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes.
-    replica_reads: Option<i64>,
+    /// Replica pools are built only when reads may go to replicas; with this lag bound in bytes. A config reload
+    /// may change it ([`TopologyManager::set_replica_reads`]).
+    replica_reads: Mutex<Option<i64>>,
     /// Every new topology, for observers (nat mode's listeners); routing reads `current` instead.
     changes: watch::Sender<Arc<Topology>>,
     /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
     refreshes: watch::Sender<u64>,
     state: Mutex<RefreshState>,
+    /// A single replication group's discovery (Sentinel, static servers); None for a cluster.
+    group: Option<group::GroupState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,8 +325,9 @@ impl TopologyManager {
                 metrics,
                 min_interval,
                 interval,
-                replica_reads,
+                replica_reads: Mutex::new(replica_reads),
                 state: Mutex::new(RefreshState { epoch: view.epoch, stale: StaleGuard::default() }),
+                group: None,
             });
             // A connection that fails on its own (health check, node closed it) asks for a refresh. Weak: the
             // manager owns the registry that holds the hook.
@@ -283,6 +345,39 @@ impl TopologyManager {
         // One line per seed, in the order the operator gave them.
         errors.sort_by_key(|(seed, _)| seeds.iter().position(|s| s == seed));
         Err(DiscoveryError(errors.into_iter().map(|(seed, e)| format!("{seed}: {e}")).collect()))
+    }
+
+    /// How keys are placed on groups (fixed for the process).
+    pub fn placement(&self) -> Placement {
+        self.current.load().placement
+    }
+
+    fn replica_reads(&self) -> Option<i64> {
+        *self.replica_reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether reads may go to replicas, and their lag bound (a config reload changed `read_from` or
+    /// `max_replica_lag_bytes`). The map in use is rebuilt at once from the last view (no network: replica
+    /// lists appear or disappear before the next command), then a refresh brings the lag figures up to date.
+    pub fn set_replica_reads(&self, replica_reads: Option<i64>) {
+        let old = std::mem::replace(&mut *self.replica_reads.lock().unwrap_or_else(|e| e.into_inner()), replica_reads);
+        if old == replica_reads {
+            return;
+        }
+        let current = self.current.load_full();
+        let next = match &self.group {
+            // A single group: rebuilt from its last resolution (its replicas' offsets are there).
+            Some(g) => g.rebuild(&self.upstreams, current.version, replica_reads),
+            None => build(&self.upstreams, current.map.shards.clone(), current.version, replica_reads),
+        };
+        self.current.store(Arc::new(next));
+        let _ = self.pending_reason.compare_exchange(
+            0,
+            RefreshReason::Periodic as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.trigger.notify_one();
     }
 
     /// The current topology (a pointer load).
@@ -315,6 +410,7 @@ impl TopologyManager {
             RefreshReason::NodeNotReady => Metrics::incr(&m.refresh_requests_node_not_ready),
             RefreshReason::HealthCheck => Metrics::incr(&m.refresh_requests_health_check),
             RefreshReason::Admin => Metrics::incr(&m.refresh_requests_admin),
+            RefreshReason::SentinelEvent => Metrics::incr(&m.refresh_requests_sentinel_event),
         }
         let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
         self.trigger.notify_one();
@@ -337,7 +433,10 @@ impl TopologyManager {
             }
             last = Instant::now();
             let reason = self.pending_reason.swap(0, Ordering::Relaxed);
-            self.refresh(reason).await;
+            match &self.group {
+                Some(g) => self.refresh_group(g, reason).await,
+                None => self.refresh(reason).await,
+            }
             self.refreshes.send_modify(|n| *n += 1);
         }
     }
@@ -422,10 +521,11 @@ impl TopologyManager {
         let epoch = view.epoch;
         self.state.lock().expect("refresh state poisoned").epoch = epoch;
         let shards = view.shards;
+        let replica_reads = self.replica_reads();
         if same_layout(&shards, &current.map.shards) {
             // Same layout; with replica reads the lag of each replica may have changed.
-            if self.replica_reads.is_some() {
-                let next = build(&self.upstreams, shards, current.version, self.replica_reads);
+            if replica_reads.is_some() {
+                let next = build(&self.upstreams, shards, current.version, replica_reads);
                 if next.replicas.iter().map(Vec::len).ne(current.replicas.iter().map(Vec::len)) {
                     self.current.store(Arc::new(next));
                 }
@@ -433,7 +533,7 @@ impl TopologyManager {
             return;
         }
         let changes = describe_changes(&current.map.shards, &shards);
-        let next = build(&self.upstreams, shards, current.version + 1, self.replica_reads);
+        let next = build(&self.upstreams, shards, current.version + 1, replica_reads);
         tracing::info!(
             version = next.version,
             reason = RefreshReason::name(reason),
@@ -616,7 +716,7 @@ fn build(upstreams: &Upstreams, shards: Vec<ShardInfo>, version: u64, replica_re
             (s.primary.health != Health::Failed && s.primary.addr.port != 0).then(|| upstreams.pool(&s.primary.addr))
         })
         .collect();
-    Topology { map: SlotMap::new(shards), primaries, replicas, version }
+    Topology { map: SlotMap::new(shards), placement: Placement::Slots, primaries, replicas, version, problem: None }
 }
 
 fn log_topology(t: &Topology) {
@@ -699,6 +799,9 @@ async fn fetch_shards_unordered(pool: &NodePool, tls: bool, timeout: Duration) -
         v => parse_cluster_shards_with(&v, &host, ports).map_err(|e| e.to_string()),
     }
 }
+
+mod group;
+pub use group::GroupReport;
 
 #[cfg(test)]
 mod tests;

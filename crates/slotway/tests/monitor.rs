@@ -42,7 +42,15 @@ async fn metrics_and_health_over_http() {
     let before = samples(&page);
     assert_eq!(before["slotway_cluster_shards"], 3.0);
     assert_eq!(before["slotway_unassigned_slots"], 0.0);
-    assert_eq!(before[&format!("slotway_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))], 1.0);
+    assert_eq!(
+        before
+            .iter()
+            .filter(|(k, v)| k
+                .starts_with(&format!("slotway_build_info{{version=\"{}\",commit=\"", env!("CARGO_PKG_VERSION")))
+                && **v == 1.0)
+            .count(),
+        1
+    );
     assert!(page.contains("# TYPE slotway_commands_received_total counter\n"), "{page}");
     assert!(page.contains("# TYPE slotway_connections_current gauge\n"), "{page}");
 

@@ -332,9 +332,12 @@ provision_upstream = true
     }
     assert!(!first.log().contains("alice-pw") && !second.log().contains("alice-pw"));
 
-    // Provisioning writes the rules, not only the password: started with other rules, the node users change
-    // (until config reload exists, a restart is what changes the rules).
-    let third = start_with(&cluster, dir.path(), &config_text.replace("~app:*", "~app2:*"));
+    // Provisioning writes the rules, not only the password: started with other rules, the node users change.
+    let third_config = dir.path().join("third.toml");
+    std::fs::write(&third_config, config_text.replace("~app:*", "~app2:*")).unwrap();
+    let mut args = Proxy::base_args(&cluster);
+    args.extend(["--config".to_string(), third_config.display().to_string()]);
+    let third = Proxy::start_raw(&args, &Proxy::password_env(&cluster));
     for port in cluster.live_ports() {
         let line = alice_line(&cluster, port).unwrap();
         assert!(line.contains(" ~app2:* ") && !line.contains(" ~app:* "), "node {port}: {line}");
@@ -344,6 +347,23 @@ provision_upstream = true
     let reply = alice3.call(&["EVAL", "return redis.call('set','app:{t}q','1')", "1", "app2:{t}y"]);
     assert!(error_starting(&reply, key_error), "{reply:?}");
     assert!(!exists(&cluster, "app:{t}q"));
+
+    // A reload (SIGHUP) that changes the rules rewrites them on every node before clients use them.
+    std::fs::write(&third_config, config_text.replace("~app:*", "~app3:*")).unwrap();
+    third.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.live_ports().into_iter().all(|p| alice_line(&cluster, p).is_some_and(|l| l.contains(" ~app3:* "))) {
+        assert!(Instant::now() < deadline, "rules not re-provisioned on reload\n{}", third.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for port in cluster.live_ports() {
+        let line = alice_line(&cluster, port).unwrap();
+        assert!(!line.contains(" ~app2:* "), "node {port}: {line}");
+    }
+    assert_eq!(alice3.call(&["EVAL", "return redis.call('set','app3:{t}q','1')", "1", "app3:{t}y"]), ok());
+    let reply = alice3.call(&["EVAL", "return redis.call('set','app2:{t}q2','1')", "1", "app3:{t}y"]);
+    assert!(error_starting(&reply, key_error), "{reply:?}");
+    assert!(!exists(&cluster, "app2:{t}q2"));
     drop(third);
 
     // An [upstream] user that may not run ACL SETUSER: slotway refuses to start, saying what it needs.

@@ -690,11 +690,15 @@ fn channel_args(name: &str, argc: usize) -> Option<(usize, usize, bool)> {
 /// Every configured user, plus the per-address record of failed AUTH attempts.
 pub struct Users {
     by_name: std::collections::HashMap<String, std::sync::Arc<User>>,
-    /// Denied commands and failed AUTHs (ACL LOG).
-    pub log: command::AclLog,
-    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    /// Shared with the sets that replace this one (a reload), so replacing the users doesn't reset the limit.
+    failures: std::sync::Arc<FailureRecord>,
+    /// Denied commands and failed AUTHs (ACL LOG); shared with the sets that replace this one, like `failures`.
+    pub log: std::sync::Arc<command::AclLog>,
     max_failures_per_minute: u32,
 }
+
+/// Failed AUTH attempts per address: (count, since).
+type FailureRecord = std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>;
 
 /// The outcome of an AUTH attempt.
 pub enum AuthResult {
@@ -709,6 +713,11 @@ impl Users {
     pub fn new(users: Vec<User>, max_failures_per_minute: u32) -> Users {
         let by_name = users.into_iter().map(|u| (u.name.clone(), std::sync::Arc::new(u))).collect();
         Users { by_name, log: Default::default(), failures: Default::default(), max_failures_per_minute }
+    }
+
+    /// A new set of users that keeps this set's record of failed AUTH attempts (for a reload).
+    pub fn replaced_by(&self, users: Vec<User>, max_failures_per_minute: u32) -> Users {
+        Users { failures: self.failures.clone(), log: self.log.clone(), ..Users::new(users, max_failures_per_minute) }
     }
 
     /// The user a new connection starts as: `default` when it exists and needs no password (as in Redis),

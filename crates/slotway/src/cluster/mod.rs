@@ -19,6 +19,10 @@ pub const SLOT_COUNT: usize = 16384;
 pub struct Slot(u16);
 
 impl Slot {
+    /// Slot 0. In a single replication group every key is placed here: the group has no slots, and one constant
+    /// token makes every "same slot?" check pass.
+    pub const ZERO: Slot = Slot(0);
+
     /// `None` when `n >= 16384`.
     pub fn new(n: u16) -> Option<Slot> {
         ((n as usize) < SLOT_COUNT).then_some(Slot(n))

@@ -64,6 +64,10 @@ pub enum LocalCommand {
     Slowlog,
     /// LATENCY LATEST/HISTORY/RESET/HISTOGRAM about slotway's own clients' requests.
     Latency,
+    /// `SENTINEL get-master-addr-by-name|masters|master|replicas|sentinels|...`: slotway as its clients' sentinel.
+    Sentinel,
+    /// ROLE: `master`, whatever is behind slotway (it is the endpoint for writes).
+    Role,
     /// `ACL ...` about slotway's own users.
     Acl,
 }
@@ -293,6 +297,7 @@ impl CommandTable {
         }
         table.add_missing_client_subcommands();
         table.add_slotway_command();
+        table.add_sentinel_command();
         Ok(table)
     }
 
@@ -427,10 +432,35 @@ impl CommandTable {
             entry("slotway|refresh", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|topology", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|trace", -3, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|reload", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|help", 2, &["loading", "stale"], &["@slow", "@connection"], vec![]),
         ];
         // A well-formed entry by construction.
         let _ = self.add_entry(&entry("slotway", -2, &[], &["@slow"], subs), None);
+    }
+
+    /// SENTINEL, which data nodes don't list (only a sentinel has it): slotway answers the queries a Sentinel client
+    /// makes (`get-master-addr-by-name`, `masters`, `replicas`, ...) with its own address, so clients configured
+    /// for Sentinel can use slotway as their sentinel. Categories as on a sentinel (`@admin @slow @dangerous`).
+    fn add_sentinel_command(&mut self) {
+        if self.is_empty() || self.lookup(b"sentinel").is_some() {
+            return;
+        }
+        let text = |s: &str| Value::Simple(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let entry = Value::Array(vec![
+            text("sentinel"),
+            Value::Integer(-2),
+            Value::Array(vec![text("admin"), text("noscript"), text("loading"), text("stale")]),
+            Value::Integer(0),
+            Value::Integer(0),
+            Value::Integer(0),
+            Value::Array(vec![text("@admin"), text("@slow"), text("@dangerous")]),
+            Value::Array(vec![]),
+            Value::Array(vec![]),
+            Value::Array(vec![]),
+        ]);
+        // A well-formed entry by construction.
+        let _ = self.add_entry(&entry, None);
     }
 
     /// Adds one COMMAND entry (and its subcommands). `container` is set for subcommand entries.

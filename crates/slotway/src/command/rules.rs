@@ -59,6 +59,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "slotway" => Some(LocalCommand::Slotway),
         "slowlog" => Some(LocalCommand::Slowlog),
         "latency" => Some(LocalCommand::Latency),
+        "sentinel" => Some(LocalCommand::Sentinel),
+        "role" => Some(LocalCommand::Role),
         "acl" => Some(LocalCommand::Acl),
         _ => None,
     };

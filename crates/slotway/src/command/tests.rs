@@ -53,8 +53,9 @@ fn builtin_table_loads() {
     let t = CommandTable::builtin();
     assert_eq!(
         t.len(),
-        373,
-        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 4"
+        375,
+        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 5, \
+         plus SENTINEL"
     );
     assert!(!t.is_empty());
     let get = t.lookup(b"get").unwrap();
@@ -411,7 +412,6 @@ fn routes() {
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
-        ("ROLE", UNSUPPORTED_KEYLESS),
         ("PFSELFTEST", UNSUPPORTED_KEYLESS),
     ];
     for (line, reason) in unsupported {
@@ -427,6 +427,9 @@ fn routes() {
     ] {
         assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
     }
+    // slotway answers ROLE (master, in every mode) and SENTINEL (as its clients' sentinel) itself.
+    assert_eq!(route_of(t, "ROLE"), Route::Local(LocalCommand::Role));
+    assert_eq!(route_of(t, "SENTINEL get-master-addr-by-name mymaster"), Route::Local(LocalCommand::Sentinel));
 }
 
 #[test]
@@ -755,7 +758,7 @@ fn module_table(resp3: bool) -> CommandTable {
 fn module_commands_with_key_specs() {
     for resp3 in [false, true] {
         let t = module_table(resp3);
-        assert_eq!(t.len(), 9 + 5, "the module commands, plus SLOTWAY and its subcommands");
+        assert_eq!(t.len(), 9 + 6 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
         assert_eq!(keys_of(&t, "MOD.COPY a b").unwrap(), [1, 2]);
         assert_eq!(keys_of(&t, "mod.copy a b KEYS 2 c d x").unwrap(), [1, 2, 5, 6]);
         assert_eq!(keys_of(&t, "mod.copy a b keys 0").unwrap(), [1, 2]);

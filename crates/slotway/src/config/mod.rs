@@ -19,6 +19,55 @@ use std::time::Duration;
 pub const UPSTREAM_PASSWORD_ENV: &str = "SLOTWAY_UPSTREAM_PASSWORD";
 /// The environment variable that carries the password clients must give slotway's node listeners (nat mode).
 pub const NAT_PASSWORD_ENV: &str = "SLOTWAY_NAT_PASSWORD";
+/// The environment variable that carries the sentinels' password (`[sentinel]`).
+pub const SENTINEL_PASSWORD_ENV: &str = "SLOTWAY_SENTINEL_PASSWORD";
+
+/// What slotway is in front of: exactly one kind per process. Every kind is made of replication groups (one
+/// primary, its replicas); only how they are discovered and how keys are placed on them differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A Redis Cluster: groups and slots from CLUSTER SHARDS, asked of the seeds in `upstream.seeds`.
+    Cluster,
+    /// One group whose primary and replicas Redis Sentinel names.
+    Sentinel(SentinelConfig),
+    /// One group of fixed servers; slotway finds the primary itself with ROLE.
+    Servers(ServersConfig),
+}
+
+impl Backend {
+    /// Whether the backend is one replication group (no slots, databases).
+    pub fn is_single_group(&self) -> bool {
+        !matches!(self, Backend::Cluster)
+    }
+}
+
+/// `[sentinel]`: how to reach the sentinels and which master to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// Sentinels to ask first, in order (more are learned from `SENTINEL sentinels`).
+    pub addresses: Vec<NodeAddr>,
+    /// The name the sentinels monitor the group under.
+    pub master_name: String,
+    /// ACL user and password for the sentinels (their own, separate from the data nodes').
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// TLS to the sentinels (separate from the data nodes' TLS).
+    pub tls: Option<UpstreamTls>,
+    /// The group is resolved this often even without an event.
+    pub poll_interval: Duration,
+    /// One sentinel's (and one node's ROLE) answer must come within this.
+    pub timeout: Duration,
+}
+
+/// `[servers]`: a static primary/replica set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServersConfig {
+    pub addresses: Vec<NodeAddr>,
+    /// Every server is asked ROLE this often.
+    pub poll_interval: Duration,
+    /// One server's ROLE answer must come within this.
+    pub timeout: Duration,
+}
 
 /// How slotway presents the cluster to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,6 +207,9 @@ pub struct ListenConfig {
     /// A replica whose replication offset trails its primary's by more than this many bytes (as of the last
     /// topology refresh) is not read from.
     pub max_replica_lag_bytes: i64,
+    /// After a write, the client's reads go to the primary for `read_your_writes_window` (so it reads its own
+    /// write even when replicas lag); None = reads follow `read_from` always.
+    pub read_your_writes: Option<Duration>,
     /// Clients connected at once; the next gets `-ERR max number of clients reached` and is closed.
     pub max_clients: usize,
     /// Clients connected at once from one IP address (0 = no limit).
@@ -245,6 +297,10 @@ pub struct UpstreamCredentials {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What slotway is in front of (a cluster's seeds are in `upstream.seeds`).
+    pub backend: Backend,
+    /// The master name slotway answers to as a sentinel (`SENTINEL get-master-addr-by-name`, `SENTINEL masters`).
+    pub service_name: String,
     /// slotway's own users; empty = no authentication (like a Redis without requirepass).
     pub users: Vec<UserConfig>,
     /// Failed AUTH attempts allowed per source address per minute before further attempts are refused unchecked.
@@ -263,14 +319,18 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// `tracing` filter, e.g. `info` or `slotway=debug`.
     pub log_level: String,
-    /// How long shutdown waits for in-flight requests before closing connections.
-    pub shutdown_grace: Duration,
-    /// Where the monitoring HTTP endpoint (`/metrics`, `/health`) listens; None = not served.
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// How SIGTERM drains (`[shutdown]`).
+    pub shutdown: ShutdownConfig,
+    /// Where the monitoring HTTP endpoint (`/metrics`, `/health`, `/live`, `/ready`) listens; None = not served.
     pub metrics_listen: Option<SocketAddr>,
     /// Time every request (`latency_tracking`): latency histograms, INFO latencystats and commandstats' `usec`,
     /// SLOWLOG and LATENCY. Off, the sessions never read the clock; counts are kept either way.
     pub latency_tracking: bool,
     pub slowlog: SlowlogConfig,
+    /// Things that are allowed but may not be what was meant (logged at start, printed by `--check-config`).
+    pub warnings: Vec<String>,
 }
 
 /// Which requests SLOWLOG keeps (`[slowlog]`).
@@ -287,6 +347,26 @@ impl Default for SlowlogConfig {
     fn default() -> Self {
         SlowlogConfig { threshold_us: Some(10_000), max_len: 128 }
     }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line with stable field names (`timestamp`, `level`, `target`, `fields.message`, and the
+    /// event's own fields), for log pipelines.
+    Json,
+}
+
+/// What SIGTERM (or SIGINT) does, in order: `/ready` turns 503 at once; slotway keeps serving for `grace`, so
+/// load balancers and Kubernetes endpoints notice; then it stops accepting, lets in-flight requests finish (at most
+/// `drain_timeout`), closes idle clients and node connections, and exits 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    pub grace: Duration,
+    pub drain_timeout: Duration,
 }
 
 /// Command-line flags that can override the config file; `None`/`false` means "not given".
@@ -311,10 +391,20 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub read_from: Option<String>,
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     pub mode: Option<String>,
     pub nat_announce_host: Option<String>,
     pub nat_ports: Option<String>,
     pub nat_bind: Option<String>,
+    /// `--sentinel HOST:PORT` (repeatable).
+    pub sentinels: Vec<String>,
+    pub sentinel_master: Option<String>,
+    pub sentinel_user: Option<String>,
+    pub sentinel_tls: bool,
+    pub sentinel_tls_ca: Option<PathBuf>,
+    pub sentinel_tls_server_name: Option<String>,
+    /// `--server HOST:PORT` (repeatable).
+    pub servers: Vec<String>,
 }
 
 /// All problems found while building a [`Config`], one per line.
@@ -329,14 +419,24 @@ impl Config {
         overrides: &Overrides,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(vec![format!("cannot read config file {}: {e}", path.display())]))?;
-                RawConfig::parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?
+                Self::from_text(path, &text, overrides, env)
             }
-            None => RawConfig::default(),
-        };
+            None => Self::from_raw(RawConfig::default(), overrides, env),
+        }
+    }
+
+    /// [`Config::load`] for a file already read (`path` names it in errors).
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = RawConfig::parse(text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         Self::from_raw(raw, overrides, env)
     }
 
@@ -428,16 +528,119 @@ impl Config {
         }
 
         let seed_texts = if o.cluster.is_empty() { raw.cluster.seeds } else { o.cluster.clone() };
-        if seed_texts.is_empty() {
-            errors.push("cluster: no seed nodes (give --cluster HOST:PORT or cluster.seeds)".to_string());
+        let sentinel_texts = if o.sentinels.is_empty() { raw.sentinel.addresses.clone() } else { o.sentinels.clone() };
+        let server_texts = if o.servers.is_empty() { raw.servers.addresses.clone() } else { o.servers.clone() };
+        let sentinel_given =
+            !sentinel_texts.is_empty() || o.sentinel_master.is_some() || raw.sentinel.master_name.is_some();
+        let kinds = [!seed_texts.is_empty(), sentinel_given, !server_texts.is_empty()];
+        match kinds.iter().filter(|&&k| k).count() {
+            0 => errors.push(
+                "no backend: no seed nodes (--cluster HOST:PORT or cluster.seeds), no sentinels (--sentinel HOST:PORT \
+                 --sentinel-master NAME, or [sentinel]) and no servers (--server HOST:PORT or [servers])"
+                    .to_string(),
+            ),
+            1 => {}
+            _ => errors.push(
+                "give exactly one kind of backend: --cluster (cluster.seeds), --sentinel ([sentinel]) or --server \
+                 ([servers])"
+                    .to_string(),
+            ),
         }
-        let mut seeds = Vec::new();
-        for s in &seed_texts {
-            match NodeAddr::parse(s) {
-                Some(a) => seeds.push(a),
-                None => errors.push(format!("cluster seed '{s}' is not HOST:PORT")),
+        let mut parse_addrs = |what: &str, texts: &[String]| -> Vec<NodeAddr> {
+            let mut out = Vec::new();
+            for s in texts {
+                match NodeAddr::parse(s) {
+                    Some(a) => out.push(a),
+                    None => errors.push(format!("{what} '{s}' is not HOST:PORT")),
+                }
             }
+            out
+        };
+        let seeds = parse_addrs("cluster seed", &seed_texts);
+        let sentinel_addrs = parse_addrs("sentinel", &sentinel_texts);
+        let server_addrs = parse_addrs("server", &server_texts);
+        let ms = Duration::from_millis;
+        let backend = if sentinel_given {
+            let rs = &raw.sentinel;
+            let master_name = o.sentinel_master.clone().or(rs.master_name.clone()).unwrap_or_default();
+            if master_name.is_empty() || master_name.contains(char::is_whitespace) {
+                errors.push(
+                    "sentinel: give the master name the sentinels monitor: --sentinel-master NAME \
+                             (sentinel.master_name)"
+                        .to_string(),
+                );
+            }
+            if sentinel_texts.is_empty() {
+                errors.push("sentinel: no sentinels (give --sentinel HOST:PORT or sentinel.addresses)".to_string());
+            }
+            let password = match env(SENTINEL_PASSWORD_ENV) {
+                Some(p) => Some(Secret::new(p)),
+                None => match read_secret("sentinel", rs.password_file.as_deref(), rs.password_env.as_deref(), env) {
+                    Ok(Some(p)) => Some(p),
+                    Ok(None) => rs.password.clone().map(Secret::new),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+            };
+            let tls_on = o.sentinel_tls || rs.tls.enabled.unwrap_or(false);
+            let tls = tls_on.then(|| UpstreamTls {
+                ca: o.sentinel_tls_ca.clone().or(rs.tls.ca.clone()),
+                cert: rs.tls.cert.clone(),
+                key: rs.tls.key.clone(),
+                server_name: o.sentinel_tls_server_name.clone().or(rs.tls.server_name.clone()),
+                insecure_skip_verify: rs.tls.insecure_skip_verify.unwrap_or(false),
+            });
+            if let Some(t) = &tls {
+                if t.cert.is_some() != t.key.is_some() {
+                    errors.push("sentinel TLS: a client certificate needs both cert and key".to_string());
+                }
+                for p in [&t.ca, &t.cert, &t.key].into_iter().flatten() {
+                    if !p.exists() {
+                        errors.push(format!("sentinel TLS: file {} does not exist", p.display()));
+                    }
+                }
+            } else if o.sentinel_tls_ca.is_some() || o.sentinel_tls_server_name.is_some() {
+                errors.push("sentinel TLS options given without --sentinel-tls (or sentinel.tls.enabled)".to_string());
+            }
+            let poll = rs.poll_interval_ms.unwrap_or(1000);
+            let timeout = rs.timeout_ms.unwrap_or(500);
+            if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
+                errors.push(format!(
+                    "sentinel.poll_interval_ms must be 10..=3600000 and sentinel.timeout_ms 10..=60000, got {poll} \
+                     and {timeout}"
+                ));
+            }
+            Backend::Sentinel(SentinelConfig {
+                addresses: sentinel_addrs,
+                master_name,
+                user: o.sentinel_user.clone().or(rs.user.clone()),
+                password,
+                tls,
+                poll_interval: ms(poll),
+                timeout: ms(timeout),
+            })
+        } else if !server_texts.is_empty() {
+            let poll = raw.servers.poll_interval_ms.unwrap_or(1000);
+            let timeout = raw.servers.timeout_ms.unwrap_or(1000);
+            if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
+                errors.push(format!(
+                    "servers.poll_interval_ms must be 10..=3600000 and servers.timeout_ms 10..=60000, got {poll} \
+                     and {timeout}"
+                ));
+            }
+            Backend::Servers(ServersConfig { addresses: server_addrs, poll_interval: ms(poll), timeout: ms(timeout) })
+        } else {
+            Backend::Cluster
+        };
+        if nat_mode && backend.is_single_group() {
+            errors.push("nat mode is for Redis Cluster: use --cluster, not --sentinel or --server".to_string());
         }
+        let service_name = raw.service_name.clone().unwrap_or_else(|| match &backend {
+            Backend::Sentinel(s) if !s.master_name.is_empty() => s.master_name.clone(),
+            _ => "mymaster".to_string(),
+        });
 
         let up = raw.upstream;
         let password = match resolve_password(&up, env) {
@@ -574,6 +777,26 @@ impl Config {
             },
             max_len: slowlog_max_len,
         };
+        let log_level = o.log_level.clone().or(raw.log_level.clone()).unwrap_or_else(|| "info".to_string());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            errors.push(format!("log_level '{log_level}' is not a level or tracing directive: {e}"));
+        }
+        let log_format = match o.log_format.clone().or(raw.log_format.clone()).as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                errors.push(format!("log_format must be 'text' or 'json', got '{other}'"));
+                LogFormat::Text
+            }
+        };
+        if raw.shutdown_grace_ms.is_some() && raw.shutdown.drain_timeout_ms.is_some() {
+            errors.push("shutdown_grace_ms is the old name of shutdown.drain_timeout_ms: give only one".to_string());
+        }
+        for (what, v) in [("grace_ms", raw.shutdown.grace_ms), ("drain_timeout_ms", raw.shutdown.drain_timeout_ms)] {
+            if v.is_some_and(|v| v > 3_600_000) {
+                errors.push(format!("shutdown.{what} must be at most 3600000 (an hour)"));
+            }
+        }
         let acl_pubsub_default = match raw.auth.acl_pubsub_default.as_deref() {
             None | Some("resetchannels") => crate::auth::PubSubDefault::ResetChannels,
             Some("allchannels") => crate::auth::PubSubDefault::AllChannels,
@@ -582,6 +805,23 @@ impl Config {
                 crate::auth::PubSubDefault::ResetChannels
             }
         };
+        let mut warnings = Vec::new();
+        check_users(&users, &raw.users, acl_pubsub_default, &mut errors, &mut warnings);
+        if let Some(t) = &downstream_tls {
+            if [&t.cert, &t.key].into_iter().chain(&t.client_ca).all(|p| p.exists()) {
+                if let Err(e) = tls::server_config(t) {
+                    errors.push(format!("client TLS: {e}"));
+                }
+            }
+        }
+        if let Some(t) = &tls {
+            if [&t.ca, &t.cert, &t.key].into_iter().flatten().all(|p| p.exists()) && t.cert.is_some() == t.key.is_some()
+            {
+                if let Err(e) = tls::client_config(t) {
+                    errors.push(format!("upstream TLS: {e}"));
+                }
+            }
+        }
         let raw_nat = raw.nat;
         let resolve: std::collections::HashMap<String, String> = raw_nat.resolve.clone().into_iter().collect();
         let nat = if nat_mode { nat_config(raw_nat, o, env, &mut errors) } else { None };
@@ -589,8 +829,9 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
-        let ms = Duration::from_millis;
         Ok(Config {
+            backend,
+            service_name,
             users,
             auth_max_failures_per_minute: raw.auth.max_failures_per_minute.unwrap_or(10),
             acl_pubsub_default,
@@ -605,6 +846,11 @@ impl Config {
                 max_pending_per_client: max_pending,
                 read_from,
                 max_replica_lag_bytes: raw.client.max_replica_lag_bytes.unwrap_or(1024 * 1024),
+                read_your_writes: raw
+                    .client
+                    .read_your_writes
+                    .unwrap_or(false)
+                    .then(|| ms(raw.client.read_your_writes_window_ms.unwrap_or(2000))),
                 max_clients: raw.client.max_clients.unwrap_or(10_000),
                 max_clients_per_address: raw.client.max_clients_per_address.unwrap_or(0),
                 idle_timeout: raw.client.idle_timeout_ms.filter(|&v| v > 0).map(Duration::from_millis),
@@ -641,12 +887,45 @@ impl Config {
                 cache_entries: raw.scripts.cache_entries.unwrap_or(ScriptsConfig::default().cache_entries),
                 cache_bytes: raw.scripts.cache_bytes.unwrap_or(ScriptsConfig::default().cache_bytes),
             },
-            log_level: o.log_level.clone().or(raw.log_level).unwrap_or_else(|| "info".to_string()),
-            shutdown_grace: ms(raw.shutdown_grace_ms.unwrap_or(5000)),
+            log_level,
+            log_format,
+            shutdown: ShutdownConfig {
+                grace: ms(raw.shutdown.grace_ms.unwrap_or(0)),
+                drain_timeout: ms(raw.shutdown.drain_timeout_ms.or(raw.shutdown_grace_ms).unwrap_or(5000)),
+            },
             metrics_listen,
             latency_tracking: raw.latency_tracking.unwrap_or(true),
             slowlog,
+            warnings,
         })
+    }
+}
+
+/// Checks every user's ACL rules against Redis 7.0's command table (the nodes' own table is only known once slotway
+/// has connected): syntax errors are errors; a command or category that table doesn't know is a warning, since a
+/// module on the nodes may provide it (slotway then checks again at start, against the nodes' table).
+fn check_users(
+    users: &[UserConfig],
+    raw: &[raw::RawUser],
+    pubsub_default: crate::auth::PubSubDefault,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    if users.is_empty() {
+        return;
+    }
+    let table = crate::command::CommandTable::builtin();
+    for (u, r) in users.iter().zip(raw) {
+        if let Err(e) = crate::auth::compile(&u.name, Vec::new(), &r.rules, &table, pubsub_default) {
+            if e.starts_with("unknown ") {
+                warnings.push(format!(
+                    "user {}: {e} (not in Redis 7.0's command table: fine if a module on the nodes provides it)",
+                    u.name
+                ));
+            } else {
+                errors.push(e);
+            }
+        }
     }
 }
 

@@ -14,7 +14,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub listen_tls_options: RawDownstreamTls,
     pub log_level: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    /// Old name of `[shutdown] drain_timeout_ms`, still accepted.
     pub shutdown_grace_ms: Option<u64>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
     pub workers: Option<usize>,
     #[serde(default)]
     pub cluster: RawCluster,
@@ -35,6 +40,14 @@ pub struct RawConfig {
     pub latency_tracking: Option<bool>,
     #[serde(default)]
     pub slowlog: RawSlowlog,
+    /// `[sentinel]`: the backend is one replication group managed by Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: RawSentinel,
+    /// `[servers]`: the backend is one replication group of fixed servers; slotway finds the primary with ROLE.
+    #[serde(default)]
+    pub servers: RawServers,
+    /// The master name slotway answers to when clients ask it as a sentinel (`SENTINEL get-master-addr-by-name`).
+    pub service_name: Option<String>,
 }
 
 /// `[slowlog]`: which requests SLOWLOG keeps.
@@ -44,6 +57,36 @@ pub struct RawSlowlog {
     /// Requests whose end-to-end time reaches this many µs are logged; negative turns the log off, 0 logs all.
     pub threshold_us: Option<i64>,
     pub max_len: Option<usize>,
+}
+
+/// `[sentinel]`: Sentinel discovery.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    /// Sentinels, `host:port`, asked in this order.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The master name the sentinels monitor (`sentinel monitor <name> ...`).
+    pub master_name: Option<String>,
+    /// ACL user for AUTH to the sentinels.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// `[servers]`: a static primary/replica set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServers {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[nat]`: cluster NAT mode.
@@ -132,6 +175,16 @@ pub struct RawClient {
     pub pubsub_output_limit_bytes: Option<usize>,
     pub read_from: Option<String>,
     pub max_replica_lag_bytes: Option<i64>,
+    pub read_your_writes: Option<bool>,
+    pub read_your_writes_window_ms: Option<u64>,
+}
+
+/// `[shutdown]`: how SIGTERM drains.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,16 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// A self-signed certificate and its key, written as `<name>.pem` and `<name>.key` in `dir`.
+pub(crate) fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
 fn seeds_only() -> Overrides {
     Overrides { cluster: vec!["127.0.0.1:7001".into()], ..Default::default() }
 }
@@ -124,8 +134,7 @@ fn unknown_keys_are_rejected() {
 #[test]
 fn tls_settings_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "x").unwrap();
+    let (ca, _) = self_signed(dir.path(), "ca");
     let raw = RawConfig::parse(&format!(
         "[upstream.tls]\nenabled = true\nca = {:?}\nserver_name = \"redis.internal\"\n",
         ca.display().to_string()
@@ -141,9 +150,7 @@ fn tls_settings_merge() {
 #[test]
 fn tls_listener_alone_or_beside_the_plain_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert, "x").unwrap();
-    std::fs::write(&key, "x").unwrap();
+    let (cert, key) = self_signed(dir.path(), "c");
     let tls_only = Overrides {
         listen_tls: Some("127.0.0.1:6443".into()),
         listen_tls_cert: Some(cert.clone()),
@@ -336,6 +343,148 @@ fn latency_tracking_and_slowlog_settings() {
     let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
     assert!(e.to_string().contains("slowlog.max_len"), "{e}");
     assert!(RawConfig::parse("[slowlog]\nthreshold = 1\n").is_err());
+}
+
+#[test]
+fn exactly_one_kind_of_backend() {
+    let sentinel = Overrides {
+        sentinels: vec!["10.0.0.1:26379".into(), "s2:26379".into()],
+        sentinel_master: Some("mymaster".into()),
+        ..Default::default()
+    };
+    let env = |k: &str| (k == SENTINEL_PASSWORD_ENV).then(|| "sentinel-secret".to_string());
+    let c = Config::from_raw(RawConfig::default(), &sentinel, &env).unwrap();
+    let Backend::Sentinel(s) = &c.backend else { panic!("{:?}", c.backend) };
+    assert_eq!(s.addresses, vec![NodeAddr::new("10.0.0.1", 26379), NodeAddr::new("s2", 26379)]);
+    assert_eq!((s.master_name.as_str(), s.poll_interval, s.timeout), ("mymaster", ms(1000), ms(500)));
+    assert_eq!(s.password.as_ref().map(Secret::expose), Some("sentinel-secret"));
+    assert!(s.tls.is_none());
+    assert_eq!(c.service_name, "mymaster");
+    assert!(c.backend.is_single_group());
+
+    let servers = Overrides { servers: vec!["a:6379".into(), "b:6379".into()], ..Default::default() };
+    let c = Config::from_raw(RawConfig::default(), &servers, &no_env).unwrap();
+    let Backend::Servers(s) = &c.backend else { panic!() };
+    assert_eq!(s.addresses.len(), 2);
+    assert_eq!(c.service_name, "mymaster");
+    assert!(matches!(
+        Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap().backend,
+        Backend::Cluster
+    ));
+
+    let two = Overrides { servers: vec!["a:6379".into()], ..seeds_only() };
+    let e = Config::from_raw(RawConfig::default(), &two, &no_env).unwrap_err().to_string();
+    assert!(e.contains("exactly one kind of backend"), "{e}");
+    let e = Config::from_raw(RawConfig::default(), &Overrides::default(), &no_env).unwrap_err().to_string();
+    assert!(e.contains("no backend") && e.contains("--sentinel") && e.contains("--server"), "{e}");
+    let no_name = Overrides { sentinel_master: None, ..sentinel.clone() };
+    let e = Config::from_raw(RawConfig::default(), &no_name, &no_env).unwrap_err().to_string();
+    assert!(e.contains("--sentinel-master"), "{e}");
+    let nat = Overrides {
+        mode: Some("nat".into()),
+        nat_announce_host: Some("h".into()),
+        nat_ports: Some("7000-7010".into()),
+        ..servers
+    };
+    let e = Config::from_raw(RawConfig::default(), &nat, &no_env).unwrap_err().to_string();
+    assert!(e.contains("nat mode is for Redis Cluster"), "{e}");
+}
+
+#[test]
+fn sentinel_and_servers_from_the_file() {
+    let raw = RawConfig::parse(
+        r#"
+        service_name = "cache"
+        [sentinel]
+        addresses = ["s1:26379"]
+        master_name = "main"
+        user = "watcher"
+        password_env = "SENTINEL_PW"
+        poll_interval_ms = 250
+        timeout_ms = 200
+        [sentinel.tls]
+        enabled = true
+        server_name = "sentinel.internal"
+        [client]
+        read_your_writes = true
+        "#,
+    )
+    .unwrap();
+    let env = |k: &str| (k == "SENTINEL_PW").then(|| "pw".to_string());
+    let c = Config::from_raw(raw, &Overrides::default(), &env).unwrap();
+    let Backend::Sentinel(s) = &c.backend else { panic!() };
+    assert_eq!((s.user.as_deref(), s.password.as_ref().map(Secret::expose)), (Some("watcher"), Some("pw")));
+    assert_eq!((s.poll_interval, s.timeout), (ms(250), ms(200)));
+    assert_eq!(s.tls.as_ref().and_then(|t| t.server_name.as_deref()), Some("sentinel.internal"));
+    assert_eq!(c.service_name, "cache");
+    assert_eq!(c.listen.read_your_writes, Some(ms(2000)));
+    let raw = RawConfig::parse("[servers]\naddresses = [\"a:1\"]\npoll_interval_ms = 5\n").unwrap();
+    let e = Config::from_raw(raw, &Overrides::default(), &no_env).unwrap_err().to_string();
+    assert!(e.contains("servers.poll_interval_ms"), "{e}");
+    let raw = RawConfig::parse("[sentinel]\naddresses = [\"s:1\"]\nmaster_name = \"m\"\nnope = 1\n");
+    assert!(raw.is_err(), "unknown keys are rejected");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn certificates_must_parse_and_match_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed(dir.path(), "a");
+    let (_, other_key) = self_signed(dir.path(), "b");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let with = |cert: &std::path::Path, key: &std::path::Path| Overrides {
+        listen_tls: Some("127.0.0.1:6443".into()),
+        listen_tls_cert: Some(cert.to_path_buf()),
+        listen_tls_key: Some(key.to_path_buf()),
+        ..seeds_only()
+    };
+    let e = Config::from_raw(RawConfig::default(), &with(&cert, &other_key), &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.starts_with("client TLS:")), "{e}");
+    let e = Config::from_raw(RawConfig::default(), &with(&garbage, &other_key), &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.contains("garbage.pem")), "{e}");
+    // Upstream: a CA file that holds no certificate.
+    let o = Overrides { upstream_tls: true, upstream_tls_ca: Some(garbage.clone()), ..seeds_only() };
+    let e = Config::from_raw(RawConfig::default(), &o, &no_env).unwrap_err();
+    assert!(e.0.iter().any(|m| m.starts_with("upstream TLS:") && m.contains("garbage.pem")), "{e}");
+}
+
+#[test]
+fn users_rules_log_settings_and_shutdown_are_checked() {
+    let raw = RawConfig::parse(
+        r#"
+log_level = "slotway=loud"
+log_format = "xml"
+[shutdown]
+grace_ms = 4000000
+[[users]]
+name = "a"
+rules = "on +@all >plaintext"
+[[users]]
+name = "b"
+rules = "on +json.get ~*"
+"#,
+    )
+    .unwrap();
+    let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
+    let all = e.0.join("\n");
+    assert!(all.contains("log_level 'slotway=loud'"), "{all}");
+    assert!(all.contains("log_format must be 'text' or 'json'"), "{all}");
+    assert!(all.contains("shutdown.grace_ms"), "{all}");
+    assert!(all.contains("unsupported ACL rule '>plaintext'"), "{all}");
+    assert_eq!(e.0.len(), 4, "{all}");
+    // A command only a module would provide is a warning, not an error.
+    let raw = RawConfig::parse("[[users]]\nname = \"b\"\nrules = \"on +json.get ~*\"\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("json.get"), "{:?}", c.warnings);
+    let raw = RawConfig::parse("shutdown_grace_ms = 100\n[shutdown]\ngrace_ms = 2000\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert_eq!(c.shutdown.grace, std::time::Duration::from_secs(2));
+    assert_eq!(c.shutdown.drain_timeout, std::time::Duration::from_millis(100), "the old name still works");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use super::split::Merge;
 use crate::cluster::{Slot, SLOT_COUNT};
 use crate::command::{Args, FanOut};
 use crate::observe::info::{InfoRequest, LocalInfo};
-use crate::topology::Topology;
+use crate::topology::{Placement, Topology};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
@@ -42,8 +42,12 @@ pub struct Parts {
     pub merge: Merge,
 }
 
-/// The first slot of every shard that serves slots, ascending: one routing target per shard.
+/// The first slot of every shard that serves slots, ascending: one routing target per shard. A single replication
+/// group is one target (slot 0 stands for it: every key is its own).
 pub fn shard_slots(topo: &Topology) -> SmallVec<[Slot; 8]> {
+    if topo.placement == Placement::Single {
+        return smallvec::smallvec![Slot::ZERO];
+    }
     let mut v: SmallVec<[Slot; 8]> =
         topo.map.shards.iter().filter_map(|s| s.slots.iter().map(|&(a, _)| a).min()).filter_map(Slot::new).collect();
     v.sort_unstable();
@@ -399,7 +403,14 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let primaries = vec![None; shards.len()];
-        Topology { map: SlotMap::new(shards), primaries, replicas: Vec::new(), version: 1 }
+        Topology {
+            map: SlotMap::new(shards),
+            placement: crate::topology::Placement::Slots,
+            primaries,
+            replicas: Vec::new(),
+            version: 1,
+            problem: None,
+        }
     }
 
     fn with_args<R>(words: &[&str], f: impl FnOnce(Args<'_>, &Bytes) -> R) -> R {

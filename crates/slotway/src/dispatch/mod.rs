@@ -5,7 +5,7 @@ use crate::command::{
     key_indexes, route_for, Args, CommandInfo, CommandTable, FanOut, LocalCommand, PubSubCommand, Route, SplitKind,
     TxnCommand,
 };
-use crate::topology::Topology;
+use crate::topology::{Placement, Topology};
 use smallvec::SmallVec;
 
 pub mod fanout;
@@ -42,28 +42,43 @@ pub enum Plan {
 
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
-/// Classifies and routes one request. Runs once per request on the hot path: no allocation unless it rejects.
+/// Classifies and routes one request for a Redis Cluster (slot placement). Runs once per request on the hot path:
+/// no allocation unless it rejects.
 pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
-    plan_resolved(table.resolve(args), args)
+    plan_resolved(table.resolve(args), args, Placement::Slots)
 }
 
 /// [`plan`] for a request the caller already looked up with [`CommandTable::resolve`] (None: unknown command), so
 /// a session that needs the command's entry anyway (ACL check, CLIENT LIST's last command) looks it up once.
-pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>) -> Plan {
+///
+/// `placement` decides what "the keys' slot" means. With [`Placement::Slots`] it is the keys' hash slot, and keys
+/// of different slots are split or refused (CROSSSLOT). A [`Placement::Single`] group has no slots: any keys go
+/// together, every keyed request gets [`Slot::ZERO`] (so every "same slot?" check downstream passes), and SCAN
+/// goes to the primary unchanged (its cursor is the node's own).
+pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Placement) -> Plan {
     let Some(info) = info else {
         return Plan::Reject(unknown_command(args));
     };
     let route = route_for(info, args);
     let readonly = info.flags.readonly;
+    let one_slot = |info, args| one_slot(info, args, placement);
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly },
+        // MOVE, SWAPDB, COPY ... DB: a single group has databases.
+        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement == Placement::Single => {
+            match one_slot(info, args) {
+                Ok(slot) => Plan::Forward { slot, readonly },
+                Err(e) => e.into_plan(),
+            }
+        }
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
         }
         Route::AllPrimaries(FanOut::Info) if crate::observe::info::local_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
+        Route::Scan if placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
         Route::Scan => Plan::Scan,
         Route::Keys => match one_slot(info, args) {
             Ok(slot) if info.carries_script() => Plan::Eval { slot, readonly },
@@ -122,10 +137,14 @@ pub fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
     }
 }
 
-/// The one slot of the request's keys (None when it has none), after the arity check.
-fn one_slot(info: &CommandInfo, args: Args<'_>) -> Result<Option<Slot>, SlotError> {
+/// The one slot of the request's keys (None when it has none), after the arity check. In a single group every
+/// keyed request is in [`Slot::ZERO`].
+fn one_slot(info: &CommandInfo, args: Args<'_>, placement: Placement) -> Result<Option<Slot>, SlotError> {
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     key_indexes(info, args, &mut keys).map_err(|e| SlotError::Keys(e.to_string()))?;
+    if placement == Placement::Single {
+        return Ok((!keys.is_empty()).then_some(Slot::ZERO));
+    }
     let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
     match slots.next() {
         None => Ok(None),
@@ -183,7 +202,8 @@ pub enum ReplyClass {
     /// refresh, retry after a wait.
     ClusterDown,
     /// The node refused before running anything because its role or state changed: READONLY (a demoted primary),
-    /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting). Refresh, retry after a wait.
+    /// MASTERDOWN (a replica whose primary is gone), LOADING (restarting), UNBLOCKED (a blocking command's primary
+    /// was demoted while it waited). Refresh, retry after a wait.
     NodeNotReady,
 }
 
@@ -203,7 +223,9 @@ pub fn classify_reply(frame: &[u8], sender_host: &str) -> ReplyClass {
         b"TRYAGAIN" => ReplyClass::TryAgain,
         b"NOSCRIPT" => ReplyClass::NoScript,
         b"CLUSTERDOWN" => ReplyClass::ClusterDown,
-        b"READONLY" | b"MASTERDOWN" | b"LOADING" => ReplyClass::NodeNotReady,
+        // UNBLOCKED: a blocking command's node became a replica while it waited (nothing was popped): resend it to
+        // the new primary.
+        b"READONLY" | b"MASTERDOWN" | b"LOADING" | b"UNBLOCKED" => ReplyClass::NodeNotReady,
         _ => ReplyClass::Final,
     }
 }
@@ -239,6 +261,13 @@ mod tests {
             ReplyClass::NodeNotReady
         );
         assert_eq!(classify_reply(b"-NOSCRIPT No matching script. Please use EVAL.\r\n", "h"), ReplyClass::NoScript);
+        assert_eq!(
+            classify_reply(
+                b"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n",
+                "h"
+            ),
+            ReplyClass::NodeNotReady
+        );
         assert_eq!(
             classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n", "h"),
             ReplyClass::Moved(NodeAddr::new("127.0.0.1", 6381))
@@ -278,6 +307,30 @@ mod tests {
         assert!(matches!(plan_of(&["MSET", "a", "1", "b", "2"]), Plan::Split { kind: SplitKind::MSet, .. }));
         // In one slot the node answers (with the same error).
         assert!(matches!(plan_of(&["MSET", "{a}1", "1", "{a}2"]), Plan::Forward { slot: Some(_), .. }));
+    }
+
+    fn plan_single(w: &[&str]) -> Plan {
+        let (frame, ranges) = words(w);
+        let args = Args { frame: &frame, ranges: &ranges };
+        let table = CommandTable::builtin();
+        plan_resolved(table.resolve(args), args, Placement::Single)
+    }
+
+    #[test]
+    fn a_single_group_takes_any_keys_together() {
+        let zero = Some(Slot::ZERO);
+        assert_eq!(plan_single(&["MSET", "a", "1", "b", "2"]), Plan::Forward { slot: zero, readonly: false });
+        assert_eq!(plan_single(&["MGET", "a", "b", "c"]), Plan::Forward { slot: zero, readonly: true });
+        assert_eq!(plan_single(&["DEL", "a", "b"]), Plan::Forward { slot: zero, readonly: false });
+        assert_eq!(plan_single(&["BLPOP", "a", "b", "0"]), Plan::Blocking { slot: zero, readonly: false });
+        assert_eq!(plan_single(&["WATCH", "a", "b"]), Plan::Txn { cmd: TxnCommand::Watch, slot: zero });
+        assert!(matches!(plan_single(&["EVAL", "return 1", "2", "a", "b"]), Plan::Eval { slot: Some(_), .. }));
+        assert_eq!(plan_single(&["SCAN", "0"]), Plan::Forward { slot: None, readonly: true });
+        assert_eq!(plan_single(&["GET", "a"]), Plan::Forward { slot: zero, readonly: true });
+        // The same requests in a cluster.
+        assert_eq!(plan_of(&["DEL", "a", "b"]), Plan::Split { kind: SplitKind::SumIntegers, readonly: false });
+        assert_eq!(plan_of(&["BLPOP", "a", "b", "0"]), Plan::Reject(CROSSSLOT.to_string()));
+        assert_eq!(plan_of(&["SCAN", "0"]), Plan::Scan);
     }
 
     #[test]

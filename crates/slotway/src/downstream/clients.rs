@@ -72,18 +72,26 @@ pub struct SessionState {
     pub multi: Option<u32>,
     /// A blocking command is in flight.
     pub blocked: bool,
+    /// The database the client selected (`db=`).
+    pub db: u16,
 }
 
 impl SessionState {
+    /// Bits 0: blocked, 1: in MULTI, 2..34: the MULTI count, 40..56: the database.
     fn pack(self) -> u64 {
-        match self.multi {
+        let db = u64::from(self.db) << 40;
+        db | match self.multi {
             Some(n) => (u64::from(n) << 2) | 2 | u64::from(self.blocked),
             None => u64::from(self.blocked),
         }
     }
 
     fn unpack(v: u64) -> SessionState {
-        SessionState { multi: (v & 2 != 0).then_some((v >> 2) as u32), blocked: v & 1 != 0 }
+        SessionState {
+            multi: (v & 2 != 0).then_some(((v >> 2) & u64::from(u32::MAX)) as u32),
+            blocked: v & 1 != 0,
+            db: (v >> 40) as u16,
+        }
     }
 }
 
@@ -349,9 +357,10 @@ impl ClientHandle {
         let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let user = meta.user.as_ref().map_or("default", |u| u.name.as_str());
         let resp = if meta.protocol == Protocol::Resp3 { 3 } else { 2 };
+        let db = state.db;
         let _ = write!(
             out,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={db} sub={sub} psub={psub} \
              ssub={ssub} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={cmd} user={user} redir=-1 resp={resp} lib-name={} lib-ver={}",
             self.id,
@@ -394,7 +403,7 @@ mod tests {
             no_evict: true,
             ..Meta::default()
         });
-        c.set_state(SessionState { multi: Some(3), blocked: false });
+        c.set_state(SessionState { multi: Some(3), blocked: false, db: 0 });
         let mut line = String::new();
         c.info_line(&table, &mut line);
         assert_eq!(
@@ -409,11 +418,11 @@ mod tests {
         d.info_line(&table, &mut line);
         assert!(line.starts_with("id=8 addr=[::1]:5001 laddr= fd=-1 name= "), "{line}");
         assert!(line.contains(" flags=N ") && line.contains(" multi=-1 ") && line.contains(" cmd=NULL "), "{line}");
-        d.set_state(SessionState { multi: None, blocked: true });
+        d.set_state(SessionState { multi: None, blocked: true, db: 5 });
         d.set_subscriptions(1, 0, 0);
         line.clear();
         d.info_line(&table, &mut line);
-        assert!(line.contains(" flags=Pb ") && line.contains(" sub=1 "), "{line}");
+        assert!(line.contains(" flags=Pb ") && line.contains(" sub=1 ") && line.contains(" db=5 "), "{line}");
         assert_eq!(d.client_type(), ClientType::PubSub);
     }
 

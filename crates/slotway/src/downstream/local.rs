@@ -32,6 +32,9 @@ pub struct ClientState {
     pub mute: Mute,
     /// Commands received since MULTI (CLIENT LIST's `multi`).
     pub multi_count: u32,
+    /// The database the client selected (`SELECT n`; only a single replication group has others than 0): its
+    /// requests go on node connections that selected it.
+    pub db: u16,
     /// This client in the registry CLIENT LIST and CLIENT KILL use.
     pub handle: std::sync::Arc<ClientHandle>,
 }
@@ -67,10 +70,23 @@ impl ClientState {
             no_touch: false,
             mute: Mute::No,
             multi_count: 0,
+            db: 0,
             handle,
         };
         client.publish();
         client
+    }
+
+    /// Sets the client's user (a change of users replaced it or removed it) and shows it in CLIENT LIST.
+    pub(super) fn set_user(&mut self, user: Option<std::sync::Arc<crate::auth::User>>) {
+        let same = match (&self.user, &user) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.user = user;
+        if !same {
+            self.publish();
+        }
     }
 
     /// Copies what CLIENT LIST shows of the client's settings into its registry entry.
@@ -166,19 +182,30 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             if args.len() != 2 {
                 return arity("select");
             }
+            let databases = shared.topology.upstreams().databases();
             match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
                 None => err("ERR value is not an integer or out of range"),
-                Some(0) => ok(),
                 // A cluster has only database 0; Redis Cluster itself answers the same.
-                Some(_) => err("ERR SELECT is not allowed in cluster mode"),
+                Some(n) if n != 0 && shared.topology.placement() == crate::topology::Placement::Slots => {
+                    err("ERR SELECT is not allowed in cluster mode")
+                }
+                // A single group: the client's later requests go on connections that selected it.
+                Some(n) => match u16::try_from(n).ok().filter(|&n| n < databases) {
+                    Some(db) => {
+                        client.db = db;
+                        ok()
+                    }
+                    None => err("ERR DB index is out of range"),
+                },
             }
         }
         LocalCommand::ReadOnly | LocalCommand::ReadWrite => ok(),
         LocalCommand::Reset => {
             // As in Redis, RESET also logs the client out (back to the default user, if it needs no password).
-            client.user = shared.users.as_ref().and_then(|u| u.initial());
+            client.user = shared.users().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
+            client.db = 0;
             // As Redis's RESET: replies back on, NO-EVICT and NO-TOUCH off (the library name stays).
             client.mute = Mute::No;
             client.no_evict = false;
@@ -186,7 +213,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             encode::simple(&mut b, "RESET");
             reply(b)
         }
-        LocalCommand::Auth if shared.users.is_some() => match args.len() {
+        LocalCommand::Auth if shared.live.load().users.is_some() => match args.len() {
             2 => authenticate(args.get(0), None, args.get(1), client, shared).map_or_else(|e| e, |()| ok()),
             3 => {
                 authenticate(args.get(0), Some(args.get(1)), args.get(2), client, shared).map_or_else(|e| e, |()| ok())
@@ -221,14 +248,145 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             Outcome { reply, close: false }
         }
         LocalCommand::Acl => {
+            let users = shared.users();
             let ctx = crate::auth::command::AclContext {
                 table: &shared.table,
-                users: shared.users.as_deref(),
+                users: users.as_deref(),
                 me: client.user.as_deref(),
                 protocol: client.protocol,
             };
             reply(crate::auth::command::acl(args, &ctx))
         }
+        LocalCommand::Sentinel => sentinel_command(args, client, shared),
+        LocalCommand::Role => {
+            // slotway is where writes go, whatever is behind it: a primary with no replicas of its own.
+            encode::array_header(&mut b, 3);
+            encode::bulk(&mut b, b"master");
+            encode::integer(&mut b, 0);
+            encode::array_header(&mut b, 0);
+            reply(b)
+        }
+    }
+}
+
+/// SENTINEL as a Sentinel client uses it, answered so that the client ends up talking through slotway: the master
+/// (named `service_name`) is slotway itself, at the address the client reached it on; it has no replicas and no
+/// other sentinels to tell about (reads and failover are slotway's business).
+fn sentinel_command(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome {
+    if args.len() < 2 {
+        return arity("sentinel");
+    }
+    let sub = args.get(1).to_ascii_lowercase();
+    let config = shared.config();
+    let name = config.service_name.as_bytes();
+    let proto = client.protocol;
+    let laddr = client.handle.laddr;
+    let ip = laddr.map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string());
+    let port = laddr.map_or(0, |a| a.port());
+    let mut b = BytesMut::new();
+    let known = |i: usize| args.len() > i && args.get(i) == name;
+    let no_such_master = || err("ERR No such master with that name");
+    let want = |n: usize| args.len() == n;
+    match sub.as_slice() {
+        b"get-master-addr-by-name" if want(3) => {
+            if known(2) {
+                encode::array_header(&mut b, 2);
+                encode::bulk(&mut b, ip.as_bytes());
+                encode::bulk(&mut b, port.to_string().as_bytes());
+            } else {
+                encode::nil_array(&mut b, proto);
+            }
+            reply(b)
+        }
+        b"masters" if want(2) => {
+            encode::array_header(&mut b, 1);
+            master_state(&mut b, proto, &config.service_name, &ip, port);
+            reply(b)
+        }
+        b"master" if want(3) => {
+            if !known(2) {
+                return no_such_master();
+            }
+            master_state(&mut b, proto, &config.service_name, &ip, port);
+            reply(b)
+        }
+        b"replicas" | b"slaves" | b"sentinels" if want(3) => {
+            if !known(2) {
+                return no_such_master();
+            }
+            encode::array_header(&mut b, 0);
+            reply(b)
+        }
+        b"ckquorum" if want(3) => {
+            if !known(2) {
+                return no_such_master();
+            }
+            encode::simple(&mut b, "OK 1 usable Sentinels. Quorum and failover authorization can be reached");
+            reply(b)
+        }
+        b"myid" if want(2) => {
+            encode::bulk(
+                &mut b,
+                format!("{:040x}", u128::from(port) << 64 | u128::from(std::process::id())).as_bytes(),
+            );
+            reply(b)
+        }
+        b"help" if want(2) => {
+            let lines = [
+                "SENTINEL <subcommand> [<arg> [value] [opt] ...]. slotway answers as a sentinel whose master is itself:",
+                "GET-MASTER-ADDR-BY-NAME <name>, MASTERS, MASTER <name>, REPLICAS <name>, SLAVES <name>,",
+                "SENTINELS <name>, CKQUORUM <name>, MYID, HELP",
+            ];
+            encode::array_header(&mut b, lines.len());
+            for line in lines {
+                encode::simple(&mut b, line);
+            }
+            reply(b)
+        }
+        b"get-master-addr-by-name"
+        | b"masters"
+        | b"master"
+        | b"replicas"
+        | b"slaves"
+        | b"sentinels"
+        | b"ckquorum"
+        | b"myid"
+        | b"help" => arity(&format!("sentinel|{}", String::from_utf8_lossy(&sub))),
+        _ => err(&format!(
+            "ERR unknown subcommand '{}'. Try SENTINEL HELP.",
+            crate::dispatch::printable(args.get(1), 128)
+        )),
+    }
+}
+
+/// One master's state as `SENTINEL MASTER` gives it (the fields Sentinel clients read), for slotway itself.
+fn master_state(b: &mut BytesMut, proto: Protocol, name: &str, ip: &str, port: u16) {
+    let fields: [(&str, String); 20] = [
+        ("name", name.to_string()),
+        ("ip", ip.to_string()),
+        ("port", port.to_string()),
+        ("runid", String::new()),
+        ("flags", "master".to_string()),
+        ("link-pending-commands", "0".to_string()),
+        ("link-refcount", "1".to_string()),
+        ("last-ping-sent", "0".to_string()),
+        ("last-ok-ping-reply", "0".to_string()),
+        ("last-ping-reply", "0".to_string()),
+        ("down-after-milliseconds", "30000".to_string()),
+        ("info-refresh", "0".to_string()),
+        ("role-reported", "master".to_string()),
+        ("role-reported-time", "0".to_string()),
+        ("config-epoch", "0".to_string()),
+        ("num-slaves", "0".to_string()),
+        ("num-other-sentinels", "0".to_string()),
+        ("quorum", "1".to_string()),
+        ("failover-timeout", "180000".to_string()),
+        ("parallel-syncs", "1".to_string()),
+    ];
+    encode::map_header(b, fields.len(), proto);
+    for (k, v) in fields {
+        encode::bulk(b, k.as_bytes());
+        encode::bulk(b, v.as_bytes());
     }
 }
 
@@ -251,7 +409,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
     while i < args.len() {
         let opt = args.get(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-            if shared.users.is_some() {
+            if shared.live.load().users.is_some() {
                 if let Err(e) = authenticate(args.get(0), Some(args.get(i + 1)), args.get(i + 2), client, shared) {
                     return e;
                 }
@@ -304,7 +462,7 @@ fn authenticate(
     client: &mut ClientState,
     shared: &Shared,
 ) -> Result<(), Outcome> {
-    let users = shared.users.as_ref().expect("only called with users configured");
+    let users = shared.users().expect("only called with users configured");
     let shown = user.map(|u| crate::dispatch::printable(u, 64)).unwrap_or_else(|| "default".to_string());
     match users.authenticate(user, password, client.addr.ip()) {
         crate::auth::AuthResult::Ok(u) => {
@@ -360,7 +518,8 @@ pub fn info_sections(shared: &Shared, request: &InfoRequest) -> LocalInfo {
         ..LocalInfo::default()
     };
     if wants("server") {
-        let listen = shared.config.listen.addr.or(shared.config.listen.tls_addr);
+        let config = shared.config();
+        let listen = config.listen.addr.or(config.listen.tls_addr);
         local.server = Some(ServerFacts {
             process_id: std::process::id(),
             run_id: observe.run_id.clone(),
@@ -371,7 +530,7 @@ pub fn info_sections(shared: &Shared, request: &InfoRequest) -> LocalInfo {
     }
     if wants("clients") {
         let (connected, blocked, pubsub) = shared.clients.counts();
-        let max_clients = shared.config.listen.max_clients;
+        let max_clients = shared.config().listen.max_clients;
         local.clients = Some(clients_section(&ClientCounts { connected, max_clients, blocked, pubsub }));
     }
     if let Some(t) = &totals {
@@ -416,9 +575,12 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
         }
         "topology" if args.len() == 2 => {
             let topology = shared.topology.load();
-            let lines: Vec<String> = std::iter::once(format!("version {}", topology.version))
-                .chain(topology.map.shards.iter().map(describe_shard))
-                .collect();
+            let lines: Vec<String> = match shared.topology.group_report() {
+                Some(g) => describe_group(topology.version, &g),
+                None => std::iter::once(format!("version {}", topology.version))
+                    .chain(topology.map.shards.iter().map(describe_shard))
+                    .collect(),
+            };
             encode::array_header(&mut b, lines.len());
             for line in &lines {
                 encode::bulk(&mut b, line.as_bytes());
@@ -430,7 +592,10 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
                 "REFRESH",
                 "    Refresh the cluster topology now (in the background).",
                 "TOPOLOGY",
-                "    The slot map in use: one line per shard with its slots, primary and replicas.",
+                "    The slot map in use: one line per shard with its slots, primary and replicas; for a Sentinel or",
+                "    static group, its primary, replicas, last change and where discovery asks.",
+                "RELOAD",
+                "    Re-read the configuration file and apply what can change live (admin users only).",
                 "TRACE ID <id> (ON|OFF)",
                 "    Log every request and reply of the client with this id (at INFO level, target slotway::trace).",
                 "TRACE NAME <name> (ON|OFF)",
@@ -511,6 +676,30 @@ fn trace_command(args: Args<'_>, shared: &Shared) -> Outcome {
     reply(b)
 }
 
+/// SLOTWAY TOPOLOGY for a single group: its kind and name, primary (or why there is none), replicas, the last change
+/// and who discovery asks.
+fn describe_group(version: u64, g: &crate::topology::GroupReport) -> Vec<String> {
+    let addrs = |v: &[crate::cluster::NodeAddr]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+        }
+    };
+    let mut lines = vec![format!("version {version}"), format!("group {} {}", g.kind, g.name)];
+    match &g.primary {
+        Some(p) => lines.push(format!("primary {p} (verified with ROLE; source: {})", g.source)),
+        None => lines.push(format!("primary none: {}", g.problem.as_deref().unwrap_or("unknown"))),
+    }
+    lines.push(format!("replicas {}", addrs(&g.replicas)));
+    if let Some((when, why)) = &g.last_change {
+        let ago = when.elapsed().map_or(0, |d| d.as_secs());
+        lines.push(format!("last change {ago}s ago: {why}"));
+    }
+    lines.extend(g.sources.iter().map(|s| format!("asks {s}")));
+    lines
+}
+
 fn describe_shard(shard: &crate::cluster::ShardInfo) -> String {
     let slots: Vec<String> =
         shard.slots.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
@@ -529,13 +718,44 @@ pub fn proxy_section(shared: &Shared) -> String {
     let mut text = String::new();
     text.push_str("# Proxy\r\n");
     text.push_str(&format!("slotway_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    text.push_str(&format!("slotway_git_sha1:{}\r\n", crate::build_info::COMMIT));
+    text.push_str(&format!("slotway_build:{}\r\n", crate::build_info::PROFILE));
     text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
     text.push_str(&format!("topology_version:{}\r\n", topo.version));
-    text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
-    text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
+    match shared.topology.group_report() {
+        None => {
+            text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
+            text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
+        }
+        Some(g) => group_info(&mut text, &g),
+    }
     text.push_str(&format!("scripts_cached:{}\r\n", shared.scripts.len()));
+    let live = shared.live.load();
+    let loaded_at = live.loaded.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    text.push_str(&format!("config_sha256:{}\r\n", live.loaded.hash));
+    text.push_str(&format!("config_loaded_at:{loaded_at}\r\n"));
+    text.push_str(&format!("config_restart_needed:{}\r\n", live.restart_needed.join(",")));
     shared.metrics.render_info(&mut text);
     text
+}
+
+/// INFO proxy's lines about a single group: kind, name, primary, replicas, the last role change and why.
+fn group_info(text: &mut String, g: &crate::topology::GroupReport) {
+    let addr = |a: &Option<crate::cluster::NodeAddr>| a.as_ref().map_or_else(|| "none".to_string(), |a| a.to_string());
+    let line = |s: &str| s.replace(['\r', '\n'], " ");
+    text.push_str(&format!("group_kind:{}\r\n", g.kind));
+    text.push_str(&format!("group_name:{}\r\n", line(&g.name)));
+    text.push_str(&format!("group_primary:{}\r\n", addr(&g.primary)));
+    let replicas: Vec<String> = g.replicas.iter().map(|r| r.to_string()).collect();
+    text.push_str(&format!("group_replicas:{}\r\n", replicas.join(",")));
+    if let Some(problem) = &g.problem {
+        text.push_str(&format!("group_problem:{}\r\n", line(problem)));
+    }
+    if let Some((when, why)) = &g.last_change {
+        let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        text.push_str(&format!("group_last_change_time:{unix}\r\n"));
+        text.push_str(&format!("group_last_change:{}\r\n", line(why)));
+    }
 }
 
 /// CLIENT's subcommands, about slotway's own clients. Arity and error texts are Redis 7.2's.
@@ -766,7 +986,7 @@ fn client_kill(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome
                 b"laddr" => filter.laddr = Some(value.to_vec()),
                 b"user" => {
                     let name = String::from_utf8_lossy(value).into_owned();
-                    let known = match &shared.users {
+                    let known = match &shared.users() {
                         Some(users) => users.exists(&name),
                         // Without users of its own, slotway is a server with only the default user.
                         None => name == "default",

@@ -3,8 +3,11 @@ pub mod clients;
 pub mod local;
 mod session;
 
+pub(crate) use session::error_reply;
+
 use crate::command::CommandTable;
 use crate::config::Config;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::scripts::ScriptCache;
 use crate::topology::TopologyManager;
@@ -16,26 +19,43 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-/// What every session reads: the live topology, the command table, config and counters.
+/// What every session reads: the live topology, the command table, the live settings and counters.
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The configuration and users in force; a reload swaps them (see [`crate::live`]).
+    pub live: Arc<Live>,
     pub topology: Arc<TopologyManager>,
     pub table: Arc<CommandTable>,
     pub metrics: Arc<Metrics>,
-    pub limits: resp::Limits,
     pub client_tls: Option<Arc<ClientTls>>,
+    /// Asks the control thread to reload the configuration (`SLOTWAY RELOAD`).
+    pub reload: Option<ReloadTrigger>,
     pub started: Instant,
     pub next_client_id: AtomicU64,
     /// Script bodies seen, for NOSCRIPT recovery.
     pub scripts: ScriptCache,
-    /// slotway's own users; None = no authentication required.
-    pub users: Option<Arc<crate::auth::Users>>,
-    /// Open connections per client address (only kept when `max_clients_per_address` is set).
+    /// Open connections per client address.
     pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// Every client connection, for CLIENT LIST / INFO / KILL.
     pub clients: Arc<clients::Clients>,
     /// Per-worker counters and histograms, the slow log, traced names (see [`crate::observe`]).
     pub observe: Arc<crate::observe::Observe>,
+}
+
+/// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply
+/// (`+OK ...` or `-ERR ...`).
+#[derive(Clone)]
+pub struct ReloadTrigger(pub mpsc::UnboundedSender<crate::upstream::ReplyTo>);
+
+impl Shared {
+    /// slotway's own users in force now; None = no authentication required.
+    pub fn users(&self) -> Option<Arc<crate::auth::Users>> {
+        self.live.load().users.clone()
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
 }
 
 /// A client's place among the connected ones: counted while it lives, released when dropped.
@@ -47,37 +67,37 @@ pub struct ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.shared.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
-        if self.shared.config.listen.max_clients_per_address > 0 {
-            let mut per = self.shared.per_address.lock().expect("per-address lock");
-            if let Some(n) = per.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    per.remove(&self.ip);
-                }
+        let mut per = self.shared.per_address.lock().expect("per-address lock");
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
             }
         }
     }
 }
 
 impl Shared {
-    /// Counts a new client in, or None when `max_clients` or `max_clients_per_address` is reached.
-    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ClientSlot> {
-        let limits = &self.config.listen;
+    /// Counts a new client in, or None when `max_clients` or `max_clients_per_address` is reached. Every
+    /// address is counted (a lock per connect and disconnect, never per command), so a reload that sets a
+    /// per-address limit applies to the connections already open too.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr, limits: &crate::config::ListenConfig) -> Option<ClientSlot> {
         let current = self.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
         if current >= limits.max_clients as u64 {
             self.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        if limits.max_clients_per_address > 0 {
-            let mut per = self.per_address.lock().expect("per-address lock");
-            let n = per.entry(ip).or_insert(0);
-            if *n >= limits.max_clients_per_address {
-                drop(per);
-                self.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
-                return None;
+        let mut per = self.per_address.lock().expect("per-address lock");
+        let n = per.entry(ip).or_insert(0);
+        if limits.max_clients_per_address > 0 && *n >= limits.max_clients_per_address {
+            if *n == 0 {
+                per.remove(&ip);
             }
-            *n += 1;
+            drop(per);
+            self.metrics.connections_current.fetch_sub(1, Ordering::Relaxed);
+            return None;
         }
+        *n += 1;
         Some(ClientSlot { shared: self.clone(), ip })
     }
 }
@@ -90,28 +110,52 @@ pub struct Accepted {
     pub tls: bool,
 }
 
-/// The TLS side of client connections: the current server config, replaced whole when certificates are reloaded
-/// (SIGHUP). Connections already open keep the config they were accepted with.
+/// The TLS side of client connections: the current settings and server config, replaced whole when a reload
+/// (SIGHUP, `SLOTWAY RELOAD`) re-reads the certificates. Connections already open keep the config they were
+/// accepted with.
 pub struct ClientTls {
+    current: arc_swap::ArcSwap<ClientTlsState>,
+}
+
+/// Settings and the server config built from them, checked before they are installed.
+pub struct ClientTlsState {
     pub settings: crate::config::DownstreamTls,
-    current: arc_swap::ArcSwap<rustls::ServerConfig>,
+    config: Arc<rustls::ServerConfig>,
 }
 
 impl ClientTls {
     pub fn new(settings: crate::config::DownstreamTls) -> Result<ClientTls, crate::config::tls::TlsConfigError> {
-        let config = crate::config::tls::server_config(&settings)?;
-        Ok(ClientTls { settings, current: arc_swap::ArcSwap::new(config) })
+        Ok(ClientTls { current: arc_swap::ArcSwap::from_pointee(Self::prepare(settings)?) })
     }
 
-    /// Re-reads the certificate, key and client CA; on error the old ones stay in use.
+    /// Reads and checks the certificate, key and client CA of `settings` without installing them.
+    pub fn prepare(
+        settings: crate::config::DownstreamTls,
+    ) -> Result<ClientTlsState, crate::config::tls::TlsConfigError> {
+        let config = crate::config::tls::server_config(&settings)?;
+        Ok(ClientTlsState { settings, config })
+    }
+
+    /// New connections use `state` from now on.
+    pub fn install(&self, state: ClientTlsState) {
+        self.current.store(Arc::new(state));
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> crate::config::DownstreamTls {
+        self.current.load().settings.clone()
+    }
+
+    /// Re-reads the certificate, key and client CA from the same files; on error the old ones stay in use.
     pub fn reload(&self) -> Result<(), crate::config::tls::TlsConfigError> {
-        let config = crate::config::tls::server_config(&self.settings)?;
-        self.current.store(config);
+        self.install(Self::prepare(self.settings())?);
         Ok(())
     }
 
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    /// The acceptor for a new connection, and how long its handshake may take.
+    pub(crate) fn acceptor(&self) -> (tokio_rustls::TlsAcceptor, std::time::Duration) {
+        let state = self.current.load();
+        (tokio_rustls::TlsAcceptor::from(state.config.clone()), state.settings.handshake_timeout)
     }
 }
 
@@ -151,10 +195,11 @@ pub async fn work(
     shutdown: watch::Receiver<bool>,
 ) {
     while let Some(Accepted { stream, addr, tls }) = incoming.recv().await {
-        let Some(slot) = shared.admit(addr.ip()) else {
+        let live = shared.live.load();
+        let Some(slot) = shared.admit(addr.ip(), &live.config.listen) else {
             // Refused with Redis's wording (plain listeners only: a TLS client couldn't read it), then closed.
             let msg = if shared.metrics.connections_current.load(Ordering::Relaxed)
-                >= shared.config.listen.max_clients as u64
+                >= live.config.listen.max_clients as u64
             {
                 Metrics::incr(&shared.metrics.rejected_max_clients);
                 "-ERR max number of clients reached\r\n".as_bytes()
@@ -172,7 +217,7 @@ pub async fn work(
         let fd = raw_fd(&stream);
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let user = shared.users.as_ref().and_then(|u| u.initial());
+        let user = live.users.as_ref().and_then(|u| u.initial());
         let (handle, killed, registered) = shared.clients.register(id, addr, laddr, fd);
         let client = ClientState::new(id, addr, user, handle);
         let shared = shared.clone();
@@ -184,8 +229,8 @@ pub async fn work(
             let metrics = shared.metrics.clone();
             match (tls, shared.client_tls.clone()) {
                 (true, Some(client_tls)) => {
-                    let timeout = client_tls.settings.handshake_timeout;
-                    match tokio::time::timeout(timeout, client_tls.acceptor().accept(stream)).await {
+                    let (acceptor, timeout) = client_tls.acceptor();
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             session::Session::new(tls_stream, shared, client, worker).run(shutdown, killed).await
                         }

@@ -15,9 +15,10 @@ use crate::command::{Args, FanOut, LocalCommand};
 use crate::config::ReadFrom;
 use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
+use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::observe::{flags, Outcome, WorkerStats};
-use crate::topology::RefreshReason;
+use crate::topology::{Placement, RefreshReason};
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
@@ -164,6 +165,10 @@ pub(super) struct Session<S> {
     closing: bool,
     /// Where read-only commands go (config `read_from`).
     read_from: ReadFrom,
+    /// The settings this session works with; replaced when [`crate::live::Live::generation`] moves.
+    live: Arc<LiveSettings>,
+    /// The generation `live` was loaded at.
+    live_gen: u64,
     /// Reads routed so far, to spread them over replicas.
     reads: usize,
     /// The worker thread this session runs on: it only uses connections driven by that thread.
@@ -215,20 +220,31 @@ pub(super) struct Session<S> {
     routing_command: u32,
     /// `SLOTWAY TRACE` is on for this client: every request and reply is logged.
     trace: bool,
+    /// How keys map to groups (fixed per process): decides whether keys of different slots may go together.
+    placement: Placement,
+    /// When the client last wrote (kept only with `client.read_your_writes`).
+    last_write_at: Option<Instant>,
+    /// Every new topology: waiting retries go at once when it changes.
+    topology_changes: watch::Receiver<Arc<crate::topology::Topology>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState, worker: usize) -> Self {
-        let read_from = shared.config.listen.read_from;
+        // The generation first: a change between the two loads is seen (again) before the next command.
+        let live_gen = shared.live.generation();
+        let live = shared.live.load();
+        let read_from = live.config.listen.read_from;
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         let observe = &shared.observe;
         let (stats, tracking, slow_ns) = (observe.worker(worker), observe.tracking, observe.slowlog.threshold_ns());
         let epoch = Instant::now();
+        let placement = shared.topology.placement();
+        let topology_changes = shared.topology.subscribe();
         Session {
             stream,
-            decoder: RequestDecoder::new(shared.limits),
+            decoder: RequestDecoder::new(live.limits),
             shared,
             client,
             inbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -239,6 +255,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             replies_rx,
             retries_waiting: 0,
             read_from,
+            live,
+            live_gen,
             reads: 0,
             closing: false,
             worker,
@@ -264,16 +282,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             arrival: 0,
             routing_command: 0,
             trace: false,
+            placement,
+            last_write_at: None,
+            topology_changes,
         }
     }
 
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
     /// fires) or shutdown completes.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>) {
-        let limits = &self.shared.config.listen;
-        let (max_pending, idle_timeout, stall_timeout, request_timeout) =
-            (limits.max_pending_per_client, limits.idle_timeout, limits.output_stall_timeout, limits.request_timeout);
         loop {
+            if self.shared.live.generation() != self.live_gen {
+                // A reload or a change of users: limits and timeouts apply from this turn on.
+                self.refresh_live();
+            }
+            let limits = &self.live.config.listen;
+            let (max_pending, idle_timeout, stall_timeout, request_timeout) = (
+                limits.max_pending_per_client,
+                limits.idle_timeout,
+                limits.output_stall_timeout,
+                limits.request_timeout,
+            );
             if self.closing && self.pending.is_empty() {
                 break;
             }
@@ -322,6 +351,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
                     self.tick();
                     self.resend_due()
+                }
+                // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
+                // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
+                _ = self.topology_changes.changed(), if retry_at.is_some() => {
+                    self.tick();
+                    self.retry_now()
                 }
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
@@ -415,7 +450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn process_input(&mut self) {
         while !self.closing && self.held.is_none() {
             match self.decoder.decode(&self.inbuf) {
-                Ok(Some(Request::Array { len, .. })) if len > self.shared.config.listen.max_request_bytes => {
+                Ok(Some(Request::Array { len, .. })) if len > self.live.config.listen.max_request_bytes => {
                     self.reject_oversized();
                 }
                 Ok(Some(Request::Array { len, args })) => {
@@ -435,7 +470,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 Ok(None) => {
-                    if self.inbuf.len() > self.shared.config.listen.max_request_bytes {
+                    if self.inbuf.len() > self.live.config.listen.max_request_bytes {
                         self.reject_oversized();
                     }
                     break;
@@ -517,13 +552,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Publishes what CLIENT LIST shows of this session's state (a load and compare when it didn't change).
     fn publish_state(&self) {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
-        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some() };
+        let state = super::clients::SessionState { multi, blocked: self.blocking.is_some(), db: self.client.db };
         self.client.handle.set_state(state);
         let (sub, psub, ssub) = self.pubsub.as_ref().map_or((0, 0, 0), |p| p.counts());
         self.client.handle.set_subscriptions(sub, psub, ssub);
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
+        // A reload or a change of users since the last command. (A client whose user was removed is closing: it
+        // reads nothing more, and what it already sent is answered NOAUTH.)
+        if self.shared.live.generation() != self.live_gen && !self.refresh_live() {
+            return self.hold(frame, ranges);
+        }
         let args = Args { frame: &frame, ranges };
         let info = self.shared.table.resolve(args);
         // The entry's index outlives the `&mut self` calls below (the entry itself borrows `self.shared`).
@@ -534,7 +574,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
-        let denied = if self.shared.users.is_some() { self.access_denied(info, args) } else { None };
+        let denied = if self.live.users.is_some() { self.access_denied(info, args) } else { None };
         let plan = match denied {
             Some(msg) => {
                 Metrics::incr(&self.shared.metrics.acl_denied);
@@ -549,15 +589,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.subscribed_context(args) {
                     return;
                 }
-                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args)
+                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, self.placement)
             }
         };
-        if self.shared.users.is_some()
+        if self.live.users.is_some()
             && matches!(plan, Plan::Local(LocalCommand::Auth | LocalCommand::Hello | LocalCommand::Reset))
             && !self.all_answered()
         {
             // It may change the client's upstream identity: what was sent as the old one (and any retry of it)
             // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
+            return self.hold(frame, ranges);
+        }
+        if self.placement == Placement::Single
+            && matches!(plan, Plan::Local(LocalCommand::Select))
+            && !self.txn.as_ref().is_some_and(|t| t.multi)
+            && !self.all_answered()
+        {
+            // Requests after it go on other connections (those of the new database): what was sent on the old
+            // database's must finish first, so nothing overtakes it.
             return self.hold(frame, ranges);
         }
         if let Plan::Local(LocalCommand::Reset) = plan {
@@ -579,15 +628,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.ready_for(Lane::Shared) {
                     return self.hold(frame, ranges);
                 }
-                if !readonly && slot.is_some() {
-                    self.last_write = slot;
+                if !readonly {
+                    if slot.is_some() {
+                        self.last_write = slot;
+                    }
+                    self.wrote();
                 }
                 if matches!(plan, Plan::Eval { .. }) {
                     // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
                     self.shared.scripts.learn(args.get(1));
                 }
                 let mut part = Part::new(frame, slot);
-                part.replica_ok = readonly && slot.is_some() && self.read_from != ReadFrom::Primary;
+                part.replica_ok =
+                    readonly && slot.is_some() && self.read_from != ReadFrom::Primary && !self.reads_own_writes();
                 self.push_forwarded(Pending {
                     reply: None,
                     readonly,
@@ -607,6 +660,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
                 if !readonly {
                     self.last_write = parts.last().and_then(|p| p.slot);
+                    self.wrote();
                 }
                 self.push_merged(parts, split.merge, readonly);
                 self.keep_request(frame);
@@ -651,6 +705,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // WAIT is read-only in effect: resending it after a lost connection is harmless.
             Plan::Wait => self.start_blocking(frame, ranges, self.last_write, true, Kind::Wait),
             Plan::Txn { cmd, slot } => self.txn_command(cmd, slot, frame, ranges),
+            Plan::Local(LocalCommand::Slotway) if args.len() >= 2 && args.get(1).eq_ignore_ascii_case(b"reload") => {
+                let nargs = args.len();
+                self.slotway_reload(frame, nargs)
+            }
             Plan::Local(cmd) => {
                 self.run_local(cmd, args);
                 self.keep_request(frame);
@@ -696,7 +754,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Some("NOAUTH Authentication required.".to_string());
         };
         let denied = user.check_request(info, args).err()?;
-        if let (Some(users), Some((reason, object))) = (&self.shared.users, denied.log_entry(args)) {
+        if let (Some(users), Some((reason, object))) = (&self.shared.users(), denied.log_entry(args)) {
             let mut client_info = String::new();
             self.client.handle.info_line(&self.shared.table, &mut client_info);
             let multi = self.txn.as_ref().is_some_and(|t| t.multi);
@@ -707,7 +765,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn run_local(&mut self, cmd: LocalCommand, args: Args<'_>) {
         Metrics::incr(&self.shared.metrics.commands_local);
+        let db = self.client.db;
         let outcome = local::execute(cmd, args, &mut self.client, &self.shared);
+        if self.client.db != db && self.txn.is_some() {
+            self.select_in_txn(Bytes::copy_from_slice(args.frame));
+        }
         self.push_final(outcome.reply);
         // CLIENT SETNAME / HELLO SETNAME may have given the client a traced name.
         self.trace = self.client.handle.traced();
@@ -717,6 +779,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let identity = self.client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         if identity != self.identity {
             self.switch_identity(identity);
+        }
+    }
+
+    /// Takes the live settings in force (a reload or a change of users happened since this session last looked).
+    /// The client's user is looked up again by name: its new rules apply from the next command; if it was
+    /// removed, the client is disconnected once what it sent is answered (Redis closes a deleted user's
+    /// connections). Returns false, changing nothing, when the user now runs as another cluster user while
+    /// requests sent as the old one are outstanding: the caller holds the request until they are answered.
+    fn refresh_live(&mut self) -> bool {
+        let generation = self.shared.live.generation();
+        let live = self.shared.live.load();
+        let user = match (&self.client.user, &live.users) {
+            (Some(user), Some(users)) => match users.get(user.name.as_bytes()).cloned() {
+                Some(new) => Some(new),
+                None => {
+                    tracing::info!(client = %self.client.addr, user = %user.name, "user removed: disconnecting its client");
+                    self.closing = true;
+                    None
+                }
+            },
+            // Authentication turned off: everyone may run everything again.
+            (_, None) => None,
+            // Authentication turned on: a client that was connected without it was the default user.
+            (None, Some(users)) => users.get(b"default").cloned(),
+        };
+        let identity = user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        if identity != self.identity && !self.all_answered() {
+            return false;
+        }
+        self.client.set_user(user);
+        self.decoder.set_limits(live.limits);
+        self.read_from = live.config.listen.read_from;
+        self.live = live;
+        self.live_gen = generation;
+        if identity != self.identity {
+            self.switch_identity(identity);
+        }
+        true
+    }
+
+    /// `SLOTWAY RELOAD`: the control thread re-reads the configuration and answers into this request's place in
+    /// the reply queue (`+OK ...`, or `-ERR ...` when nothing changed). Only for an authenticated user whose rules
+    /// allow `slotway|reload` (checked with every command's ACL check before this): without slotway users there
+    /// is no one to authorise it, so it is refused; SIGHUP does the same for whoever may signal the process.
+    fn slotway_reload(&mut self, frame: Bytes, nargs: usize) {
+        Metrics::incr(&self.shared.metrics.commands_local);
+        if nargs != 2 {
+            return self.push_error("ERR wrong number of arguments for 'slotway|reload' command");
+        }
+        if self.live.users.is_none() {
+            return self.push_error(
+                "NOPERM SLOTWAY RELOAD needs an admin user: configure slotway users ([[users]]) and authenticate \
+                 as one whose rules allow it (e.g. +@admin), or send SIGHUP to the process",
+            );
+        }
+        let Some(trigger) = self.shared.reload.clone() else {
+            return self.push_error("ERR slotway: reload is not available");
+        };
+        let parts = smallvec::smallvec![Part::new(frame, None)];
+        self.pending.push_back(Pending {
+            reply: None,
+            readonly: true,
+            parts,
+            remaining: 1,
+            merge: None,
+            kind: Kind::Normal,
+            track: Track::default(),
+        });
+        let seq = self.base + self.pending.len() as u64 - 1;
+        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+        if let Err(e) = trigger.0.send(reply_to) {
+            e.0.deliver(Ok(error_reply("ERR slotway: reload is not available (shutting down)")));
         }
     }
 
@@ -751,6 +885,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let parts = smallvec::smallvec![Part::new(frame, slot)];
         let track = Track::default();
         self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind, track });
+    }
+
+    /// Notes a write for `client.read_your_writes` (only then is the clock read).
+    fn wrote(&mut self) {
+        if self.live.config.listen.read_your_writes.is_some() {
+            self.last_write_at = Some(Instant::now());
+        }
+    }
+
+    /// With `client.read_your_writes`: the client wrote within the window, so its reads go to the primary (a
+    /// replica may not have its write yet).
+    fn reads_own_writes(&self) -> bool {
+        match (self.live.config.listen.read_your_writes, self.last_write_at) {
+            (Some(window), Some(at)) => at.elapsed() < window,
+            _ => false,
+        }
     }
 
     /// Whether a request for `lane` may be sent now: the outstanding requests use the same connections and no
@@ -841,8 +991,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match topo.reader_for(slot, self.read_from, self.pick.wrapping_add(self.reads)) {
                     Ok(pool) => pool,
                     Err(crate::topology::NoReplica) => {
-                        let msg =
-                            format!("ERR slotway: no healthy replica serves slot {} (read_from = replica)", slot.get());
+                        let msg = match self.placement {
+                            Placement::Slots => format!(
+                                "ERR slotway: no healthy replica serves slot {} (read_from = replica)",
+                                slot.get()
+                            ),
+                            Placement::Single => "ERR slotway: no healthy replica (read_from = replica)".to_string(),
+                        };
                         self.finish_part(seq, part, error_reply(&msg));
                         return;
                     }
@@ -857,7 +1012,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             None => {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                self.retry_or_fail(seq, part, || "CLUSTERDOWN Hash slot not served".to_string());
+                let error = topo.unserved_error();
+                self.retry_or_fail(seq, part, || error);
             }
         }
     }
@@ -872,14 +1028,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
-            Kind::Normal => pool.send(self.identity, worker, protocol, pick, req),
+            Kind::Normal => pool.send(self.identity, self.client.db, worker, protocol, pick, req),
             Kind::Blocking | Kind::Wait => {
                 if let Some(old) = self.blocking.take_if(|c| !Arc::ptr_eq(c.pool(), &pool)) {
                     // Redirected elsewhere: the command didn't run, so the old connection is clean.
                     old.release();
                 }
                 if self.blocking.is_none() {
-                    match pool.take_dedicated(self.identity, worker, protocol) {
+                    match pool.take_dedicated(self.identity, self.client.db, worker, protocol) {
                         Ok(c) => self.blocking = Some(c),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
@@ -979,7 +1135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match result {
             Ok(frame) => match classify_reply(&frame, sender_host.as_deref().unwrap_or("")) {
                 ReplyClass::Final => self.finish_part(seq, part, frame),
-                _ if redirects >= self.shared.config.upstream.max_redirects => self.finish_part(seq, part, frame),
+                _ if redirects >= self.live.config.upstream.max_redirects => self.finish_part(seq, part, frame),
                 ReplyClass::Moved(addr) => {
                     Metrics::incr(&metrics.redirects_moved);
                     self.flag(seq, flags::REDIRECTED);
@@ -1027,7 +1183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if readonly {
                     Metrics::incr(&metrics.retries_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
-                } else if self.shared.config.upstream.retry_writes_on_connection_loss {
+                } else if self.live.config.upstream.retry_writes_on_connection_loss {
                     Metrics::incr(&metrics.retries_write_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
@@ -1048,7 +1204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let p = self.part_mut(seq, part);
         let Some(pool) = p.sent_to.clone().filter(|_| !p.script_reloaded) else { return false };
         let frame = p.frame.clone();
-        let mut decoder = RequestDecoder::new(self.shared.limits);
+        let mut decoder = RequestDecoder::new(self.live.limits);
         let Ok(Some(Request::Array { args, .. })) = decoder.decode(&frame) else { return false };
         let args = Args { frame: &frame, ranges: &args };
         if args.len() < 2
@@ -1062,6 +1218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         resp::encode::command(&mut load, &[&b"SCRIPT"[..], &b"LOAD"[..], &body[..]]);
         pool.send(
             self.identity,
+            self.client.db,
             self.worker,
             self.client.protocol,
             self.pick,
@@ -1085,7 +1242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.read_from != ReadFrom::Replica {
             self.part_mut(seq, part).replica_ok = false;
         }
-        let cfg = &self.shared.config.upstream;
+        let cfg = &self.live.config.upstream;
         let (max, base, cap, deadline) =
             (cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay, cfg.retry_deadline);
         let p = self.part_mut(seq, part);
@@ -1101,6 +1258,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let delay = base.saturating_mul(1 << p.retries.min(16)).min(cap).min(first_failure + deadline - now);
         p.retries += 1;
         p.retry_at = Some(now + delay);
+        // A topology change from now on makes it retry at once.
+        self.topology_changes.borrow_and_update();
         self.retries_waiting += 1;
         self.flag(seq, flags::RETRIED);
     }
@@ -1118,6 +1277,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Resends every part whose retry time has come, in request order.
+    /// Makes every waiting retry due now, and sends them (the topology changed).
+    fn retry_now(&mut self) {
+        let now = Instant::now();
+        for p in &mut self.pending {
+            for x in &mut p.parts {
+                if x.retry_at.is_some() {
+                    x.retry_at = Some(now);
+                }
+            }
+        }
+        self.resend_due();
+    }
+
     fn resend_due(&mut self) {
         let now = Instant::now();
         for idx in 0..self.pending.len() {
@@ -1138,7 +1310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
         tracing::info!(
             client = %self.client.addr,
-            limit = self.shared.config.listen.pubsub_output_limit,
+            limit = self.live.config.listen.pubsub_output_limit,
             "subscriber too slow: pub/sub output limit reached; disconnecting"
         );
     }
@@ -1200,7 +1372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let known = (p.track.command != 0).then_some(command);
         if let Some(ns) = elapsed.filter(|&ns| ns >= self.slow_ns) {
             let frame = p.track.request.as_ref().or(p.parts.first().map(|x| &x.frame));
-            let mut decoder = RequestDecoder::new(self.shared.limits);
+            let mut decoder = RequestDecoder::new(self.live.limits);
             if let Some(Ok(Some(Request::Array { args, .. }))) = frame.map(|f| decoder.decode(f)) {
                 let frame = frame.expect("decoded");
                 let args: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();

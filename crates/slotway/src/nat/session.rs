@@ -36,6 +36,15 @@ pub struct NatShared {
     pub client_tls: Option<Arc<ClientTls>>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// The settings in force: a reload can change the password clients give slotway.
+    pub live: Arc<crate::live::Live>,
+}
+
+impl NatShared {
+    /// The password clients must give slotway now (`[nat]`), if any.
+    fn password(&self) -> Option<crate::config::Secret> {
+        self.live.load().config.nat.as_ref().and_then(|n| n.password.clone())
+    }
 }
 
 /// A worker thread's loop: serves the clients the node listeners hand it.
@@ -53,8 +62,8 @@ pub async fn work(
             shared.metrics.connections_current.fetch_add(1, Ordering::Relaxed);
             match shared.client_tls.clone() {
                 Some(tls) => {
-                    let timeout = tls.settings.handshake_timeout;
-                    match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                    let (acceptor, timeout) = tls.acceptor();
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => serve(s, true, node, &shared, shutdown).await,
                         Ok(Err(e)) => {
                             Metrics::incr(&shared.metrics.tls_handshake_failures);
@@ -130,7 +139,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: watch::Receiver<bool>,
 ) {
     let addr = node.addr.load_full();
-    let (node_rd, node_wr) = match connect(&addr, &shared.connect, Protocol::Resp2, false).await {
+    let (node_rd, node_wr) = match connect(&addr, &shared.connect, Protocol::Resp2, false, 0).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(node = %addr, error = %e, "cannot reach the node for a client; closing the client");
@@ -148,7 +157,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         inbuf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
         batch: Vec::new(),
-        authed: shared.nat.password.is_none(),
+        authed: shared.password().is_none(),
         in_multi: false,
         reply_off: false,
         skip_next: false,
@@ -388,7 +397,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Requests<'_, R, W> {
     /// `AUTH <password>` is an error, `AUTH default <anything>` succeeds.
     fn check(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), Bytes> {
         let default_user = user.is_none_or_default();
-        match &self.shared.nat.password {
+        match &self.shared.password() {
             Some(want) => {
                 if default_user && constant_time_eq(want.expose().as_bytes(), password) {
                     self.authed = true;
@@ -447,13 +456,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Requests<'_, R, W> {
         self.reply_off = false;
         self.skip_next = false;
         self.forward(buf, len, Entry::Reset);
-        let ctx = &self.shared.connect;
-        if let Some(pw) = &ctx.password {
-            let user = ctx.user.as_deref().unwrap_or("default");
+        let auth = self.shared.connect.auth.load();
+        if let Some(pw) = &auth.password {
+            let user = auth.user.as_deref().unwrap_or("default");
             resp::encode::command(&mut self.out, &[b"AUTH".as_slice(), user.as_bytes(), pw.expose().as_bytes()]);
             self.push(Entry::Swallow);
         }
-        if self.shared.nat.password.is_some() {
+        if self.shared.password().is_some() {
             self.authed = false;
         }
         false

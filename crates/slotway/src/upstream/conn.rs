@@ -40,9 +40,10 @@ impl ConnHandle {
         ctx: Arc<ConnectContext>,
         protocol: Protocol,
         readonly: bool,
+        db: u16,
     ) -> ConnHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        worker.spawn(drive(addr, ctx, protocol, readonly, rx));
+        worker.spawn(drive(addr, ctx, protocol, readonly, db, rx));
         ConnHandle { tx }
     }
 
@@ -88,6 +89,7 @@ async fn drive(
     ctx: Arc<ConnectContext>,
     protocol: Protocol,
     readonly: bool,
+    db: u16,
     mut rx: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut backoff = Backoff { failures: 0, until: None, last_error: Arc::from("") };
@@ -98,7 +100,7 @@ async fn drive(
             fail_all(first, &mut rx, &addr, &reason);
             continue;
         }
-        match connect(&addr, &ctx, protocol, readonly).await {
+        match connect(&addr, &ctx, protocol, readonly, db).await {
             Err(e) => {
                 ctx.metrics.upstream_connect_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %addr, error = %e, "upstream connection failed");

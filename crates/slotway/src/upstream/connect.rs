@@ -15,10 +15,9 @@ pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// What every upstream connection needs to open and authenticate itself.
 pub struct ConnectContext {
-    pub tls: Option<(Arc<rustls::ClientConfig>, UpstreamTls)>,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    pub connect_timeout: Duration,
+    /// TLS and credentials. A config reload replaces them whole (a rotated password, a renewed CA); each new
+    /// connection reads them once, connections already open stay as they are.
+    pub auth: arc_swap::ArcSwap<UpstreamAuth>,
     pub metrics: Arc<Metrics>,
     /// Hostname → address to dial instead (`[nat.resolve]`); TLS still verifies the node's own name.
     pub resolve: std::collections::HashMap<String, String>,
@@ -27,6 +26,38 @@ pub struct ConnectContext {
     /// Told when a shared connection fails on its own (no reply in time, closed by the node), so the topology can be
     /// refreshed even when no request was waiting on it. Set once, after discovery.
     pub on_trouble: std::sync::OnceLock<TroubleHook>,
+    /// The nodes are Redis Cluster nodes: connections for replica reads send `READONLY` (a cluster replica
+    /// redirects reads without it; a standalone replica serves reads anyway and refuses the command). True unless
+    /// the backend is a single replication group.
+    pub cluster: bool,
+}
+
+/// How a connection to the nodes is secured and authenticated.
+pub struct UpstreamAuth {
+    pub tls: Option<(Arc<rustls::ClientConfig>, UpstreamTls)>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// TCP connect + TLS handshake + AUTH must finish within this.
+    pub connect_timeout: Duration,
+}
+
+impl ConnectContext {
+    /// A context with these settings; `on_trouble` is set later, once the topology exists.
+    pub fn new(
+        auth: UpstreamAuth,
+        metrics: Arc<Metrics>,
+        resolve: std::collections::HashMap<String, String>,
+        health: Option<HealthCheck>,
+    ) -> ConnectContext {
+        ConnectContext {
+            auth: arc_swap::ArcSwap::from_pointee(auth),
+            metrics,
+            resolve,
+            health,
+            on_trouble: Default::default(),
+            cluster: true,
+        }
+    }
 }
 
 /// What a shared connection calls when it fails on its own.
@@ -75,29 +106,34 @@ impl ConnectError {
 }
 
 /// Opens, secures and authenticates a connection to `addr` speaking `protocol` (RESP3 connections say `HELLO 3`),
-/// within the context's connect timeout.
+/// within the context's connect timeout. `readonly`: a connection for replica reads (`READONLY` on cluster nodes).
+/// `db`: the database the connection works in (`SELECT db` unless 0; only a single replication group has others).
 pub async fn connect(
     addr: &NodeAddr,
     ctx: &ConnectContext,
     protocol: Protocol,
     readonly: bool,
+    db: u16,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
-    match tokio::time::timeout(ctx.connect_timeout, connect_inner(addr, ctx, protocol, readonly)).await {
+    let auth = ctx.auth.load_full();
+    match tokio::time::timeout(auth.connect_timeout, connect_inner(addr, ctx, &auth, protocol, readonly, db)).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectError::Timeout(ctx.connect_timeout)),
+        Err(_) => Err(ConnectError::Timeout(auth.connect_timeout)),
     }
 }
 
 async fn connect_inner(
     addr: &NodeAddr,
     ctx: &ConnectContext,
+    auth: &UpstreamAuth,
     protocol: Protocol,
     readonly: bool,
+    db: u16,
 ) -> Result<(BoxRead, BoxWrite), ConnectError> {
     let dial = ctx.resolve.get(&*addr.host).map_or(&*addr.host, String::as_str);
     let tcp = TcpStream::connect((dial, addr.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let (mut rd, mut wr): (BoxRead, BoxWrite) = match &ctx.tls {
+    let (mut rd, mut wr): (BoxRead, BoxWrite) = match &auth.tls {
         None => {
             let (r, w) = tcp.into_split();
             (Box::new(r), Box::new(w))
@@ -116,9 +152,9 @@ async fn connect_inner(
     if protocol == Protocol::Resp3 {
         // HELLO 3 switches the protocol and, with AUTH, authenticates in the same round trip.
         let mut cmd = BytesMut::new();
-        match &ctx.password {
+        match &auth.password {
             Some(password) => {
-                let user = ctx.user.as_deref().unwrap_or("default");
+                let user = auth.user.as_deref().unwrap_or("default");
                 resp::encode::command(
                     &mut cmd,
                     &[b"HELLO".as_slice(), b"3", b"AUTH", user.as_bytes(), password.expose().as_bytes()],
@@ -133,9 +169,9 @@ async fn connect_inner(
         if reply.first() == Some(&b'-') {
             return Err(ConnectError::Protocol(format!("HELLO 3 refused: {}", error_text(&reply))));
         }
-    } else if let Some(password) = &ctx.password {
+    } else if let Some(password) = &auth.password {
         let mut cmd = BytesMut::new();
-        match &ctx.user {
+        match &auth.user {
             Some(user) => {
                 resp::encode::command(&mut cmd, &[b"AUTH".as_slice(), user.as_bytes(), password.expose().as_bytes()])
             }
@@ -146,13 +182,21 @@ async fn connect_inner(
             return Err(ConnectError::Auth(error_text(&reply)));
         }
     }
-    if readonly {
-        // Replica reads: without READONLY a replica redirects every read to its primary.
+    if readonly && ctx.cluster {
+        // Replica reads: without READONLY a cluster replica redirects every read to its primary.
         let mut cmd = BytesMut::new();
         resp::encode::command(&mut cmd, &[b"READONLY"]);
         let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
         if reply.first() == Some(&b'-') {
             return Err(ConnectError::Protocol(format!("READONLY refused: {}", error_text(&reply))));
+        }
+    }
+    if db != 0 {
+        let mut cmd = BytesMut::new();
+        resp::encode::command(&mut cmd, &[b"SELECT".as_slice(), db.to_string().as_bytes()]);
+        let reply = roundtrip(&mut rd, &mut wr, &cmd, &mut buf).await?;
+        if reply.first() == Some(&b'-') {
+            return Err(ConnectError::Protocol(format!("SELECT {db} refused: {}", error_text(&reply))));
         }
     }
     let mut ping = BytesMut::new();

@@ -66,6 +66,8 @@ struct Idle {
     state: Arc<AtomicU8>,
     /// What the connection speaks: it is only reused for a session speaking the same.
     protocol: Protocol,
+    /// The database it has selected: it is only reused for a session working in the same.
+    db: u16,
 }
 
 /// A connection to one node owned by one session. Dropping it closes the connection.
@@ -75,16 +77,17 @@ pub struct Dedicated {
     tx: Option<mpsc::UnboundedSender<Request>>,
     state: Arc<AtomicU8>,
     pool: Arc<NodePool>,
-    /// Index of its lot in the pool (worker and identity).
-    lot: usize,
+    /// Its lot in the pool: identity index and worker.
+    lot: (usize, usize),
     protocol: Protocol,
+    db: u16,
     /// False for a subscriber connection: `release` closes it instead of keeping it.
     reusable: bool,
 }
 
 impl NodePool {
-    /// A dedicated connection to this node, authenticated as `identity` and speaking `protocol`, for a session on
-    /// `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
+    /// A dedicated connection to this node, authenticated as `identity`, in database `db` and speaking `protocol`,
+    /// for a session on `worker`: an idle one if there is one, else a new one (connected in the background; requests sent meanwhile
     /// wait for it), unless the worker's limit for this node and identity is reached. Must be called on `worker`'s
     /// runtime: a new connection's task is spawned there.
     ///
@@ -93,13 +96,14 @@ impl NodePool {
     pub fn take_dedicated(
         self: &Arc<Self>,
         identity: Identity,
+        db: u16,
         worker: usize,
         protocol: Protocol,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
-        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
+        let mut lot = self.lot(lot_index).lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
-        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol) {
+        while let Some(i) = lot.idle.iter().rposition(|c| c.protocol == protocol && c.db == db) {
             let idle = lot.idle.swap_remove(i);
             if idle.state.compare_exchange(IDLE, IN_USE, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 && !idle.tx.is_closed()
@@ -110,6 +114,7 @@ impl NodePool {
                     pool: self.clone(),
                     lot: lot_index,
                     protocol,
+                    db,
                     reusable: true,
                 });
             }
@@ -120,17 +125,31 @@ impl NodePool {
         self.reserve(&mut lot, &ctx.metrics)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, rx, state.clone()));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: true })
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, db, rx, state.clone()));
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, db, reusable: true })
     }
 
     /// The connect context of `identity` and the index of its lot on `worker`. Never another identity's: that
     /// would run the client's commands as another cluster user.
-    fn lot_of(&self, identity: Identity, worker: usize) -> Result<(&Arc<ConnectContext>, usize), DedicatedError> {
+    fn lot_of(
+        &self,
+        identity: Identity,
+        worker: usize,
+    ) -> Result<(&Arc<ConnectContext>, (usize, usize)), DedicatedError> {
         let Some(ctx) = self.ctxs.get(identity.index()) else {
             return Err(DedicatedError::UnknownIdentity { addr: self.addr.clone() });
         };
-        Ok((ctx, identity.index() * self.workers.len() + worker % self.workers.len()))
+        Ok((ctx, (identity.index(), worker % self.workers.len())))
+    }
+
+    /// The lot of (identity index, worker), created on first use.
+    fn lot(&self, (identity, worker): (usize, usize)) -> &Mutex<Lot> {
+        let workers = self.workers.len();
+        let lots = self
+            .lots
+            .get_or_init(identity, || (0..workers).map(|_| Mutex::default()).collect())
+            .expect("identity indexes fit the table");
+        &lots[worker]
     }
 
     /// A new pub/sub connection to this node speaking `protocol`, counted in `worker`'s lot like any dedicated
@@ -144,13 +163,13 @@ impl NodePool {
         sink: super::subscriber::Sink,
     ) -> Result<Dedicated, DedicatedError> {
         let (ctx, lot_index) = self.lot_of(identity, worker)?;
-        let mut lot = self.lots[lot_index].lock().expect("dedicated lot poisoned");
+        let mut lot = self.lot(lot_index).lock().expect("dedicated lot poisoned");
         reap(&mut lot, &ctx.metrics);
         self.reserve(&mut lot, &ctx.metrics)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         tokio::spawn(super::subscriber::run(self.addr.clone(), ctx.clone(), protocol, rx, sink));
-        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, reusable: false })
+        Ok(Dedicated { tx: Some(tx), state, pool: self.clone(), lot: lot_index, protocol, db: 0, reusable: false })
     }
 
     /// Counts one more open connection in `lot`, or fails when the lot is full.
@@ -175,9 +194,8 @@ impl NodePool {
     pub fn dedicated_open(&self, worker: usize) -> usize {
         let workers = self.workers.len();
         (0..self.ctxs.len())
-            .map(|identity| {
-                self.lots[identity * workers + worker % workers].lock().expect("dedicated lot poisoned").open
-            })
+            .filter_map(|identity| self.lots.get(identity))
+            .map(|lots| lots[worker % workers].lock().expect("dedicated lot poisoned").open)
             .sum()
     }
 }
@@ -228,14 +246,14 @@ impl Dedicated {
             return; // dropped: closed
         }
         let Some(tx) = self.tx.take() else { return };
-        let metrics = &self.pool.ctxs[0].metrics;
-        let mut lot = self.pool.lots[self.lot].lock().expect("dedicated lot poisoned");
+        let metrics = &self.pool.ctxs.get(0).expect("default context").metrics;
+        let mut lot = self.pool.lot(self.lot).lock().expect("dedicated lot poisoned");
         if tx.is_closed() {
             lot.open -= 1;
             metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.state.store(IDLE, Ordering::Release);
-            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol });
+            lot.idle.push(Idle { tx, state: self.state.clone(), protocol: self.protocol, db: self.db });
         }
         reap(&mut lot, metrics);
     }
@@ -245,10 +263,10 @@ impl Drop for Dedicated {
     fn drop(&mut self) {
         if self.tx.take().is_some() {
             // Dropping the sender ends the connection's task, which closes the socket.
-            if let Ok(mut lot) = self.pool.lots[self.lot].lock() {
+            if let Ok(mut lot) = self.pool.lot(self.lot).lock() {
                 lot.open -= 1;
             }
-            self.pool.ctxs[0].metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
+            self.pool.ctxs.get(0).expect("default context").metrics.dedicated_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -263,11 +281,12 @@ async fn run(
     addr: NodeAddr,
     ctx: Arc<ConnectContext>,
     protocol: Protocol,
+    db: u16,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: Arc<AtomicU8>,
 ) {
     // Never READONLY: transactions and blocking commands go to primaries.
-    let (rd, wr) = match connect(&addr, &ctx, protocol, false).await {
+    let (rd, wr) = match connect(&addr, &ctx, protocol, false, db).await {
         Ok(c) => c,
         Err(e) => {
             Metrics::incr(&ctx.metrics.upstream_connect_failures);
@@ -390,9 +409,4 @@ pub(super) async fn write(wr: &mut BoxWrite, bytes: &[u8]) -> Result<(), String>
         return Ok(());
     }
     wr.write_all(bytes).await.map_err(|e| format!("write failed: {e}"))
-}
-
-/// Lots for each worker and identity of a new node pool.
-pub(super) fn lots(workers: usize) -> Box<[Mutex<Lot>]> {
-    (0..workers.max(1)).map(|_| Mutex::new(Lot::default())).collect()
 }

@@ -13,17 +13,20 @@ mod conn;
 pub mod connect;
 pub mod dedicated;
 pub mod subscriber;
+mod table;
 
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use resp::encode::Protocol;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use table::GrowTable;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook};
+pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook, UpstreamAuth};
 pub use dedicated::{Dedicated, DedicatedError};
 
 /// A node's answer to one request, or why there is none.
@@ -102,27 +105,64 @@ pub struct Request {
 
 /// The connections to one node: `per_worker` shared ones on each worker thread, so a session only ever uses
 /// connections driven by its own thread (no cross-thread wake-ups on the data path), and each worker's lot of
-/// [`Dedicated`] connections; both per upstream [`Identity`].
+/// [`Dedicated`] connections; both per upstream [`Identity`], and the shared ones per database.
 pub struct NodePool {
     pub addr: NodeAddr,
     per_worker: usize,
     readonly: bool,
-    /// The default identity's connections: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2 and RESP3 per
-    /// worker. They connect on first use, so a protocol no client speaks costs an idle task and nothing more.
+    /// The default identity's connections in database 0: `conns[(worker * 2 + protocol) * per_worker + i]`, RESP2
+    /// and RESP3 per worker. They connect on first use, so a protocol no client speaks costs an idle task and
+    /// nothing more.
     conns: Box<[conn::ConnHandle]>,
-    /// Mapped identities' connections, `mapped[(identity - 1) * workers + worker]`, each `[protocol * per_worker
-    /// + i]`; created on the identity's first request on that worker (most pools never see most identities).
-    mapped: Box<[OnceLock<Box<[conn::ConnHandle]>>]>,
-    /// Connect contexts by identity (`[0]` = default).
-    ctxs: Arc<[Arc<ConnectContext>]>,
+    /// Every other (identity, database)'s connections, `lanes[identity * databases + db - 1][worker]`, each
+    /// `[protocol * per_worker + i]`; created on the first request of that identity and database on that worker
+    /// (most pools never see most of them).
+    lanes: GrowTable<PerWorker<Box<[conn::ConnHandle]>>>,
+    /// Databases a client may select (1 for a cluster, which has only database 0).
+    databases: u16,
+    /// Connect contexts by identity (`[0]` = default); shared with the registry, which adds identities.
+    ctxs: Arc<Contexts>,
     workers: Arc<[Handle]>,
     /// Dedicated connections allowed per worker and identity.
     max_dedicated: usize,
-    /// `lots[identity * workers + worker]`.
-    lots: Box<[Mutex<dedicated::Lot>]>,
+    /// `lots[identity][worker]`, created on the identity's first dedicated connection to this node.
+    lots: GrowTable<Box<[Mutex<dedicated::Lot>]>>,
     /// Round trips of requests on the shared connections, one histogram per worker (written by that worker's
     /// sessions only; summed when `/metrics` is scraped).
     pub round_trip: Box<[crate::observe::histogram::Histogram]>,
+}
+
+/// One lazily created value per worker thread.
+type PerWorker<T> = Box<[OnceLock<T>]>;
+
+/// The connect contexts by [`Identity`], shared by the registry and every pool. Identities are only added (a
+/// reload or provisioning maps users to new cluster users); an identity's credentials change inside its context.
+#[derive(Default)]
+pub(crate) struct Contexts {
+    table: GrowTable<Arc<ConnectContext>>,
+    len: AtomicUsize,
+    /// Serializes additions.
+    add: Mutex<()>,
+}
+
+impl Contexts {
+    pub(crate) fn get(&self, index: usize) -> Option<&Arc<ConnectContext>> {
+        self.table.get(index)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Adds a context and returns its index, or None when the table is full (65535 identities).
+    fn push(&self, ctx: Arc<ConnectContext>) -> Option<usize> {
+        let _adding = self.add.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.len.load(Ordering::Acquire);
+        let mut ctx = Some(ctx);
+        self.table.get_or_init(index, || ctx.take().expect("set once"))?;
+        self.len.store(index + 1, Ordering::Release);
+        Some(index)
+    }
 }
 
 impl std::fmt::Debug for NodePool {
@@ -138,84 +178,101 @@ pub struct PoolLimits {
     pub per_node: usize,
     /// Dedicated connections per node on each worker.
     pub max_dedicated: usize,
+    /// Databases clients may `SELECT` (each gets its own shared connections, created on first use): the nodes'
+    /// `databases` for a single replication group, 1 for a cluster.
+    pub databases: u16,
 }
 
 impl NodePool {
     fn new(
         addr: NodeAddr,
-        ctxs: &Arc<[Arc<ConnectContext>]>,
+        ctxs: &Arc<Contexts>,
         workers: &Arc<[Handle]>,
         limits: PoolLimits,
         readonly: bool,
     ) -> NodePool {
         let per_worker = limits.per_node.max(1);
-        let ctx = &ctxs[0];
+        let ctx = ctxs.get(0).expect("the default identity's context");
         let conns = workers
             .iter()
             .flat_map(|w| [Protocol::Resp2, Protocol::Resp3].map(|p| (w, p)))
             .flat_map(|wp| (0..per_worker).map(move |_| wp))
-            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly))
+            .map(|(w, p)| conn::ConnHandle::spawn(w, addr.clone(), ctx.clone(), p, readonly, 0))
             .collect();
-        let mapped = (0..(ctxs.len() - 1) * workers.len()).map(|_| OnceLock::new()).collect();
         NodePool {
             addr,
             per_worker,
             readonly,
             conns,
-            mapped,
+            lanes: GrowTable::default(),
+            databases: limits.databases.max(1),
             ctxs: ctxs.clone(),
             workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
-            lots: dedicated::lots(workers.len() * ctxs.len()),
+            lots: GrowTable::default(),
             round_trip: workers.iter().map(|_| Default::default()).collect(),
         }
     }
 
-    /// Queues a request on one of `worker`'s connections speaking `protocol` as `identity`, chosen by `pick`. A
-    /// client always uses the same identity, worker, protocol and pick for a node, so its requests to that node
-    /// run in the order it sent them.
-    pub fn send(&self, identity: Identity, worker: usize, protocol: Protocol, pick: usize, req: Request) {
+    /// Queues a request on one of `worker`'s connections speaking `protocol` as `identity` in database `db`, chosen
+    /// by `pick`. A client always uses the same identity, worker, protocol, database and pick for a node, so its
+    /// requests to that node run in the order it sent them.
+    pub fn send(&self, identity: Identity, db: u16, worker: usize, protocol: Protocol, pick: usize, req: Request) {
         let resp3 = usize::from(protocol == Protocol::Resp3);
-        if identity == Identity::DEFAULT {
+        if identity == Identity::DEFAULT && db == 0 {
             let lane = worker * 2 + resp3;
             let idx = (lane * self.per_worker + pick % self.per_worker) % self.conns.len();
             return self.conns[idx].send(&self.addr, req);
         }
-        match self.mapped_conns(identity, worker) {
+        match self.lane_conns(identity, db, worker) {
             Some(conns) => conns[resp3 * self.per_worker + pick % self.per_worker].send(&self.addr, req),
             None => req.reply_to.deliver(Err(UpstreamError::NotSent {
                 addr: self.addr.clone(),
-                reason: Arc::from("unknown upstream identity"),
+                reason: Arc::from(if db >= self.databases {
+                    "DB index is out of range"
+                } else {
+                    "unknown upstream identity (or too many identities and databases)"
+                }),
             })),
         }
     }
 
-    /// `identity`'s shared connections on `worker` (RESP2 then RESP3), started on first use.
-    fn mapped_conns(&self, identity: Identity, worker: usize) -> Option<&[conn::ConnHandle]> {
+    /// `identity`'s shared connections to database `db` on `worker` (RESP2 then RESP3), started on first use.
+    fn lane_conns(&self, identity: Identity, db: u16, worker: usize) -> Option<&[conn::ConnHandle]> {
         let worker = worker % self.workers.len();
         let ctx = self.ctxs.get(identity.index())?;
-        let slot = self.mapped.get(identity.index().checked_sub(1)? * self.workers.len() + worker)?;
-        let conns = slot.get_or_init(|| {
+        if db >= self.databases {
+            return None;
+        }
+        let workers = self.workers.len();
+        let lane = (identity.index() * usize::from(self.databases) + usize::from(db)).checked_sub(1)?;
+        let per_worker = self.lanes.get_or_init(lane, || (0..workers).map(|_| OnceLock::new()).collect())?;
+        let conns = per_worker[worker].get_or_init(|| {
             [Protocol::Resp2, Protocol::Resp3]
                 .into_iter()
                 .flat_map(|p| (0..self.per_worker).map(move |_| p))
                 .map(|p| {
-                    conn::ConnHandle::spawn(&self.workers[worker], self.addr.clone(), ctx.clone(), p, self.readonly)
+                    conn::ConnHandle::spawn(&self.workers[worker], self.addr.clone(), ctx.clone(), p, self.readonly, db)
                 })
                 .collect()
         });
         Some(conns)
     }
 
-    /// Sends one internal request (as the default identity, on worker 0's first connection) and waits for its
-    /// reply.
+    /// Sends one internal request (as the default identity, in database 0, on worker 0's first connection) and
+    /// waits for its reply.
     pub async fn call(&self, frame: Bytes) -> UpstreamResult {
         let (tx, rx) = oneshot::channel();
         let req = Request { frame, asking: false, reply_to: ReplyTo::Oneshot(tx) };
-        self.send(Identity::DEFAULT, 0, Protocol::Resp2, 0, req);
+        self.send(Identity::DEFAULT, 0, 0, Protocol::Resp2, 0, req);
         rx.await.unwrap_or_else(|_| {
             Err(UpstreamError::NotSent { addr: self.addr.clone(), reason: Arc::from("connection task stopped") })
         })
+    }
+
+    /// Whether this pool's connections are for replica reads.
+    pub fn is_replica_pool(&self) -> bool {
+        self.readonly
     }
 }
 
@@ -223,7 +280,9 @@ impl NodePool {
 /// only consulted when a topology is built or a redirect names an address.
 pub struct Upstreams {
     /// Connect contexts by [`Identity`] (`[0]` = the `[upstream]` credentials).
-    ctxs: Arc<[Arc<ConnectContext>]>,
+    ctxs: Arc<Contexts>,
+    /// The hook every context gets (see [`Upstreams::on_trouble`]), kept for identities added later.
+    trouble: OnceLock<TroubleHook>,
     /// Runtimes of the worker threads; each node gets `limits.per_node` connections on each.
     workers: Arc<[Handle]>,
     limits: PoolLimits,
@@ -237,21 +296,31 @@ impl Upstreams {
     pub fn new(ctxs: Vec<ConnectContext>, workers: Vec<Handle>, limits: PoolLimits) -> Upstreams {
         assert!(!workers.is_empty(), "at least one worker runtime");
         assert!(!ctxs.is_empty() && ctxs.len() <= usize::from(u16::MAX), "1..=65535 upstream identities");
+        let table = Contexts::default();
+        for ctx in ctxs {
+            table.push(Arc::new(ctx));
+        }
         Upstreams {
-            ctxs: ctxs.into_iter().map(Arc::new).collect(),
+            ctxs: Arc::new(table),
+            trouble: OnceLock::new(),
             workers: workers.into(),
             limits,
             pools: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use).
+    fn default_context(&self) -> &Arc<ConnectContext> {
+        self.ctxs.get(0).expect("the default identity's context")
+    }
+
+    /// Whether node connections use TLS (decides which port of CLUSTER SHARDS to use). Fixed for the life of
+    /// the process: a reload can renew certificates but not turn TLS on or off.
     pub fn uses_tls(&self) -> bool {
-        self.ctxs[0].tls.is_some()
+        self.default_context().auth.load().tls.is_some()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.ctxs[0].metrics
+        &self.default_context().metrics
     }
 
     /// The connect context of `identity`, if there is one.
@@ -259,11 +328,30 @@ impl Upstreams {
         self.ctxs.get(identity.index())
     }
 
-    /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
-    /// the first call has an effect. Every upstream identity's connections report to the same hook.
-    pub fn on_trouble(&self, hook: TroubleHook) {
-        for ctx in self.ctxs.iter() {
+    /// How many identities there are (the default one included).
+    pub fn identities(&self) -> usize {
+        self.ctxs.len()
+    }
+
+    /// Adds an upstream identity (a cluster user that slotway's users map to) at run time; its connections are
+    /// opened on first use. None when there are already 65535.
+    pub fn add_identity(&self, ctx: ConnectContext) -> Option<Identity> {
+        if let Some(hook) = self.trouble.get() {
             let _ = ctx.on_trouble.set(hook.clone());
+        }
+        let index = self.ctxs.push(Arc::new(ctx))?;
+        Some(Identity::new(u16::try_from(index).ok()?))
+    }
+
+    /// Sets what shared connections call when they fail on their own (see [`ConnectContext::on_trouble`]); only
+    /// the first call has an effect. Every upstream identity's connections report to the same hook, those added
+    /// later too.
+    pub fn on_trouble(&self, hook: TroubleHook) {
+        let _ = self.trouble.set(hook.clone());
+        for i in 0..self.ctxs.len() {
+            if let Some(ctx) = self.ctxs.get(i) {
+                let _ = ctx.on_trouble.set(hook.clone());
+            }
         }
     }
 
@@ -293,5 +381,21 @@ impl Upstreams {
     /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.
     pub fn retain(&self, keep: impl Fn(&NodeAddr) -> bool) {
         self.pools.lock().expect("upstream registry poisoned").retain(|(addr, _), _| keep(addr));
+    }
+
+    /// Replaces the pools of `addr` with new ones, so the next requests open new connections, which resolve the
+    /// host name again (a DNS name that moved to another server, e.g. a managed service's primary endpoint after a
+    /// failover). The old pools' connections close once nothing holds them. Returns the new (non-replica) pool.
+    pub fn renew(&self, addr: &NodeAddr) -> Arc<NodePool> {
+        let mut pools = self.pools.lock().expect("upstream registry poisoned");
+        pools.remove(&(addr.clone(), true));
+        let pool = Arc::new(NodePool::new(addr.clone(), &self.ctxs, &self.workers, self.limits, false));
+        pools.insert((addr.clone(), false), pool.clone());
+        pool
+    }
+
+    /// Databases clients may select ([`PoolLimits::databases`]).
+    pub fn databases(&self) -> u16 {
+        self.limits.databases.max(1)
     }
 }

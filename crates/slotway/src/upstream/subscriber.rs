@@ -104,7 +104,8 @@ pub(super) async fn run(
 ) {
     let metrics = ctx.metrics.clone();
     metrics.pubsub_connections.fetch_add(1, Ordering::Relaxed);
-    let reason = match connect(&addr, &ctx, protocol, false).await {
+    // Database 0: subscriptions don't depend on the database the client selected (pub/sub is server-wide).
+    let reason = match connect(&addr, &ctx, protocol, false, 0).await {
         Ok((rd, wr)) => {
             Metrics::incr(&metrics.dedicated_connects);
             tracing::debug!(node = %addr, "pub/sub upstream connected");

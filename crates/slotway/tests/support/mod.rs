@@ -24,6 +24,10 @@
 //! temp dir once the test process is gone.
 #![allow(dead_code)]
 
+pub mod sentinel;
+#[allow(unused_imports)]
+pub use sentinel::*;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
@@ -193,7 +197,7 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-fn kill_pid(pid: u32, signal: &str) {
+pub fn kill_pid(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
@@ -259,6 +263,11 @@ fn stop_dir(dir: &Path, pids: Vec<u32>) {
 /// Stops the nodes in `dir` and removes `dir` once this process is gone, in
 /// case `Drop` never runs (test process killed, e.g. by a runner timeout).
 fn spawn_watchdog(dir: &Path) -> Option<Child> {
+    spawn_watchdog_with(dir, &dev_cluster_script())
+}
+
+/// `spawn_watchdog` for a deployment started by `script` (which must accept `stop --dir DIR`).
+pub(crate) fn spawn_watchdog_with(dir: &Path, script: &Path) -> Option<Child> {
     use std::os::unix::process::CommandExt;
     let child = Command::new("bash")
         .arg("-c")
@@ -270,7 +279,7 @@ rm -rf -- "$3""#,
         )
         .arg("slotway-test-watchdog")
         .arg(std::process::id().to_string())
-        .arg(dev_cluster_script())
+        .arg(script)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -401,7 +401,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let n = channels.len() as u32;
         let want = Confirmation::of(cmd);
         if self.pubsub.is_none() {
-            let limit = self.shared.config.listen.pubsub_output_limit;
+            let limit = self.live.config.listen.pubsub_output_limit;
             self.pubsub = Some(Box::new(PubSub::new(limit, self.shared.metrics.clone())));
         }
         let ps = self.pubsub.as_deref().expect("just set");
@@ -507,7 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let topo = self.shared.topology.load();
         let Some(pool) = topo.any_primary(self.pick).cloned() else {
             self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-            return Err("CLUSTERDOWN Hash slot not served".to_string());
+            return Err(topo.unserved_error());
         };
         drop(topo);
         let conn = self.open_subscriber(&pool)?;
@@ -663,7 +663,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let redirects = self.part_mut(seq, part).redirects;
         let metrics = self.shared.metrics.clone();
         match classify_reply(&frame, host.as_deref().unwrap_or("")) {
-            ReplyClass::Moved(addr) if redirects < self.shared.config.upstream.max_redirects => {
+            ReplyClass::Moved(addr) if redirects < self.live.config.upstream.max_redirects => {
                 Metrics::incr(&metrics.redirects_moved);
                 self.part_mut(seq, part).redirects += 1;
                 self.shared.topology.request_refresh(RefreshReason::Moved);

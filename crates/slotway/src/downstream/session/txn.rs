@@ -182,6 +182,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.refuse_queued(&format!("ERR slotway: '{name}' cannot be queued in a transaction"))
             }
             Plan::Reject(msg) => self.refuse_queued(&msg),
+            // In a single group SELECT would move the transaction's connection to another database for good; its
+            // database is the one the client had at MULTI (or WATCH).
+            Plan::Local(LocalCommand::Select) if self.placement == crate::topology::Placement::Single => self
+                .refuse_queued("ERR slotway: SELECT inside MULTI is not supported; SELECT the database before MULTI"),
             Plan::Local(LocalCommand::Ping | LocalCommand::Echo | LocalCommand::Select) => {
                 self.queue(frame, ranges, None)
             }
@@ -232,7 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let topo = self.shared.topology.load();
                 let Some(pool) = topo.primary_for(s).cloned() else {
                     self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                    return self.refuse_queued("CLUSTERDOWN Hash slot not served");
+                    return self.refuse_queued(&topo.unserved_error());
                 };
                 drop(topo);
                 if let Err(msg) = self.open_txn_conn(&pool) {
@@ -247,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Takes the transaction's connection to `pool` and sends MULTI and the commands queued so far.
     fn open_txn_conn(&mut self, pool: &Arc<NodePool>) -> Result<(), String> {
         let conn = pool
-            .take_dedicated(self.identity, self.worker, self.client.protocol)
+            .take_dedicated(self.identity, self.client.db, self.worker, self.client.protocol)
             .map_err(|e| format!("ERR slotway: {e}"))?;
         let t = self.txn_mut();
         t.conn = Some(conn);
@@ -281,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let topo = self.shared.topology.load();
             let Some(pool) = dispatch::target(&topo, None, self.pick).cloned() else {
                 self.txn = None;
-                return self.push_error("CLUSTERDOWN Hash slot not served");
+                return self.push_error(&topo.unserved_error());
             };
             drop(topo);
             if let Err(msg) = self.open_txn_conn(&pool) {
@@ -312,6 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if slot.is_some() {
                 self.last_write = slot;
             }
+            self.wrote();
         }
         self.fence = true;
         self.push_txn(Step::Exec { abort }, frame, None, true);
@@ -365,6 +370,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// SELECT while a WATCH holds the transaction's connection: the transaction goes on in the new database on that
+    /// connection, as on Redis (the SELECT is sent there too), and the connection is not reused afterwards (it is no
+    /// longer in the database it was taken for).
+    pub(super) fn select_in_txn(&mut self, select: Bytes) {
+        let Some(t) = self.txn.as_deref_mut() else { return };
+        if t.conn.is_none() {
+            return;
+        }
+        t.broken = true;
+        self.send_on_conn(UpstreamRequest { frame: select, asking: false, reply_to: ReplyTo::Discard });
+    }
+
     /// Sends a command of slotway's own whose reply nobody reads (its effect shows in later replies).
     fn send_internal(&mut self, frame: &'static [u8]) {
         self.send_on_conn(UpstreamRequest {
@@ -376,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Sends the first WATCH (or its redirect or retry) to `pool`, on a connection to that node.
     pub(super) fn send_watch(&mut self, pool: &Arc<NodePool>, req: UpstreamRequest) -> Result<(), String> {
-        let (identity, worker, protocol) = (self.identity, self.worker, self.client.protocol);
+        let (identity, db, worker, protocol) = (self.identity, self.client.db, self.worker, self.client.protocol);
         let Some(t) = self.txn.as_deref_mut() else {
             return Err("ERR slotway: the transaction was reset".to_string());
         };
@@ -384,7 +401,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             t.conn = None;
         }
         if t.conn.is_none() {
-            t.conn = Some(pool.take_dedicated(identity, worker, protocol).map_err(|e| format!("ERR slotway: {e}"))?);
+            t.conn =
+                Some(pool.take_dedicated(identity, db, worker, protocol).map_err(|e| format!("ERR slotway: {e}"))?);
         }
         t.conn.as_ref().expect("just set").send(req);
         Ok(())
@@ -507,7 +525,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// failed connection are retried after a delay; a final error leaves no watch, so the state is dropped.
     fn on_first_watch(&mut self, seq: u64, part: usize, result: UpstreamResult, class: Option<ReplyClass>) {
         let redirects = self.part_mut(seq, part).redirects;
-        let max_redirects = self.shared.config.upstream.max_redirects;
+        let max_redirects = self.live.config.upstream.max_redirects;
         match (result, class) {
             // An error reply drops the transaction state (see `finish_part`): nothing is watched.
             (Ok(frame), Some(ReplyClass::Final)) => self.finish_part(seq, part, frame),
