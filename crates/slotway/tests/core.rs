@@ -1247,11 +1247,8 @@ fn error_replies_match_redis_wording() {
     // Unsupported commands: an `-ERR` error (as README documents: `-ERR unsupported command '<name>': ...`)
     // naming the command. BUG (found by this test): slotway answers `-unsupported command 'blpop': ...` with no
     // `ERR` code, so clients see an error code "unsupported" instead of ERR.
-    for (args, name) in [
-        (vec!["SAVE"], "save"),
-        (vec!["SWAPDB", "0", "1"], "swapdb"),
-        (vec!["MOVE", "k", "1"], "move"),
-    ] {
+    for (args, name) in [(vec!["SAVE"], "save"), (vec!["SWAPDB", "0", "1"], "swapdb"), (vec!["MOVE", "k", "1"], "move")]
+    {
         let got = raw.call(&c(&args));
         let ok_shape = match &got {
             Reply::Error(e) => e.starts_with(&format!("ERR unsupported command '{name}'")),

@@ -16,7 +16,7 @@ use resp::encode::Protocol;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -49,6 +49,8 @@ pub struct ClientHandle {
     ssub: AtomicU32,
     meta: Mutex<Meta>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// `SLOTWAY TRACE` is on for this client (the session looks once per wake-up).
+    trace: AtomicBool,
     /// The node connection a blocking command of this client runs on, for CLIENT UNBLOCK (set and cleared by the
     /// session around each blocking command: not on the ordinary path).
     blocked_on: Mutex<Option<BlockedOn>>,
@@ -176,6 +178,7 @@ impl Clients {
             meta: Mutex::new(Meta::default()),
             kill: Mutex::new(Some(tx)),
             blocked_on: Mutex::new(None),
+            trace: AtomicBool::new(false),
         });
         self.by_id.lock().expect("clients lock").insert(id, handle.clone());
         (handle, rx, Registered { clients: self.clone(), id })
@@ -187,6 +190,14 @@ impl Clients {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// INFO clients: (connected, in a blocking command, subscribed).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let all = self.by_id.lock().expect("clients lock");
+        let blocked = all.values().filter(|c| c.state().blocked).count();
+        let pubsub = all.values().filter(|c| c.client_type() == ClientType::PubSub).count();
+        (all.len(), blocked, pubsub)
     }
 
     /// The clients of one type (all when None), in connection order.
@@ -289,10 +300,31 @@ impl ClientHandle {
         self.blocked_on.lock().expect("blocked_on lock").clone()
     }
 
+    /// Loads and compares when nothing changed (the session publishes them on every wake-up).
     pub fn set_subscriptions(&self, sub: u32, psub: u32, ssub: u32) {
-        self.sub.store(sub, Ordering::Relaxed);
-        self.psub.store(psub, Ordering::Relaxed);
-        self.ssub.store(ssub, Ordering::Relaxed);
+        for (cell, v) in [(&self.sub, sub), (&self.psub, psub), (&self.ssub, ssub)] {
+            if cell.load(Ordering::Relaxed) != v {
+                cell.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn state(&self) -> SessionState {
+        SessionState::unpack(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Turns per-request logging on or off for this client (`SLOTWAY TRACE`).
+    pub fn set_trace(&self, on: bool) {
+        self.trace.store(on, Ordering::Relaxed);
+    }
+
+    pub fn traced(&self) -> bool {
+        self.trace.load(Ordering::Relaxed)
+    }
+
+    /// The name the client gave itself (CLIENT SETNAME, HELLO SETNAME).
+    pub fn name(&self) -> Option<Bytes> {
+        self.meta.lock().expect("client meta lock").name.clone()
     }
 
     /// Replaces what CLIENT LIST shows of the client's own settings.

@@ -50,6 +50,8 @@ pub struct Shared {
     pub pause: pause::Pause,
     /// Scripts in flight, for the BUSY errors of a script running long (`client.busy_script_scope`).
     pub scripts_running: Arc<busy::Scripts>,
+    /// Per-worker counters and histograms, the slow log, traced names (see [`crate::observe`]).
+    pub observe: Arc<crate::observe::Observe>,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

@@ -27,7 +27,7 @@
 //!   confirmation). Like Redis's pushes, confirmations and messages reach the client under CLIENT REPLY OFF too.
 //! - **Failures.** A pub/sub connection that fails loses its subscriptions on the node; the client is then
 //!   disconnected (as it would be by its own node), and reconnects and subscribes again.
-use super::{error_reply, Kind, Lane, Part, Pending, Session};
+use super::{error_reply, Kind, Lane, Part, Pending, Session, Track};
 use crate::cluster::Slot;
 use crate::command::{Args, PubSubCommand};
 use crate::dispatch::{channel_placement, classify_reply, ChannelPlacement, ReplyClass};
@@ -257,6 +257,11 @@ impl PubSub {
     /// Whether the client holds any subscription (Redis's subscribed state).
     pub(super) fn subscribed(&self) -> bool {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
+    }
+
+    /// (channels, patterns, shard channels) subscribed now, for CLIENT LIST and INFO clients.
+    pub(super) fn counts(&self) -> (u32, u32, u32) {
+        (self.channels.len() as u32, self.patterns.len() as u32, self.shard_channels.len() as u32)
     }
 
     /// The count a confirmation of `class` reports: channels and patterns together, shard channels apart.
@@ -639,6 +644,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining: 0,
             merge: None,
             kind: Kind::PubSub,
+            track: Track::default(),
         });
     }
 
@@ -654,6 +660,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining,
             merge: None,
             kind: Kind::PubSub,
+            track: Default::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
         let ps = self.pubsub.as_deref_mut().expect("pub/sub state");
@@ -766,6 +773,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 remaining: 0,
                 merge: None,
                 kind: Kind::Message,
+                track: Default::default(),
             });
         }
     }
