@@ -2,7 +2,8 @@
 # Redis's own test suite against slotway's standalone view of a 3-primary TLS+AUTH cluster.
 #
 #   scripts/redis-suite.sh [--min-passed N] [--units "unit/a unit/b"] [--unit-timeout SECS]
-#                          [--slotway BIN] [--src DIR] [--mode cluster|singledb] [--tags "TAGS"|issue] [--keep]
+#                          [--slotway BIN] [--src DIR] [--mode cluster|singledb] [--tags "TAGS"|issue]
+#                          [--skiptest NAME]... [--durable] [--keep]
 #
 # 1. Gets the suite of the installed redis-server from Debian's source package: `apt-get source
 #    --download-only redis` with a deb-src entry that exists only for that call (a private sources list and
@@ -13,7 +14,8 @@
 # 3. Runs each unit in its own process in external mode through slotway (`--cluster-mode` by default: the
 #    suite skips what a Redis Cluster node refuses, as when it tests a cluster node directly), with a
 #    per-unit timeout, and prints `N passed, N failed`, the failures, units that aborted or timed out,
-#    and whether slotway kept running.
+#    and whether slotway kept running. A test whose command gets an unexpected error ends its unit, as in
+#    Redis's own runs; with --durable the unit goes on and the test counts as failed ("exception").
 #
 # Exits 1 when fewer than --min-passed ($REDIS_SUITE_MIN_PASSED, default 0) tests passed, when a unit
 # aborted or timed out, or when slotway exited; 2 on a setup problem. Logs: target/redis-suite/logs/.
@@ -43,6 +45,7 @@ SLOTWAY_BIN="${SLOTWAY_BIN:-$REPO_ROOT/target/debug/slotway}"
 SRC="${REDIS_SUITE_SRC:-}"
 MODE="${REDIS_SUITE_MODE:-cluster}"
 KEEP=0
+DURABLE_MODE=0
 SKIPTESTS=()
 
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -59,6 +62,7 @@ while (($#)); do
     --mode) MODE="$2"; shift 2 ;;
     --tags) TAGS="$2"; shift 2 ;;
     --skiptest) SKIPTESTS+=("$2"); shift 2 ;;
+    --durable) DURABLE_MODE=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -209,9 +213,11 @@ done
 log "cluster ${CLUSTER_PORTS// /,} (TLS, AUTH), slotway $("$SLOTWAY_BIN" --version | awk '{print $2}') on 127.0.0.1:$SLOTWAY_PORT, suite $SRC, mode $MODE, tags $TAGS"
 
 # ------------------------------------------------------------ the units
+DURABLE=()
+((DURABLE_MODE)) && DURABLE=(--durable)
 SKIP_ARGS=()
 for t in "${SKIPTESTS[@]}"; do SKIP_ARGS+=(--skiptest "$t"); done
-total_ok=0 total_err=0 crashed=0
+total_ok=0 total_err=0 crashed=0 exceptions=0
 failures=() aborted=() summary=()
 start_all=$SECONDS
 for unit in $UNITS; do
@@ -223,13 +229,23 @@ for unit in $UNITS; do
     cd "$SRC"
     TERM=dumb env -u REDISCLI_AUTH timeout --kill-after=10 "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl \
       --host 127.0.0.1 --port "$SLOTWAY_PORT" "${MODE_ARGS[@]}" --tags "$TAGS" \
-      --single "$unit" --timeout "$UNIT_TIMEOUT" --clients 1 "${SKIP_ARGS[@]}"
+      --single "$unit" --timeout "$UNIT_TIMEOUT" --clients 1 "${DURABLE[@]}" "${SKIP_ARGS[@]}"
   ) >"$out" 2>&1 </dev/null || rc=$?
   ok="$(grep -c '^\[ok\]: ' "$out" || true)"
   err="$(grep -c '^\[err\]: ' "$out" || true)"
   total_ok=$((total_ok + ok))
   total_err=$((total_err + err))
-  while IFS= read -r line; do failures+=("$unit: ${line#\[err\]: }"); done < <(grep '^\[err\]: ' "$out" || true)
+  # A failure whose details hold a Tcl stack is a command's unexpected error: without --durable it would have
+  # ended the unit there ("exception").
+  while IFS=$'\t' read -r kind name; do
+    failures+=("$unit: $name${kind:+ [$kind]}")
+    [[ -n "$kind" ]] && exceptions=$((exceptions + 1))
+  done < <(awk '
+    function flush() { if (name != "") print kind "\t" name; name = ""; kind = "" }
+    /^\[err\]: / { flush(); name = substr($0, 8); next }
+    /^\[/ { flush(); next }
+    name != "" && /while executing|invoked from within/ { kind = "exception" }
+    END { flush() }' "$out")
   state=""
   if ((rc == 124 || rc == 137)); then
     state="timed out after ${UNIT_TIMEOUT}s"
@@ -273,7 +289,7 @@ if ((${#aborted[@]})); then
   printf '  %s\n' "${aborted[@]}"
 fi
 grep -q 'panicked' "$LOGS/slotway.log" && { echo "slotway logged a panic (see $LOGS/slotway.log)"; crashed=1; }
-echo "$total_ok passed, $total_err failed"
+echo "$total_ok passed, $total_err failed ($exceptions of them on an unexpected error reply)"
 
 status=0
 if ((crashed)); then echo "FAIL: slotway crashed"; status=1; fi
