@@ -62,6 +62,8 @@ pub struct BlockedOn {
     pub pool: Arc<crate::upstream::NodePool>,
     /// The node's CLIENT ID of the connection (0 while unknown).
     pub node_client_id: Arc<AtomicU64>,
+    /// The command is written to the node (and not answered yet).
+    pub sent: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the client set about itself; changed only by CLIENT SETNAME/SETINFO/NO-EVICT/NO-TOUCH, HELLO, AUTH, RESET.
@@ -195,7 +197,11 @@ impl Clients {
     /// INFO clients: (connected, in a blocking command, subscribed).
     pub fn counts(&self) -> (usize, usize, usize) {
         let all = self.by_id.lock().expect("clients lock");
-        let blocked = all.values().filter(|c| c.state().blocked).count();
+        // Blocked once the command has reached its node (before that the node would not count it either).
+        let blocked = all
+            .values()
+            .filter(|c| c.state().blocked && c.blocked_on().is_none_or(|b| b.sent.load(Ordering::Acquire)))
+            .count();
         let pubsub = all.values().filter(|c| c.client_type() == ClientType::PubSub).count();
         (all.len(), blocked, pubsub)
     }

@@ -204,6 +204,8 @@ pub(super) struct Session<S> {
     blocking: Option<Dedicated>,
     /// Slot of the client's last keyed write: WAIT goes to its node.
     last_write: Option<Slot>,
+    /// Slot of the client's last keyed command: a script without declared keys runs on its node.
+    last_keyed: Option<Slot>,
     /// Sequence numbers of requests whose replies are dropped, not written (CLIENT REPLY OFF / SKIP).
     muted: VecDeque<u64>,
     /// Whom the nodes see: the upstream identity of the authenticated user (the default one for most).
@@ -288,6 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             txn: None,
             blocking: None,
             last_write: None,
+            last_keyed: None,
             muted: VecDeque::new(),
             identity,
             partial_since: None,
@@ -744,11 +747,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     // EVAL script numkeys ...: remember the body, so a later EVALSHA works on any node.
                     self.shared.scripts.learn(args.get(1));
                 }
+                let script =
+                    index.and_then(|i| self.shared.table.by_index(i)).and_then(|i| super::busy::script_kind(&i.name));
+                // A script that declares no keys may still touch some, as on a single server (a node refuses keys
+                // it doesn't own): it runs where the client's last keyed command ran, the likeliest home of the
+                // keys it works with.
+                let slot = match (slot, script) {
+                    (None, Some(_)) => self.last_keyed,
+                    _ => slot,
+                };
+                if slot.is_some() {
+                    self.last_keyed = slot;
+                }
                 let mut part = Part::new(frame, slot);
                 part.replica_ok =
                     readonly && slot.is_some() && self.read_from != ReadFrom::Primary && !self.reads_own_writes();
-                let script =
-                    index.and_then(|i| self.shared.table.by_index(i)).and_then(|i| super::busy::script_kind(&i.name));
                 if let Some(kind) = script {
                     part.script = Some(self.shared.scripts_running.begin(kind));
                 }
@@ -1318,6 +1331,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.client.handle.set_blocked_on(Some(super::clients::BlockedOn {
                     pool: pool.clone(),
                     node_client_id: conn.node_client_id(),
+                    sent: conn.sent(),
                 }));
                 conn.send(req);
             }

@@ -319,6 +319,26 @@ pub fn merge(nodes: &[&str], local: &LocalInfo) -> String {
             "Latencystats" if local.latencystats.is_some() => {
                 push_section(&mut out, name, replaced(local.latencystats.as_deref().unwrap_or_default()))
             }
+            // Every primary asked (the default sections): the dataset's changes since its last save are every
+            // primary's, and a save or rewrite is in progress when one is anywhere.
+            "Persistence" if parsed.len() > 1 => {
+                let all = of("Persistence");
+                let field = |key: &str| -> Vec<i64> {
+                    all.iter()
+                        .filter_map(|p| p.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.parse().ok()))
+                        .collect()
+                };
+                let lines = lines.iter().map(|l| match l.split_once(':') {
+                    Some((k, _)) if k == "rdb_changes_since_last_save" => {
+                        format!("{k}:{}", field(k).iter().sum::<i64>())
+                    }
+                    Some((k, v)) if k.ends_with("_in_progress") => {
+                        format!("{k}:{}", field(k).into_iter().max().unwrap_or_else(|| v.parse().unwrap_or(0)))
+                    }
+                    _ => l.to_string(),
+                });
+                push_section(&mut out, name, lines)
+            }
             "Cluster" => push_section(
                 &mut out,
                 name,
@@ -503,5 +523,15 @@ mod tests {
             latencystats_section(&totals, name),
             "latency_percentiles_usec_get:p50=11.000,p99=11.000,p99.9=11.000\r\n"
         );
+    }
+
+    #[test]
+    fn persistence_counts_every_primarys_changes() {
+        let n1 = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:3\r\nrdb_bgsave_in_progress:0\r\n";
+        let n2 = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:4\r\nrdb_bgsave_in_progress:1\r\n";
+        let text = merge(&[n1, n2], &LocalInfo { sum_stats: true, ..LocalInfo::default() });
+        assert_eq!(text, "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:7\r\nrdb_bgsave_in_progress:1\r\n");
+        // One node asked: its own.
+        assert_eq!(merge(&[n1], &LocalInfo::default()), n1);
     }
 }

@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,6 +65,7 @@ struct Idle {
     tx: mpsc::UnboundedSender<Request>,
     state: Arc<AtomicU8>,
     node_client_id: Arc<AtomicU64>,
+    sent: Arc<AtomicBool>,
     /// What the connection speaks: it is only reused for a session speaking the same.
     protocol: Protocol,
     /// The database it has selected: it is only reused for a session working in the same.
@@ -80,6 +81,9 @@ pub struct Dedicated {
     /// The node's CLIENT ID for this connection (0 until known, or when the node didn't say): CLIENT UNBLOCK of
     /// a client blocked on it names it to the node.
     node_client_id: Arc<AtomicU64>,
+    /// Requests are written and their replies not all in (a blocking command is at the node): INFO's
+    /// `blocked_clients` counts a client once its command has reached the node, as the node would.
+    sent: Arc<AtomicBool>,
     pool: Arc<NodePool>,
     /// Its lot in the pool: identity index and worker.
     lot: (usize, usize),
@@ -116,6 +120,7 @@ impl NodePool {
                     tx: Some(idle.tx),
                     state: idle.state,
                     node_client_id: idle.node_client_id,
+                    sent: idle.sent,
                     pool: self.clone(),
                     lot: lot_index,
                     protocol,
@@ -131,11 +136,14 @@ impl NodePool {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(AtomicU8::new(IN_USE));
         let node_client_id = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, db, rx, state.clone(), node_client_id.clone()));
+        let sent = Arc::new(AtomicBool::new(false));
+        let shared = (node_client_id.clone(), sent.clone());
+        tokio::spawn(run(self.addr.clone(), ctx.clone(), protocol, db, rx, state.clone(), shared));
         Ok(Dedicated {
             tx: Some(tx),
             state,
             node_client_id,
+            sent,
             pool: self.clone(),
             lot: lot_index,
             protocol,
@@ -188,6 +196,7 @@ impl NodePool {
             tx: Some(tx),
             state,
             node_client_id: Arc::new(AtomicU64::new(0)),
+            sent: Arc::new(AtomicBool::new(false)),
             pool: self.clone(),
             lot: lot_index,
             protocol,
@@ -252,6 +261,11 @@ impl Dedicated {
         self.node_client_id.clone()
     }
 
+    /// True while requests are written to the node and not all answered.
+    pub fn sent(&self) -> Arc<AtomicBool> {
+        self.sent.clone()
+    }
+
     /// Queues a request. If the connection has failed, the request gets `NotSent` at once.
     pub fn send(&self, req: Request) {
         let Some(tx) = &self.tx else { return };
@@ -286,6 +300,7 @@ impl Dedicated {
                 tx,
                 state: self.state.clone(),
                 node_client_id: self.node_client_id.clone(),
+                sent: self.sent.clone(),
                 protocol: self.protocol,
                 db: self.db,
             });
@@ -319,7 +334,7 @@ async fn run(
     db: u16,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: Arc<AtomicU8>,
-    node_client_id: Arc<AtomicU64>,
+    (node_client_id, sent): (Arc<AtomicU64>, Arc<AtomicBool>),
 ) {
     // Never READONLY: transactions and blocking commands go to primaries.
     let (mut rd, mut wr) = match connect(&addr, &ctx, protocol, false, db).await {
@@ -350,7 +365,7 @@ async fn run(
     Metrics::incr(&ctx.metrics.dedicated_connects);
     tracing::debug!(node = %addr, "dedicated upstream connected");
     let mut queue: VecDeque<ReplyTo> = VecDeque::new();
-    let reason = serve(rd, wr, &mut rx, &mut queue, &state).await;
+    let reason = serve(rd, wr, &mut rx, &mut queue, &state, &sent).await;
     let Some(reason) = reason else { return };
     tracing::debug!(node = %addr, reason = %reason, outstanding = queue.len(), "dedicated upstream connection failed");
     rx.close();
@@ -370,6 +385,7 @@ async fn serve(
     rx: &mut mpsc::UnboundedReceiver<Request>,
     queue: &mut VecDeque<ReplyTo>,
     state: &AtomicU8,
+    sent: &AtomicBool,
 ) -> Option<String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
@@ -422,6 +438,7 @@ async fn serve(
                     return Some(format!("write failed: {e}"));
                 }
                 out.clear();
+                sent.store(true, Ordering::Release);
             }
             r = rd.read_buf(&mut buf) => {
                 match r {
@@ -439,7 +456,12 @@ async fn serve(
                             }
                             idle_timer.as_mut().reset(tokio::time::Instant::now() + IDLE_MAX);
                             match queue.pop_front() {
-                                Some(target) => target.deliver(Ok(frame)),
+                                Some(target) => {
+                                    if queue.is_empty() {
+                                        sent.store(false, Ordering::Release);
+                                    }
+                                    target.deliver(Ok(frame))
+                                }
                                 None => return Some("the node sent a reply nobody asked for".to_string()),
                             }
                         }
