@@ -678,3 +678,17 @@ fn a_blocked_xreadgroup_whose_stream_is_deleted_gets_the_nodes_answer() {
     let mut buf = Vec::new();
     assert_eq!(next_frame(&mut reader, &mut buf), "-UNBLOCKED the stream key no longer exists\r\n");
 }
+
+#[test]
+fn a_script_without_declared_keys_runs_where_the_client_last_worked() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let proxy = Proxy::start(&cluster, &[]);
+    let mut c = raw(&proxy);
+    // On every shard in turn: a keyed command, then a script that touches that key without declaring it, as a
+    // single server allows (a cluster node refuses keys it doesn't own).
+    for (_, k) in cluster.keys_on_every_primary("undeclared:") {
+        assert_eq!(call(&mut c, &["SET", &k, "v"]), "+OK\r\n");
+        let script = format!("return redis.call('get', '{k}')");
+        assert_eq!(call(&mut c, &["EVAL", &script, "0"]), "$1\r\nv\r\n", "{k}");
+    }
+}
