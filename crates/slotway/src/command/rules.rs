@@ -66,7 +66,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         return (Route::Local(local), Dynamic::None);
     }
     match container {
-        "time" | "lastsave" | "command" | "lolwut" => return (Route::AnyNode, Dynamic::None),
+        // PFSELFTEST checks the node's own HyperLogLog code: any node answers for all.
+        "time" | "lastsave" | "command" | "lolwut" | "pfselftest" => return (Route::AnyNode, Dynamic::None),
         "publish" => return (Route::Publish, Dynamic::None),
         "spublish" => return (Route::Keys, Dynamic::None),
         "mget" => return (Route::Split(SplitKind::MGet), Dynamic::None),

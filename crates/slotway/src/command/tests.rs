@@ -346,6 +346,7 @@ fn routes() {
     for line in [
         "TIME",
         "LASTSAVE",
+        "PFSELFTEST",
         "COMMAND",
         "COMMAND COUNT",
         "COMMAND INFO get",
@@ -410,7 +411,6 @@ fn routes() {
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
-        ("PFSELFTEST", UNSUPPORTED_KEYLESS),
     ];
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
