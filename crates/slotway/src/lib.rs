@@ -47,6 +47,7 @@ pub mod monitor;
 pub mod nat;
 pub mod provision;
 pub mod reload;
+pub mod ring;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;
