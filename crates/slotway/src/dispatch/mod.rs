@@ -45,17 +45,19 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 /// Classifies and routes one request for a Redis Cluster (slot placement). Runs once per request on the hot path:
 /// no allocation unless it rejects.
 pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
-    plan_resolved(table.resolve(args), args, Placement::Slots)
+    plan_resolved(table.resolve(args), args, &Placement::Slots)
 }
 
 /// [`plan`] for a request the caller already looked up with [`CommandTable::resolve`] (None: unknown command), so
 /// a session that needs the command's entry anyway (ACL check, CLIENT LIST's last command) looks it up once.
 ///
-/// `placement` decides what "the keys' slot" means. With [`Placement::Slots`] it is the keys' hash slot, and keys
-/// of different slots are split or refused (CROSSSLOT). A [`Placement::Single`] group has no slots: any keys go
-/// together, every keyed request gets [`Slot::ZERO`] (so every "same slot?" check downstream passes), and SCAN
-/// goes to the primary unchanged (its cursor is the node's own).
-pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Placement) -> Plan {
+/// `placement` decides what "the keys' slot" means: the keys' token ([`Placement::token`]). With
+/// [`Placement::Slots`] it is the keys' hash slot, and keys of different slots are split or refused (CROSSSLOT). A
+/// [`Placement::Single`] group has no slots: any keys go together, every keyed request gets [`Slot::ZERO`] (so every
+/// "same slot?" check downstream passes), and SCAN goes to the primary unchanged (its cursor is the node's own). In
+/// a [`Placement::Ring`] pool the token is the key's group: keys of one group go together (standalone servers take
+/// any keys), multi-key commands split per group, other commands over several groups are refused.
+pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: &Placement) -> Plan {
     let Some(info) = info else {
         return Plan::Reject(unknown_command(args));
     };
@@ -64,12 +66,21 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
     let one_slot = |info, args| one_slot(info, args, placement);
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
+        // A pool's channel subscriptions are on its first shard ([`crate::topology::Topology::pubsub_primary`]).
+        Route::AnyNode if placement.ring().is_some() && info.name == "publish" => {
+            Plan::Forward { slot: Some(Slot::ZERO), readonly }
+        }
         Route::AnyNode => Plan::Forward { slot: None, readonly },
-        // MOVE, SWAPDB, COPY ... DB: a single group has databases.
-        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement == Placement::Single => {
+        // MOVE, SWAPDB, COPY ... DB: standalone groups have databases. (SWAPDB has no key: in a pool it would
+        // swap one shard's databases only.)
+        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement.standalone() => {
             match one_slot(info, args) {
+                Ok(None) if placement.ring().is_some() => Plan::Reject(format!(
+                    "ERR unsupported command '{}': a sharded pool can't swap databases on every shard at once",
+                    info.name
+                )),
                 Ok(slot) => Plan::Forward { slot, readonly },
-                Err(e) => e.into_plan(),
+                Err(e) => e.into_plan(placement),
             }
         }
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
@@ -78,12 +89,12 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
         }
         Route::AllPrimaries(FanOut::Info) if fanout::info_is_proxy_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
-        Route::Scan if placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
+        Route::Scan if *placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
         Route::Scan => Plan::Scan,
         Route::Keys => match one_slot(info, args) {
             Ok(slot) if info.carries_script() => Plan::Eval { slot, readonly },
             Ok(slot) => Plan::Forward { slot, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Split(kind) => match one_slot(info, args) {
             Ok(slot) => Plan::Forward { slot, readonly },
@@ -92,23 +103,23 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
                 Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
             }
             Err(SlotError::CrossSlot) => Plan::Split { kind, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Blocking => match one_slot(info, args) {
             Ok(slot) => Plan::Blocking { slot, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Wait => match one_slot(info, args) {
             Ok(_) => Plan::Wait,
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::PubSub(cmd) => match one_slot(info, args) {
             Ok(slot) => Plan::PubSub { cmd, slot },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Transaction(cmd) => match one_slot(info, args) {
             Ok(slot) => Plan::Txn { cmd, slot },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
     }
 }
@@ -119,9 +130,9 @@ enum SlotError {
 }
 
 impl SlotError {
-    fn into_plan(self) -> Plan {
+    fn into_plan(self, placement: &Placement) -> Plan {
         match self {
-            SlotError::CrossSlot => Plan::Reject(CROSSSLOT.to_string()),
+            SlotError::CrossSlot => Plan::Reject(placement.cross_error().to_string()),
             SlotError::Keys(e) => Plan::Reject(e),
         }
     }
@@ -137,15 +148,15 @@ pub fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
     }
 }
 
-/// The one slot of the request's keys (None when it has none), after the arity check. In a single group every
+/// The one token of the request's keys (None when it has none), after the arity check. In a single group every
 /// keyed request is in [`Slot::ZERO`].
-fn one_slot(info: &CommandInfo, args: Args<'_>, placement: Placement) -> Result<Option<Slot>, SlotError> {
+fn one_slot(info: &CommandInfo, args: Args<'_>, placement: &Placement) -> Result<Option<Slot>, SlotError> {
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     key_indexes(info, args, &mut keys).map_err(|e| SlotError::Keys(e.to_string()))?;
-    if placement == Placement::Single {
+    if *placement == Placement::Single {
         return Ok((!keys.is_empty()).then_some(Slot::ZERO));
     }
-    let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
+    let mut slots = keys.iter().map(|&i| placement.token(args.get(i)));
     match slots.next() {
         None => Ok(None),
         Some(first) if slots.all(|s| s == first) => Ok(Some(first)),
@@ -313,7 +324,7 @@ mod tests {
         let (frame, ranges) = words(w);
         let args = Args { frame: &frame, ranges: &ranges };
         let table = CommandTable::builtin();
-        plan_resolved(table.resolve(args), args, Placement::Single)
+        plan_resolved(table.resolve(args), args, &Placement::Single)
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! - `auto_eject_hosts`: an ejected server is left out of the ring (its points, and its weight in `W`), so its keys
 //!   — and, with modula, most keys — move to other servers while it is out ([`Ring::set_ejected`]).
 use arc_swap::ArcSwap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub mod hash;
 
@@ -90,8 +91,9 @@ pub struct Ring {
     sorted: Vec<u32>,
     /// The ring of the servers not ejected; replaced whole when one is ejected or comes back.
     live: ArcSwap<Continuum>,
-    /// Which servers are ejected (only changed by the topology manager, under its lock).
-    ejected: std::sync::Mutex<Vec<bool>>,
+    /// Which servers are ejected (read without a lock; changed under `writer`).
+    ejected: Vec<AtomicBool>,
+    writer: Mutex<()>,
 }
 
 impl Ring {
@@ -102,9 +104,9 @@ impl Ring {
             let (x, y) = (&spec.servers[a as usize].name, &spec.servers[b as usize].name);
             x.len().cmp(&y.len()).then_with(|| x.cmp(y))
         });
-        let ejected = vec![false; spec.servers.len()];
-        let continuum = build(&spec, &sorted, &ejected);
-        Ring { spec, sorted, live: ArcSwap::from_pointee(continuum), ejected: std::sync::Mutex::new(ejected) }
+        let continuum = build(&spec, &sorted, &vec![false; spec.servers.len()]);
+        let ejected = spec.servers.iter().map(|_| AtomicBool::new(false)).collect();
+        Ring { spec, sorted, live: ArcSwap::from_pointee(continuum), ejected, writer: Mutex::new(()) }
     }
 
     pub fn spec(&self) -> &RingSpec {
@@ -157,20 +159,19 @@ impl Ring {
     /// Ejects (`true`) or restores server `index`; the ring is rebuilt when that changes anything. The last live
     /// server is never ejected (twemproxy would then have no server for any key). Returns whether it changed.
     pub fn set_ejected(&self, index: usize, ejected: bool) -> bool {
-        let mut state = self.ejected.lock().unwrap_or_else(|e| e.into_inner());
-        if state[index] == ejected {
-            return false;
-        }
-        if ejected && state.iter().filter(|&&e| !e).count() <= 1 {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state: Vec<bool> = self.ejected.iter().map(|e| e.load(Ordering::Acquire)).collect();
+        if state[index] == ejected || (ejected && state.iter().filter(|&&e| !e).count() <= 1) {
             return false;
         }
         state[index] = ejected;
         self.live.store(Arc::new(build(&self.spec, &self.sorted, &state)));
+        self.ejected[index].store(ejected, Ordering::Release);
         true
     }
 
     pub fn is_ejected(&self, index: usize) -> bool {
-        self.ejected.lock().unwrap_or_else(|e| e.into_inner())[index]
+        self.ejected[index].load(Ordering::Acquire)
     }
 
     /// Points (ketama) or entries (modula) server `index` has in the ring now.

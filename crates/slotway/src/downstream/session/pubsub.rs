@@ -499,9 +499,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(m.id);
         }
         let topo = self.shared.topology.load();
-        let Some(pool) = topo.any_primary(self.pick).cloned() else {
+        let Some(pool) = topo.pubsub_primary(self.pick).cloned() else {
             self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-            return Err(topo.unserved_error());
+            return Err(topo.unserved_error(self.placement.ring().map(|_| Slot::ZERO)));
         };
         drop(topo);
         let conn = self.open_subscriber(&pool)?;
