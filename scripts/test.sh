@@ -4,7 +4,7 @@
 #   ./scripts/test.sh [--no-lint] [--profile NAME] [-- extra args for the test runner]
 #
 # Installs what is missing first (redis-server, redis-sentinel, redis-tools, openssl, shellcheck,
-# systemd, util-linux through apt-get; cargo-nextest through `cargo install`,
+# systemd, util-linux, nutcracker through apt-get; cargo-nextest through `cargo install`,
 # falling back to `cargo test`).
 # Runs: cargo fmt --check, cargo clippy -D warnings (fail fast), cargo build
 # --workspace --all-targets, cargo nextest run --workspace --no-fail-fast
@@ -49,6 +49,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 { command -v setpriv >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; } || missing+=(util-linux)
+# twemproxy, to compare placement with (crates/slotway/tests/twemproxy.rs); Debian puts it in /usr/sbin.
+{ command -v nutcracker >/dev/null 2>&1 || [[ -x /usr/sbin/nutcracker ]]; } || missing+=(nutcracker)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   SUDO=()
