@@ -331,8 +331,19 @@ impl TopologyManager {
             _ => &m.group_resolutions_other,
         });
         let fences = g.fences.load(Ordering::Acquire);
+        let pool_static = groups.list.len() > 1 && matches!(g.resolver, GroupResolver::Static(_));
         let view = match g.resolver.resolve().await {
             Ok(v) => v,
+            Err(failure) if pool_static => {
+                // A static shard of a pool whose servers all fail to answer has no primary: its keys get an error
+                // that names the shard (after the retry deadline) instead of trying a dead address forever.
+                Metrics::incr(&m.group_resolution_failures);
+                GroupView {
+                    problem: Some(format!("no server answers ({})", failure.reasons.join("; "))),
+                    source: "ROLE of every server".to_string(),
+                    ..GroupView::default()
+                }
+            }
             Err(failure) => {
                 // Nobody answered (every sentinel down, every server unreachable). The group itself may be fine:
                 // keep what is in use; requests to a dead primary fail over to this same path again.
