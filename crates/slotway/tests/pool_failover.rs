@@ -26,14 +26,14 @@ fn ring(shards: usize) -> Ring {
 async fn run_shard_load(addr: String, shards: usize, clients: usize, stop: Arc<AtomicBool>, tallies: Vec<Arc<Tally>>) {
     let ring = ring(shards);
     let mut tasks = Vec::new();
-    for s in 0..shards {
+    for (s, shard_tally) in tallies.iter().enumerate().take(shards) {
         for c in 0..clients {
             let keys: Vec<String> = (0..)
                 .map(|n| format!("load:{s}:{c}:{n}"))
                 .filter(|k| ring.locate(k.as_bytes()) == s)
                 .take(20)
                 .collect();
-            let (addr, stop, tally) = (addr.clone(), stop.clone(), tallies[s].clone());
+            let (addr, stop, tally) = (addr.clone(), stop.clone(), shard_tally.clone());
             tasks.push(tokio::spawn(async move {
                 let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
                 let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
