@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod tls;
+pub mod twemproxy;
 
 pub use raw::RawConfig;
 
