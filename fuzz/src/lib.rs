@@ -13,6 +13,7 @@ use resp::{encode, Limits, Protocol, ReplyKind, ReplyScanner, Request, RequestDe
 use slotway::cluster::{Health, NodeAddr, NodeInfo, Role, ShardInfo, Slot, SlotMap};
 use slotway::command::{key_indexes, route_for, Args, CommandTable, Route, SplitKind};
 use slotway::dispatch::{self, fanout, split, Plan};
+use slotway::observe::info::LocalInfo;
 use slotway::topology::Topology;
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -381,8 +382,13 @@ fn check_routing(args_owned: &[Vec<u8>]) {
         }
         Plan::Split { kind, .. } => check_split(*kind, args, &keys, route),
         Plan::AllPrimaries { kind, .. } => {
-            let parts = fanout::build(*kind, args, &frame, topology(), || "# Proxy\r\n".to_string())
-                .expect("three shards serve every slot");
+            let parts = fanout::build(*kind, args, &frame, topology(), |request| LocalInfo {
+                sum_keyspace: request.wants("keyspace"),
+                sum_stats: request.wants("stats"),
+                proxy: Some("# Proxy\r\n".to_string()),
+                ..LocalInfo::default()
+            })
+            .expect("three shards serve every slot");
             assert!(!parts.parts.is_empty());
             for (_, part) in &parts.parts {
                 sub_request(part);

@@ -10,6 +10,8 @@ use crate::live::{ConfigSource, Live, LiveSettings, Loaded};
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::nat;
+use crate::observe::slowlog::Slowlog;
+use crate::observe::Observe;
 use crate::provision::{NodeIdentity, Provisioner};
 use crate::reload::Reloader;
 use crate::scripts::ScriptCache;
@@ -237,6 +239,20 @@ async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
     topology.start_group_watchers(done_rx.clone());
+    let table = match config.nat {
+        None => Some(Arc::new(load_command_table(&topology).await)),
+        Some(_) => None,
+    };
+    // What the sessions measure (standalone mode): histograms, counts, the slow log.
+    let observe = table.as_ref().map(|table| {
+        let slowlog = Slowlog::new(config.slowlog.threshold_us, config.slowlog.max_len);
+        Arc::new(Observe::new(table.clone(), config.workers, config.latency_tracking, slowlog))
+    });
+    if let Some(observe) = &observe {
+        tokio::spawn(crate::observe::sample_rates(observe.clone(), metrics.clone(), done_rx.clone()));
+    }
+    // Filled once the live settings exist (the endpoint starts before users are compiled and provisioned).
+    let monitor_live = Arc::new(std::sync::OnceLock::new());
     if let Some(addr) = config.metrics_listen {
         let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         tracing::info!(addr = %l.local_addr()?, "metrics endpoint listening (/metrics, /health, /live, /ready)");
@@ -245,13 +261,11 @@ async fn serve(
             topology: topology.clone(),
             started: Instant::now(),
             shutdown: draining_rx.clone(),
+            observe: observe.clone(),
+            live: monitor_live.clone(),
         };
         tokio::spawn(crate::monitor::serve(l, monitor));
     }
-    let table = match config.nat {
-        None => Some(Arc::new(load_command_table(&topology).await)),
-        Some(_) => None,
-    };
     let users = match &table {
         Some(table) if !config.users.is_empty() => {
             let compiled = compile_users(&config, table, &identities, &provisioned).map_err(anyhow::Error::msg)?;
@@ -286,6 +300,7 @@ async fn serve(
         tokio::spawn(provisioner.clone().run(done_rx.clone()));
     }
     let live = Arc::new(Live::new(LiveSettings::new(config.clone(), users, runtime.loaded)));
+    let _ = monitor_live.set(live.clone());
     let (reload_tx, reload_rx) = mpsc::unbounded_channel::<ReplyTo>();
     let reloader = Reloader {
         source: runtime.source,
@@ -336,6 +351,7 @@ async fn serve(
             scripts: ScriptCache::new(config.scripts),
             per_address: Default::default(),
             clients: Default::default(),
+            observe: observe.clone().expect("standalone mode observes its requests"),
         });
         let mut senders = Vec::new();
         for start in starts {

@@ -17,6 +17,8 @@
 //!   pub/sub), local commands.
 //! - [`nat`] — cluster NAT mode: a listener per node, dedicated node connections, node addresses rewritten.
 //! - [`metrics`] — counters.
+//! - [`observe`] — per-worker latency histograms and per-command counts, the slow log, INFO's Redis-format
+//!   sections, the labelled series of `/metrics`, per-client tracing.
 //! - [`monitor`] — the monitoring HTTP endpoint: `/metrics`, `/health`, `/live`, `/ready`.
 //! - [`live`] — the settings that can change while slotway runs (config, users), swapped whole.
 //! - [`reload`] — re-reading the configuration (SIGHUP, `SLOTWAY RELOAD`): check everything, then apply.
@@ -45,6 +47,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nat;
+pub mod observe;
 pub mod provision;
 pub mod reload;
 pub mod ring;

@@ -180,6 +180,8 @@ pub fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
             || r.upstream.health_check_timeout != n.upstream.health_check_timeout,
     );
     check("scripts", r.scripts != n.scripts);
+    check("latency_tracking", r.latency_tracking != n.latency_tracking);
+    check("slowlog", r.slowlog != n.slowlog);
     check("nat.resolve", r.resolve != n.resolve);
     let nat_static = |c: &Config| {
         c.nat.as_ref().map(|n| (n.announce_host.clone(), n.bind, n.ports, n.node_ports.clone(), n.leave_grace))
@@ -213,6 +215,8 @@ pub fn running_config(running: &Config, next: Config) -> Config {
     c.upstream.health_check_interval = running.upstream.health_check_interval;
     c.upstream.health_check_timeout = running.upstream.health_check_timeout;
     c.scripts = running.scripts;
+    c.latency_tracking = running.latency_tracking;
+    c.slowlog = running.slowlog;
     c.resolve = running.resolve.clone();
     match (&mut c.nat, &running.nat) {
         (Some(n), Some(r)) => {

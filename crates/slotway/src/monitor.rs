@@ -12,6 +12,8 @@
 //! It runs on the control runtime, so a scrape never takes time from the workers, and it needs no password: bind it
 //! to a private address.
 use crate::metrics::Metrics;
+use crate::observe::histogram::Snapshot;
+use crate::observe::Observe;
 use crate::topology::TopologyManager;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,6 +38,10 @@ pub struct Monitor {
     pub started: Instant,
     /// True once shutdown has begun.
     pub shutdown: watch::Receiver<bool>,
+    /// Per-command, per-outcome and per-node series (standalone mode; None in nat mode).
+    pub observe: Option<Arc<Observe>>,
+    /// The settings in force, once slotway has them: `slotway_max_clients` follows reloads of `client.max_clients`.
+    pub live: Arc<std::sync::OnceLock<Arc<crate::live::Live>>>,
 }
 
 /// Serves the endpoint on `listener` until the runtime stops.
@@ -155,6 +161,10 @@ fn render(monitor: &Monitor) -> String {
     };
     gauge("uptime_seconds", "Seconds since slotway started.", monitor.started.elapsed().as_secs());
     gauge("topology_version", "Slot maps adopted since start (1 = the one found at discovery).", topo.version);
+    if let Some(live) = monitor.live.get() {
+        let max_clients = live.load().config.listen.max_clients as u64;
+        gauge("max_clients", "Clients allowed at once (client.max_clients).", max_clients);
+    }
     let groups = monitor.topology.group_reports();
     if groups.is_empty() {
         gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
@@ -174,6 +184,27 @@ fn render(monitor: &Monitor) -> String {
         env!("CARGO_PKG_VERSION"),
         crate::build_info::COMMIT
     );
+    if let Some(observe) = &monitor.observe {
+        // Each node's round trips: every pool of the node (writes, replica reads), every worker.
+        let mut nodes: Vec<(String, Snapshot)> = Vec::new();
+        for pool in monitor.topology.upstreams().pools() {
+            let addr = pool.addr.to_string();
+            let i = match nodes.iter().position(|(a, _)| *a == addr) {
+                Some(i) => i,
+                None => {
+                    nodes.push((addr, Snapshot::default()));
+                    nodes.len() - 1
+                }
+            };
+            for h in pool.round_trip.iter() {
+                h.add_to(&mut nodes[i].1);
+            }
+        }
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::observe::prometheus::render(&mut out, observe, &observe.totals(), &nodes);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    crate::observe::prometheus::process_metrics(&mut out, (now - monitor.started.elapsed().as_secs_f64()).floor());
     out
 }
 

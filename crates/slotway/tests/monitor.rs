@@ -11,7 +11,15 @@ fn samples(page: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for line in page.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
-        let bare = name.split('{').next().unwrap();
+        let mut bare = name.split('{').next().unwrap();
+        // A histogram's samples are documented under its own name.
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = bare.strip_suffix(suffix) {
+                if page.contains(&format!("# TYPE {base} histogram\n")) {
+                    bare = base;
+                }
+            }
+        }
         assert!(page.contains(&format!("# HELP {bare} ")), "{bare} has no HELP");
         assert!(page.contains(&format!("# TYPE {bare} ")), "{bare} has no TYPE");
         out.insert(name.to_string(), value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")));

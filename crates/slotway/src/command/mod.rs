@@ -58,8 +58,12 @@ pub enum LocalCommand {
     ReadOnly,
     ReadWrite,
     Client,
-    /// `SLOTWAY REFRESH|TOPOLOGY|HELP`: slotway's own administration.
+    /// `SLOTWAY REFRESH|TOPOLOGY|TRACE|HELP`: slotway's own administration.
     Slotway,
+    /// SLOWLOG about slotway's own clients' requests.
+    Slowlog,
+    /// LATENCY LATEST/HISTORY/RESET/HISTOGRAM about slotway's own clients' requests.
+    Latency,
     /// `SENTINEL get-master-addr-by-name|masters|master|replicas|sentinels|...`: slotway as its clients' sentinel.
     Sentinel,
     /// ROLE: `master`, whatever is behind slotway (it is the endpoint for writes).
@@ -128,8 +132,8 @@ pub enum FanOut {
     NumSub,
     /// PUBSUB SHARDNUMSUB: each channel asked of its slot's primary (one part per slot), in argument order.
     ShardNumSub,
-    /// INFO: the `# Keyspace` section summed over the primaries, the other node sections from one node, plus
-    /// slotway's own `# Proxy` section. (INFO asking only for `proxy` is answered locally.)
+    /// INFO: see [`crate::observe::info`] (sections summed over the primaries, slotway's own sections, the
+    /// rest from one node). INFO asking only for slotway's own sections is answered locally.
     Info,
 }
 
@@ -402,7 +406,7 @@ impl CommandTable {
         }
     }
 
-    /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|HELP`, described like a Redis command so that ACL rules
+    /// slotway's own admin command, `SLOTWAY REFRESH|TOPOLOGY|TRACE|HELP`, described like a Redis command so that ACL rules
     /// (`-@admin`, `+slotway|topology`) and arity checks treat it as any other.
     fn add_slotway_command(&mut self) {
         if self.is_empty() {
@@ -427,6 +431,7 @@ impl CommandTable {
         let subs = vec![
             entry("slotway|refresh", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|topology", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
+            entry("slotway|trace", -3, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|reload", 2, &["admin", "noscript", "loading", "stale"], &admin, vec![]),
             entry("slotway|help", 2, &["loading", "stale"], &["@slow", "@connection"], vec![]),
         ];

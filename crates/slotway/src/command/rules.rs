@@ -7,8 +7,8 @@ use super::{Args, CommandFlags, FanOut, LocalCommand, PubSubCommand, Route, Spli
 pub const UNSUPPORTED_BLOCKING: &str = "keyless blocking commands are not supported";
 /// Reason given for pub/sub commands no rule knows (a module's command flagged `pubsub`).
 pub const UNSUPPORTED_PUBSUB: &str = "this pub/sub command is not supported through the standalone endpoint";
-/// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, SLOWLOG, LATENCY, PUBSUB,
-/// MEMORY STATS, ...) and for keyless commands no rule knows.
+/// Reason given for keyless node-level commands slotway has no rule for (SAVE, ACL, MEMORY STATS, ...) and for
+/// keyless commands no rule knows.
 pub const UNSUPPORTED_KEYLESS: &str = "not supported through the standalone endpoint yet";
 /// Reason given for CONFIG SET and CONFIG REWRITE.
 pub const UNSUPPORTED_CONFIG: &str =
@@ -57,6 +57,8 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         "readwrite" => Some(LocalCommand::ReadWrite),
         "client" => Some(LocalCommand::Client),
         "slotway" => Some(LocalCommand::Slotway),
+        "slowlog" => Some(LocalCommand::Slowlog),
+        "latency" => Some(LocalCommand::Latency),
         "sentinel" => Some(LocalCommand::Sentinel),
         "role" => Some(LocalCommand::Role),
         "acl" => Some(LocalCommand::Acl),
@@ -136,7 +138,7 @@ pub(super) fn route(name: &str, flags: &CommandFlags, keys: &KeyRule, has_subcom
         | "module" | "replconf" | "asking" | "restore-asking" => return unsupported(UNSUPPORTED_ADMIN),
         "migrate" => return unsupported(UNSUPPORTED_MIGRATE),
         "move" | "swapdb" => return unsupported(UNSUPPORTED_DATABASES),
-        "save" | "bgsave" | "bgrewriteaof" | "latency" | "slowlog" => return unsupported(UNSUPPORTED_KEYLESS),
+        "save" | "bgsave" | "bgrewriteaof" => return unsupported(UNSUPPORTED_KEYLESS),
         "memory" if !matches!(sub, Some("usage" | "help")) => return unsupported(UNSUPPORTED_KEYLESS),
         _ => {}
     }

@@ -53,8 +53,8 @@ fn builtin_table_loads() {
     let t = CommandTable::builtin();
     assert_eq!(
         t.len(),
-        374,
-        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 4, \
+        375,
+        "240 commands and 126 subcommands in redis 7.0.15, plus CLIENT SETINFO and NO-TOUCH, plus SLOTWAY and its 5, \
          plus SENTINEL"
     );
     assert!(!t.is_empty());
@@ -409,8 +409,6 @@ fn routes() {
         ("SAVE", UNSUPPORTED_KEYLESS),
         ("BGSAVE", UNSUPPORTED_KEYLESS),
         ("BGREWRITEAOF", UNSUPPORTED_KEYLESS),
-        ("LATENCY LATEST", UNSUPPORTED_KEYLESS),
-        ("SLOWLOG GET", UNSUPPORTED_KEYLESS),
         ("MEMORY STATS", UNSUPPORTED_KEYLESS),
         ("MEMORY DOCTOR", UNSUPPORTED_KEYLESS),
         ("MEMORY NOPE", UNSUPPORTED_KEYLESS),
@@ -418,6 +416,16 @@ fn routes() {
     ];
     for (line, reason) in unsupported {
         assert_eq!(route_of(t, line), Route::Unsupported(reason), "{line}");
+    }
+    // slotway answers these about its own clients' requests.
+    for (line, cmd) in [
+        ("SLOWLOG GET", LocalCommand::Slowlog),
+        ("slowlog reset", LocalCommand::Slowlog),
+        ("SLOWLOG NOPE", LocalCommand::Slowlog),
+        ("LATENCY LATEST", LocalCommand::Latency),
+        ("LATENCY HISTOGRAM get", LocalCommand::Latency),
+    ] {
+        assert_eq!(route_of(t, line), Route::Local(cmd), "{line}");
     }
     // slotway answers ROLE (master, in every mode) and SENTINEL (as its clients' sentinel) itself.
     assert_eq!(route_of(t, "ROLE"), Route::Local(LocalCommand::Role));
@@ -750,7 +758,7 @@ fn module_table(resp3: bool) -> CommandTable {
 fn module_commands_with_key_specs() {
     for resp3 in [false, true] {
         let t = module_table(resp3);
-        assert_eq!(t.len(), 9 + 5 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
+        assert_eq!(t.len(), 9 + 6 + 1, "the module commands, plus SLOTWAY and its subcommands, plus SENTINEL");
         assert_eq!(keys_of(&t, "MOD.COPY a b").unwrap(), [1, 2]);
         assert_eq!(keys_of(&t, "mod.copy a b KEYS 2 c d x").unwrap(), [1, 2, 5, 6]);
         assert_eq!(keys_of(&t, "mod.copy a b keys 0").unwrap(), [1, 2]);

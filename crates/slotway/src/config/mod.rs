@@ -373,8 +373,28 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Where the monitoring HTTP endpoint (`/metrics`, `/health`, `/live`, `/ready`) listens; None = not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Time every request (`latency_tracking`): latency histograms, INFO latencystats and commandstats' `usec`,
+    /// SLOWLOG and LATENCY. Off, the sessions never read the clock; counts are kept either way.
+    pub latency_tracking: bool,
+    pub slowlog: SlowlogConfig,
     /// Things that are allowed but may not be what was meant (logged at start, printed by `--check-config`).
     pub warnings: Vec<String>,
+}
+
+/// Which requests SLOWLOG keeps (`[slowlog]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowlogConfig {
+    /// Requests whose end-to-end time reaches this many µs are logged; None = never (a negative
+    /// `threshold_us`), Some(0) = every request.
+    pub threshold_us: Option<u64>,
+    /// Entries kept (the oldest are dropped).
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        SlowlogConfig { threshold_us: Some(10_000), max_len: 128 }
+    }
 }
 
 /// How log lines look.
@@ -792,6 +812,17 @@ impl Config {
                 provision_upstream,
             });
         }
+        let slowlog_max_len = raw.slowlog.max_len.unwrap_or(SlowlogConfig::default().max_len);
+        if slowlog_max_len > 100_000 {
+            errors.push(format!("slowlog.max_len must be at most 100000, got {slowlog_max_len}"));
+        }
+        let slowlog = SlowlogConfig {
+            threshold_us: match raw.slowlog.threshold_us {
+                None => SlowlogConfig::default().threshold_us,
+                Some(t) => u64::try_from(t).ok(),
+            },
+            max_len: slowlog_max_len,
+        };
         let log_level = o.log_level.clone().or(raw.log_level.clone()).unwrap_or_else(|| "info".to_string());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             errors.push(format!("log_level '{log_level}' is not a level or tracing directive: {e}"));
@@ -909,6 +940,8 @@ impl Config {
                 drain_timeout: ms(raw.shutdown.drain_timeout_ms.or(raw.shutdown_grace_ms).unwrap_or(5000)),
             },
             metrics_listen,
+            latency_tracking: raw.latency_tracking.unwrap_or(true),
+            slowlog,
             warnings,
         })
     }

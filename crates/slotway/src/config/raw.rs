@@ -36,6 +36,10 @@ pub struct RawConfig {
     pub scripts: RawScripts,
     #[serde(default)]
     pub nat: RawNat,
+    /// Latency histograms, INFO latencystats/commandstats times, SLOWLOG and LATENCY (on by default).
+    pub latency_tracking: Option<bool>,
+    #[serde(default)]
+    pub slowlog: RawSlowlog,
     /// `[sentinel]`: the backend is one replication group managed by Redis Sentinel.
     #[serde(default)]
     pub sentinel: RawSentinel,
@@ -83,6 +87,15 @@ pub struct RawShard {
     /// A Sentinel-managed group: its master name (the sentinels are `[sentinel] addresses`).
     pub sentinel_master: Option<String>,
     pub weight: Option<u32>,
+}
+
+/// `[slowlog]`: which requests SLOWLOG keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlowlog {
+    /// Requests whose end-to-end time reaches this many µs are logged; negative turns the log off, 0 logs all.
+    pub threshold_us: Option<i64>,
+    pub max_len: Option<usize>,
 }
 
 /// `[sentinel]`: Sentinel discovery.

@@ -329,6 +329,23 @@ fn metrics_listen_is_off_by_default_and_set_by_file_or_flag() {
 }
 
 #[test]
+fn latency_tracking_and_slowlog_settings() {
+    let c = Config::from_raw(RawConfig::default(), &seeds_only(), &no_env).unwrap();
+    assert!(c.latency_tracking);
+    assert_eq!(c.slowlog, SlowlogConfig { threshold_us: Some(10_000), max_len: 128 });
+    let raw = RawConfig::parse("latency_tracking = false\n[slowlog]\nthreshold_us = 0\nmax_len = 5\n").unwrap();
+    let c = Config::from_raw(raw, &seeds_only(), &no_env).unwrap();
+    assert!(!c.latency_tracking);
+    assert_eq!(c.slowlog, SlowlogConfig { threshold_us: Some(0), max_len: 5 });
+    let raw = RawConfig::parse("[slowlog]\nthreshold_us = -1\n").unwrap();
+    assert_eq!(Config::from_raw(raw, &seeds_only(), &no_env).unwrap().slowlog.threshold_us, None);
+    let raw = RawConfig::parse("[slowlog]\nmax_len = 1000000\n").unwrap();
+    let e = Config::from_raw(raw, &seeds_only(), &no_env).unwrap_err();
+    assert!(e.to_string().contains("slowlog.max_len"), "{e}");
+    assert!(RawConfig::parse("[slowlog]\nthreshold = 1\n").is_err());
+}
+
+#[test]
 fn exactly_one_kind_of_backend() {
     let sentinel = Overrides {
         sentinels: vec!["10.0.0.1:26379".into(), "s2:26379".into()],

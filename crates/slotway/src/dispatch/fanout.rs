@@ -23,6 +23,7 @@
 use super::split::Merge;
 use crate::cluster::{Slot, SLOT_COUNT};
 use crate::command::{Args, FanOut};
+use crate::observe::info::{InfoRequest, LocalInfo};
 use crate::topology::{Placement, Topology};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
@@ -57,31 +58,14 @@ pub fn shard_slots(topo: &Topology) -> SmallVec<[Slot; 8]> {
     v
 }
 
-/// Whether INFO's arguments ask for `section` (no argument = the default sections).
-fn info_wants(args: Args<'_>, section: &[u8]) -> bool {
-    args.len() == 1
-        || (1..args.len()).any(|i| {
-            let s = args.get(i);
-            s.eq_ignore_ascii_case(section)
-                || s.eq_ignore_ascii_case(b"all")
-                || s.eq_ignore_ascii_case(b"default")
-                || s.eq_ignore_ascii_case(b"everything")
-        })
-}
-
-/// INFO asking only for slotway's own section: answered without asking a node.
-pub fn info_is_proxy_only(args: Args<'_>) -> bool {
-    args.len() > 1 && (1..args.len()).all(|i| args.get(i).eq_ignore_ascii_case(b"proxy"))
-}
-
-/// Plans a command for every primary. `proxy_section` renders slotway's `# Proxy` section (INFO only).
-/// Errors (the client's reply, without `-`) when no shard serves slots.
+/// Plans a command for every primary. `local_info` renders slotway's own INFO sections for the request (INFO
+/// only). Errors (the client's reply, without `-`) when no shard serves slots.
 pub fn build(
     kind: FanOut,
     args: Args<'_>,
     frame: &Bytes,
     topo: &Topology,
-    proxy_section: impl FnOnce() -> String,
+    local_info: impl FnOnce(&InfoRequest) -> LocalInfo,
 ) -> Result<Parts, String> {
     let shards = shard_slots(topo);
     if shards.is_empty() {
@@ -90,11 +74,12 @@ pub fn build(
     let every = || shards.iter().map(|&s| (Some(s), frame.clone())).collect::<Vec<_>>();
     let (parts, merge) = match kind {
         FanOut::Info => {
-            let keyspace = info_wants(args, b"keyspace");
-            let proxy = info_wants(args, b"proxy").then(proxy_section);
-            // Without the keyspace, one node answers (the client's own frame: nodes ignore `proxy`).
-            let parts = if keyspace { every() } else { vec![(None, frame.clone())] };
-            (parts, Merge::Info { keyspace, proxy })
+            let request = InfoRequest::parse(args);
+            let local = local_info(&request);
+            // Sections summed over the primaries need every one; otherwise one node answers (the client's own
+            // frame: nodes ignore `proxy`).
+            let parts = if local.sum_keyspace || local.sum_stats { every() } else { vec![(None, frame.clone())] };
+            (parts, Merge::Info(Box::new(local)))
         }
         FanOut::SumIntegers => (every(), Merge::SumIntegers),
         FanOut::ConcatArrays => (every(), Merge::Concat),
@@ -287,124 +272,13 @@ fn bulk_text(reply: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// INFO text split into sections: (header line without `# `, lines without CRLF). Lines before any header
-/// go into a section with an empty name.
-fn sections(text: &str) -> Vec<(&str, Vec<&str>)> {
-    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-        if let Some(name) = line.strip_prefix("# ") {
-            out.push((name, Vec::new()));
-        } else if !line.is_empty() {
-            match out.last_mut() {
-                Some((_, lines)) => lines.push(line),
-                None => out.push(("", vec![line])),
-            }
-        }
-    }
-    out
-}
-
-/// `db0:keys=1,expires=0,avg_ttl=0` summed over every part: counts add up; `avg_ttl` is averaged weighted by
-/// `expires` (it is the average TTL of the keys with one).
-fn sum_keyspace<'a>(parts: impl Iterator<Item = &'a str>) -> Vec<String> {
-    // db name → (field, value) in first-seen order.
-    let mut dbs: Vec<(String, Vec<(String, i128)>)> = Vec::new();
-    let mut ttl_weight: Vec<(String, i128, i128)> = Vec::new(); // db, sum(avg_ttl * expires), sum(expires)
-    for line in parts {
-        let Some((db, fields)) = line.split_once(':') else { continue };
-        let parsed: Vec<(&str, i128)> = fields
-            .split(',')
-            .filter_map(|f| f.split_once('='))
-            .filter_map(|(k, v)| Some((k, v.parse::<i128>().ok()?)))
-            .collect();
-        let i = match dbs.iter().position(|(d, _)| d == db) {
-            Some(i) => i,
-            None => {
-                dbs.push((db.to_string(), Vec::new()));
-                ttl_weight.push((db.to_string(), 0, 0));
-                dbs.len() - 1
-            }
-        };
-        let expires = parsed.iter().find(|(k, _)| *k == "expires").map_or(0, |&(_, v)| v);
-        for (k, v) in parsed {
-            if k == "avg_ttl" {
-                ttl_weight[i].1 += v * expires;
-                ttl_weight[i].2 += expires;
-            }
-            match dbs[i].1.iter_mut().find(|(f, _)| f == k) {
-                Some((_, sum)) => *sum += v,
-                None => dbs[i].1.push((k.to_string(), v)),
-            }
-        }
-    }
-    dbs.sort_by_key(|(db, _)| db.trim_start_matches("db").parse::<u64>().unwrap_or(u64::MAX));
-    dbs.into_iter()
-        .map(|(db, fields)| {
-            let (_, weighted, expires) = ttl_weight.iter().find(|(d, _, _)| *d == db).cloned().unwrap_or_default();
-            let fields: Vec<String> = fields
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = if k == "avg_ttl" {
-                        if expires > 0 {
-                            weighted / expires
-                        } else {
-                            0
-                        }
-                    } else {
-                        v
-                    };
-                    format!("{k}={v}")
-                })
-                .collect();
-            format!("{db}:{}", fields.join(","))
-        })
-        .collect()
-}
-
-/// INFO: the first part's sections, its `# Keyspace` replaced by the sum over every part when `keyspace`, then
-/// slotway's `# Proxy` section.
-pub(super) fn info(replies: &[Bytes], keyspace: bool, proxy: Option<&str>) -> Result<Bytes, usize> {
+/// INFO: the nodes' texts merged with slotway's sections (see [`crate::observe::info::merge`]).
+pub(super) fn info(replies: &[Bytes], local: &LocalInfo) -> Result<Bytes, usize> {
     let mut texts = Vec::with_capacity(replies.len());
     for (i, r) in replies.iter().enumerate() {
         texts.push(std::str::from_utf8(bulk_text(r).ok_or(i)?).map_err(|_| i)?);
     }
-    let parsed: Vec<_> = texts.iter().map(|t| sections(t)).collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut keyspace_done = false;
-    let summed = || {
-        let lines = sum_keyspace(
-            parsed.iter().flat_map(|p| p.iter().filter(|(n, _)| *n == "Keyspace").flat_map(|(_, l)| l.iter().copied())),
-        );
-        let mut s = String::from("# Keyspace\r\n");
-        lines.iter().for_each(|l| {
-            s.push_str(l);
-            s.push_str("\r\n")
-        });
-        s
-    };
-    for (name, lines) in &parsed[0] {
-        if *name == "Keyspace" && keyspace {
-            out.push(summed());
-            keyspace_done = true;
-            continue;
-        }
-        let mut s = String::new();
-        if !name.is_empty() {
-            s.push_str(&format!("# {name}\r\n"));
-        }
-        lines.iter().for_each(|l| {
-            s.push_str(l);
-            s.push_str("\r\n")
-        });
-        out.push(s);
-    }
-    if keyspace && !keyspace_done {
-        out.push(summed());
-    }
-    if let Some(p) = proxy {
-        out.push(p.to_string());
-    }
-    let text = out.join("\r\n");
+    let text = crate::observe::info::merge(&texts, local);
     let mut b = BytesMut::with_capacity(text.len() + 16);
     resp::encode::bulk(&mut b, text.as_bytes());
     Ok(b.freeze())
@@ -570,31 +444,37 @@ mod tests {
         let t = topo(&[&[(10000, 16383)], &[(5000, 9999), (0, 100)], &[(101, 4999)], &[]]);
         let slots: Vec<u16> = shard_slots(&t).iter().map(|s| s.get()).collect();
         assert_eq!(slots, vec![0, 101, 10000]);
-        let p = with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &t, String::new).unwrap());
+        let p = with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &t, |_| LocalInfo::default()).unwrap());
         assert_eq!(p.parts.len(), 3);
         assert!(p.parts.iter().all(|(_, f)| &f[..] == b"*1\r\n$6\r\nDBSIZE\r\n"));
         let empty = topo(&[&[]]);
-        assert!(with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &empty, String::new)).is_err());
+        assert!(
+            with_args(&["DBSIZE"], |a, f| build(FanOut::SumIntegers, a, f, &empty, |_| LocalInfo::default())).is_err()
+        );
     }
 
     #[test]
-    fn info_parts_and_proxy_only() {
+    fn info_parts() {
         let t = topo(&[&[(0, 8000)], &[(8001, 16383)]]);
         let plan = |words: &[&str]| {
-            with_args(words, |a, f| build(FanOut::Info, a, f, &t, || "# Proxy\r\nx:1\r\n".into()).unwrap())
+            with_args(words, |a, f| {
+                build(FanOut::Info, a, f, &t, |r| LocalInfo {
+                    sum_keyspace: r.wants("keyspace"),
+                    sum_stats: r.wants("stats"),
+                    proxy: r.wants("proxy").then(|| "# Proxy\r\nx:1\r\n".into()),
+                    ..LocalInfo::default()
+                })
+                .unwrap()
+            })
         };
         let p = plan(&["INFO"]);
         assert_eq!(p.parts.len(), 2);
-        assert!(matches!(&p.merge, Merge::Info { keyspace: true, proxy: Some(_) }));
+        assert!(matches!(&p.merge, Merge::Info(l) if l.sum_keyspace && l.proxy.is_some()));
         let p = plan(&["INFO", "server"]);
         assert_eq!(p.parts.len(), 1);
-        assert!(matches!(&p.merge, Merge::Info { keyspace: false, proxy: None }));
-        let p = plan(&["info", "KEYSPACE", "proxy"]);
-        assert_eq!(p.parts.len(), 2);
-        assert!(matches!(&p.merge, Merge::Info { keyspace: true, proxy: Some(_) }));
-        assert!(with_args(&["INFO", "proxy"], |a, _| info_is_proxy_only(a)));
-        assert!(!with_args(&["INFO"], |a, _| info_is_proxy_only(a)));
-        assert!(!with_args(&["INFO", "proxy", "server"], |a, _| info_is_proxy_only(a)));
+        assert!(matches!(&p.merge, Merge::Info(l) if !l.sum_keyspace && l.proxy.is_none()));
+        assert_eq!(plan(&["info", "KEYSPACE", "proxy"]).parts.len(), 2);
+        assert_eq!(plan(&["info", "stats"]).parts.len(), 2, "stats are summed over the primaries");
     }
 
     #[test]
@@ -602,16 +482,18 @@ mod tests {
         let bulk = |text: &str| b(&format!("${}\r\n{text}\r\n", text.len()));
         let n1 = bulk("# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\n");
         let n2 = bulk("# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000\r\n");
-        let out = info(&[n1, n2], true, Some("# Proxy\r\nslotway_version:0\r\n")).unwrap();
+        let local = LocalInfo {
+            sum_keyspace: true,
+            proxy: Some("# Proxy\r\nslotway_version:0\r\n".into()),
+            ..LocalInfo::default()
+        };
+        let out = info(&[n1, n2], &local).unwrap();
         let text = std::str::from_utf8(bulk_text(&out).unwrap()).unwrap();
         assert_eq!(
             text,
             "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=15,expires=8,avg_ttl=2500\r\n\r\n# Proxy\r\nslotway_version:0\r\n"
         );
-        // Empty keyspace everywhere: just the header.
-        let e = bulk("# Keyspace\r\n");
-        let out = info(&[e.clone(), e], true, None).unwrap();
-        assert_eq!(bulk_text(&out).unwrap(), b"# Keyspace\r\n");
+        assert_eq!(info(&[b(":1\r\n")], &local), Err(0));
     }
 
     #[test]

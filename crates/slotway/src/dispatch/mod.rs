@@ -87,7 +87,7 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: &Pla
         Route::AllPrimaries(_) | Route::Scan if !arity_ok(info, args) => {
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
         }
-        Route::AllPrimaries(FanOut::Info) if fanout::info_is_proxy_only(args) => Plan::Local(LocalCommand::Info),
+        Route::AllPrimaries(FanOut::Info) if crate::observe::info::local_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
         Route::Scan if *placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
         Route::Scan => Plan::Scan,

@@ -41,8 +41,9 @@ pub enum Merge {
     NumSub,
     /// PUBSUB SHARDNUMSUB: for each channel in argument order, (part, position of its pair in that part's reply).
     Pairs(Vec<(u32, u32)>),
-    /// INFO: see [`super::fanout::build`]. `proxy` is slotway's own section, rendered when the request came.
-    Info { keyspace: bool, proxy: Option<String> },
+    /// INFO: slotway's own sections, rendered when the request came; the nodes' are merged in (see
+    /// [`crate::observe::info::merge`]).
+    Info(Box<crate::observe::info::LocalInfo>),
     /// SCAN: the node's cursor re-encoded for the client (see [`super::fanout`]).
     Scan { slot: u16, next: Option<u16> },
 }
@@ -107,9 +108,7 @@ impl Merge {
             Merge::Union => return or_unexpected(fanout::union(replies)),
             Merge::NumSub => return or_unexpected(fanout::numsub(replies)),
             Merge::Pairs(order) => return or_unexpected(fanout::pick_pairs(replies, order)),
-            Merge::Info { keyspace, proxy } => {
-                return or_unexpected(fanout::info(replies, *keyspace, proxy.as_deref()))
-            }
+            Merge::Info(local) => return or_unexpected(fanout::info(replies, local)),
             Merge::Scan { slot, next } => {
                 return match fanout::scan_reply(&replies[0], *slot, *next) {
                     Ok(r) => r,

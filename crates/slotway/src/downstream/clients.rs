@@ -16,7 +16,7 @@ use resp::encode::Protocol;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -49,6 +49,8 @@ pub struct ClientHandle {
     ssub: AtomicU32,
     meta: Mutex<Meta>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// `SLOTWAY TRACE` is on for this client (the session looks once per wake-up).
+    trace: AtomicBool,
 }
 
 /// What the client set about itself; changed only by CLIENT SETNAME/SETINFO/NO-EVICT/NO-TOUCH, HELLO, AUTH, RESET.
@@ -164,6 +166,7 @@ impl Clients {
             ssub: AtomicU32::new(0),
             meta: Mutex::new(Meta::default()),
             kill: Mutex::new(Some(tx)),
+            trace: AtomicBool::new(false),
         });
         self.by_id.lock().expect("clients lock").insert(id, handle.clone());
         (handle, rx, Registered { clients: self.clone(), id })
@@ -175,6 +178,14 @@ impl Clients {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// INFO clients: (connected, in a blocking command, subscribed).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let all = self.by_id.lock().expect("clients lock");
+        let blocked = all.values().filter(|c| c.state().blocked).count();
+        let pubsub = all.values().filter(|c| c.client_type() == ClientType::PubSub).count();
+        (all.len(), blocked, pubsub)
     }
 
     /// The clients of one type (all when None), in connection order.
@@ -262,10 +273,31 @@ impl ClientHandle {
 
     /// For the pub/sub code: the client's current subscription counts (channels, patterns, shard channels). A
     /// client with any is of type `pubsub` and shows flag `P`.
+    /// Loads and compares when nothing changed (the session publishes them on every wake-up).
     pub fn set_subscriptions(&self, sub: u32, psub: u32, ssub: u32) {
-        self.sub.store(sub, Ordering::Relaxed);
-        self.psub.store(psub, Ordering::Relaxed);
-        self.ssub.store(ssub, Ordering::Relaxed);
+        for (cell, v) in [(&self.sub, sub), (&self.psub, psub), (&self.ssub, ssub)] {
+            if cell.load(Ordering::Relaxed) != v {
+                cell.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn state(&self) -> SessionState {
+        SessionState::unpack(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Turns per-request logging on or off for this client (`SLOTWAY TRACE`).
+    pub fn set_trace(&self, on: bool) {
+        self.trace.store(on, Ordering::Relaxed);
+    }
+
+    pub fn traced(&self) -> bool {
+        self.trace.load(Ordering::Relaxed)
+    }
+
+    /// The name the client gave itself (CLIENT SETNAME, HELLO SETNAME).
+    pub fn name(&self) -> Option<Bytes> {
+        self.meta.lock().expect("client meta lock").name.clone()
     }
 
     /// Replaces what CLIENT LIST shows of the client's own settings.

@@ -3,6 +3,10 @@ use super::clients::{ClientHandle, ClientType, KillFilter, Meta};
 use super::session::error_reply;
 use super::Shared;
 use crate::command::{Args, LocalCommand};
+use crate::observe::info::{
+    clients_section, commandstats_section, errorstats_section, latencystats_section, ClientCounts, InfoRequest,
+    LocalInfo, ServerFacts,
+};
 use bytes::{Bytes, BytesMut};
 use resp::encode::{self, Protocol};
 use std::net::SocketAddr;
@@ -139,6 +143,12 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
     let outcome = run(cmd, args, client, shared);
     if matches!(cmd, LocalCommand::Client | LocalCommand::Hello | LocalCommand::Auth | LocalCommand::Reset) {
         client.publish();
+        // SLOTWAY TRACE NAME: a client that takes a traced name is traced from now on.
+        if let Some(name) = &client.name {
+            if shared.observe.trace.contains(name) {
+                client.handle.set_trace(true);
+            }
+        }
     }
     outcome
 }
@@ -228,6 +238,15 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Info => info(args, shared),
         LocalCommand::Client => client_command(args, client, shared),
         LocalCommand::Slotway => slotway_command(args, shared),
+        LocalCommand::Slowlog => {
+            let args: Vec<&[u8]> = (0..args.len()).map(|i| args.get(i)).collect();
+            Outcome { reply: crate::observe::slowlog::slowlog_command(&args, &shared.observe.slowlog), close: false }
+        }
+        LocalCommand::Latency => {
+            let args: Vec<&[u8]> = (0..args.len()).map(|i| args.get(i)).collect();
+            let reply = crate::observe::slowlog::latency_command(&args, &shared.observe, client.protocol);
+            Outcome { reply, close: false }
+        }
         LocalCommand::Acl => {
             let users = shared.users();
             let ctx = crate::auth::command::AclContext {
@@ -473,16 +492,75 @@ fn invalid_name(name: &[u8]) -> Option<Outcome> {
         .then(|| err("ERR Client names cannot contain spaces, newlines or special characters."))
 }
 
-/// INFO proxy: slotway's own section (INFO asking for node sections is a fan-out, see `dispatch::fanout`).
-fn info(_args: Args<'_>, shared: &Shared) -> Outcome {
+/// INFO asking only for slotway's own sections (`clients`, `commandstats`, `errorstats`, `latencystats`, `proxy`);
+/// INFO asking for node sections is a fan-out (see `dispatch::fanout` and [`crate::observe::info`]).
+fn info(args: Args<'_>, shared: &Shared) -> Outcome {
+    let local = info_sections(shared, &InfoRequest::parse(args));
+    let text = crate::observe::info::merge(&[], &local);
     let mut b = BytesMut::new();
-    encode::bulk(&mut b, proxy_section(shared).as_bytes());
+    encode::bulk(&mut b, text.as_bytes());
     reply(b)
 }
 
-/// The `# Proxy` section of INFO: slotway's version, uptime, topology and counters.
+/// slotway's own INFO sections for one request, rendered now (see [`crate::observe::info`]).
+pub fn info_sections(shared: &Shared, request: &InfoRequest) -> LocalInfo {
+    let observe = &shared.observe;
+    let metrics = &shared.metrics;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let wants = |s: &str| request.wants(s);
+    let totals =
+        ["stats", "commandstats", "errorstats", "latencystats"].iter().any(|s| wants(s)).then(|| observe.totals());
+    let name = |i: usize| observe.command_name(i).to_string();
+    let mut local = LocalInfo {
+        sum_keyspace: wants("keyspace"),
+        sum_stats: wants("stats"),
+        proxy: wants("proxy").then(|| proxy_section(shared)),
+        ..LocalInfo::default()
+    };
+    if wants("server") {
+        let config = shared.config();
+        let listen = config.listen.addr.or(config.listen.tls_addr);
+        local.server = Some(ServerFacts {
+            process_id: std::process::id(),
+            run_id: observe.run_id.clone(),
+            tcp_port: listen.map_or(0, |a| a.port()),
+            uptime_secs: shared.started.elapsed().as_secs(),
+            executable: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+        });
+    }
+    if wants("clients") {
+        let (connected, blocked, pubsub) = shared.clients.counts();
+        let max_clients = shared.config().listen.max_clients;
+        local.clients = Some(clients_section(&ClientCounts { connected, max_clients, blocked, pubsub }));
+    }
+    if let Some(t) = &totals {
+        if wants("stats") {
+            let (ops, input, output) = observe.rates();
+            let rejected = load(&metrics.rejected_max_clients) + load(&metrics.rejected_max_per_address);
+            local.stats = Some(vec![
+                ("total_connections_received", load(&metrics.connections_accepted).to_string()),
+                ("total_commands_processed", load(&metrics.commands_received).to_string()),
+                ("instantaneous_ops_per_sec", format!("{}", ops.round() as u64)),
+                ("total_net_input_bytes", t.net_input.to_string()),
+                ("total_net_output_bytes", t.net_output.to_string()),
+                ("instantaneous_input_kbps", format!("{:.2}", input / 1024.0)),
+                ("instantaneous_output_kbps", format!("{:.2}", output / 1024.0)),
+                ("rejected_connections", rejected.to_string()),
+                ("total_error_replies", t.error_replies().to_string()),
+                ("total_reads_processed", t.reads.to_string()),
+                ("total_writes_processed", t.writes.to_string()),
+            ]);
+        }
+        local.commandstats = wants("commandstats").then(|| commandstats_section(t, name));
+        local.errorstats = wants("errorstats").then(|| errorstats_section(t));
+        local.latencystats = wants("latencystats").then(|| latencystats_section(t, name));
+    }
+    local
+}
+
 /// `SLOTWAY REFRESH` (ask for a topology refresh now; it runs in the background, merged with any other trigger),
-/// `SLOTWAY TOPOLOGY` (the slot map in use, one line per shard) and `SLOTWAY HELP`.
+/// `SLOTWAY TOPOLOGY` (the slot map in use, one line per shard), `SLOTWAY TRACE` (per-request logging for chosen
+/// clients) and `SLOTWAY HELP`.
 fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
     if args.len() < 2 {
         return arity("slotway");
@@ -490,6 +568,7 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
     let mut b = BytesMut::new();
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
+        "trace" => return trace_command(args, shared),
         "refresh" if args.len() == 2 => {
             shared.topology.request_refresh(crate::topology::RefreshReason::Admin);
             return ok();
@@ -518,6 +597,12 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
                 "    static group, its primary, replicas, last change and where discovery asks.",
                 "RELOAD",
                 "    Re-read the configuration file and apply what can change live (admin users only).",
+                "TRACE ID <id> (ON|OFF)",
+                "    Log every request and reply of the client with this id (at INFO level, target slotway::trace).",
+                "TRACE NAME <name> (ON|OFF)",
+                "    The same for the clients named <name> now and later (CLIENT SETNAME / HELLO SETNAME).",
+                "TRACE LIST",
+                "    The clients traced now, then the names traced.",
                 "HELP",
                 "    Print this help.",
             ];
@@ -534,6 +619,61 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
             return err(&format!("ERR unknown subcommand '{shown}'. Try SLOTWAY HELP."));
         }
     }
+    reply(b)
+}
+
+/// `SLOTWAY TRACE ID id ON|OFF`, `SLOTWAY TRACE NAME name ON|OFF` (the number of connected clients switched),
+/// `SLOTWAY TRACE LIST`. Tracing one client changes nothing for the others: each session looks at its own flag.
+fn trace_command(args: Args<'_>, shared: &Shared) -> Outcome {
+    let mut b = BytesMut::new();
+    let sub = args.get(2.min(args.len() - 1)).to_ascii_lowercase();
+    if args.len() == 3 && sub == b"list" {
+        let traced: Vec<_> = shared.clients.list(None).into_iter().filter(|c| c.traced()).collect();
+        let names = shared.observe.trace.list();
+        encode::array_header(&mut b, traced.len() + names.len());
+        for c in traced {
+            let name = c.name().map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or_default();
+            encode::bulk(&mut b, format!("id={} addr={} name={name}", c.id, c.addr).as_bytes());
+        }
+        for n in names {
+            encode::bulk(&mut b, format!("name={}", String::from_utf8_lossy(&n)).as_bytes());
+        }
+        return reply(b);
+    }
+    if args.len() != 5 || !(sub == b"id" || sub == b"name") {
+        return err("ERR syntax error: SLOTWAY TRACE ID <id> ON|OFF, TRACE NAME <name> ON|OFF or TRACE LIST");
+    }
+    let on = match args.get(4).to_ascii_lowercase().as_slice() {
+        b"on" => true,
+        b"off" => false,
+        _ => return err("ERR syntax error: the last argument is ON or OFF"),
+    };
+    let who = args.get(3);
+    let clients: Vec<_> = if sub == b"id" {
+        match parse_i64(who).and_then(|id| u64::try_from(id).ok()) {
+            Some(id) => shared.clients.by_ids(&[id]),
+            None => return err("ERR Invalid client ID"),
+        }
+    } else {
+        if on {
+            shared.observe.trace.add(who);
+        } else {
+            shared.observe.trace.remove(who);
+        }
+        shared.clients.list(None).into_iter().filter(|c| c.name().as_deref() == Some(who)).collect()
+    };
+    for c in &clients {
+        c.set_trace(on);
+    }
+    tracing::info!(
+        target: "slotway::trace",
+        by = %String::from_utf8_lossy(&sub),
+        who = %crate::dispatch::printable(who, 64),
+        on,
+        clients = clients.len(),
+        "SLOTWAY TRACE"
+    );
+    encode::integer(&mut b, clients.len() as i64);
     reply(b)
 }
 
@@ -608,6 +748,7 @@ fn describe_shard(shard: &crate::cluster::ShardInfo) -> String {
     )
 }
 
+/// The `# Proxy` section of INFO: slotway's version, uptime, topology and counters.
 pub fn proxy_section(shared: &Shared) -> String {
     let topo = shared.topology.load();
     let mut text = String::new();

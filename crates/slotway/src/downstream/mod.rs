@@ -37,6 +37,8 @@ pub struct Shared {
     pub per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// Every client connection, for CLIENT LIST / INFO / KILL.
     pub clients: Arc<clients::Clients>,
+    /// Per-worker counters and histograms, the slow log, traced names (see [`crate::observe`]).
+    pub observe: Arc<crate::observe::Observe>,
 }
 
 /// Sends a reload request to the control thread; the outcome is delivered to `reply_to` as a RESP reply

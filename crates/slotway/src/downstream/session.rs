@@ -17,6 +17,7 @@ use crate::dispatch::split::{self, Merge};
 use crate::dispatch::{self, classify_reply, fanout, Plan, ReplyClass};
 use crate::live::LiveSettings;
 use crate::metrics::Metrics;
+use crate::observe::{flags, Outcome, WorkerStats};
 use crate::topology::{Placement, RefreshReason};
 use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
 use bytes::{Buf, Bytes, BytesMut};
@@ -65,6 +66,22 @@ enum Lane {
 struct Held {
     frame: Bytes,
     ranges: SmallVec<[Range<usize>; 8]>,
+    /// When it was read (its end-to-end time counts from there), as `Session::now`.
+    arrived: u64,
+}
+
+/// What the observer needs to know about a request (see [`crate::observe`]).
+#[derive(Default)]
+struct Track {
+    /// Command table index + 1; 0 = unknown command (or not a request).
+    command: u32,
+    /// [`flags`]: what happened on the way.
+    flags: u8,
+    /// When the request was read, as `Session::now`; 0 when latency tracking is off.
+    arrived: u64,
+    /// The request as the client sent it, when no part carries it (split, fan-out, local and rejected
+    /// requests): moved here, not copied, for the slow log.
+    request: Option<Bytes>,
 }
 
 /// One request between arrival and the moment its reply is written.
@@ -80,6 +97,7 @@ struct Pending {
     /// How the parts' replies become the client's reply (None: the single part's reply as is).
     merge: Option<Box<Merge>>,
     kind: Kind,
+    track: Track,
 }
 
 /// One request to one node, with its own redirect and retry state.
@@ -104,6 +122,10 @@ struct Part {
     reply: Option<Bytes>,
     /// An EVALSHA answered NOSCRIPT, the script was loaded on the node and the EVALSHA resent (done once).
     script_reloaded: bool,
+    /// When it was last sent, as `Session::now` (0: not sent since its last reply, or tracking off).
+    sent_at: u64,
+    /// Time spent waiting for the nodes' replies so far, in µs (all round trips, redirects and retries included).
+    waited_us: u32,
 }
 
 impl Part {
@@ -119,6 +141,8 @@ impl Part {
             first_failure: None,
             reply: None,
             script_reloaded: false,
+            sent_at: 0,
+            waited_us: 0,
         }
     }
 }
@@ -181,6 +205,21 @@ pub(super) struct Session<S> {
     pubsub: Option<Box<pubsub::PubSub>>,
     /// Bytes of pub/sub frames in `out`: paid back to the output budget once written.
     out_pushed: usize,
+    /// This worker's counters (see [`crate::observe`]).
+    stats: Arc<WorkerStats>,
+    /// Latency tracking on: `now` is read once per wake-up and requests are timed.
+    tracking: bool,
+    /// Requests at least this slow (ns) go to the slow log.
+    slow_ns: u64,
+    /// The time of this wake-up in ns since `epoch`, plus 1 (so 0 can mean "not timed"); latency tracking on.
+    now: u64,
+    epoch: Instant,
+    /// When the request being routed was read (as `now`).
+    arrival: u64,
+    /// Command table index + 1 of the request being routed (0: unknown).
+    routing_command: u32,
+    /// `SLOTWAY TRACE` is on for this client: every request and reply is logged.
+    trace: bool,
     /// How keys map to groups (fixed per process): decides whether keys of different slots may go together.
     placement: Placement,
     /// When the client last wrote (kept only with `client.read_your_writes`).
@@ -198,6 +237,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
+        let observe = &shared.observe;
+        let (stats, tracking, slow_ns) = (observe.worker(worker), observe.tracking, observe.slowlog.threshold_ns());
+        let epoch = Instant::now();
         let placement = shared.topology.placement();
         let topology_changes = shared.topology.subscribe();
         Session {
@@ -232,6 +274,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_active: Instant::now(),
             pubsub: None,
             out_pushed: 0,
+            stats,
+            tracking,
+            slow_ns,
+            now: 0,
+            epoch,
+            arrival: 0,
+            routing_command: 0,
+            trace: false,
             placement,
             last_write_at: None,
             topology_changes,
@@ -283,18 +333,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tokio::select! {
                 r = self.stream.read_buf(&mut self.inbuf), if can_read => match r {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.tick();
+                        self.stats.read(n);
+                        // SLOTWAY TRACE may have changed while this session waited.
+                        self.trace = self.client.handle.traced();
                         self.client.handle.touch();
                         self.process_input()
                     }
                 },
                 // Killed by another client: close at once, as Redis does, without writing what is pending.
                 _ = &mut killed => break,
-                Some(d) = self.replies_rx.recv() => self.on_delivery(d),
-                _ = sleep_until(retry_at), if retry_at.is_some() => self.resend_due(),
+                Some(d) = self.replies_rx.recv() => {
+                    self.tick();
+                    self.on_delivery(d)
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    self.tick();
+                    self.resend_due()
+                }
                 // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
                 // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
-                _ = self.topology_changes.changed(), if retry_at.is_some() => self.retry_now(),
+                _ = self.topology_changes.changed(), if retry_at.is_some() => {
+                    self.tick();
+                    self.retry_now()
+                }
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
                 _ = sleep_until(idle_at), if idle_at.is_some() => {
                     Metrics::incr(&self.shared.metrics.idle_disconnects);
@@ -305,11 +368,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
                     // Whatever is already pending is still answered, then the connection closes.
                     self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                    self.mark_rejected();
                     self.closing = true;
                     self.inbuf = BytesMut::new();
                 }
                 w = pubsub::wake(&mut self.pubsub) => match w {
-                    pubsub::Wake::Event(ev) => self.on_pubsub_event(ev),
+                    pubsub::Wake::Event(ev) => {
+                        self.tick();
+                        self.on_pubsub_event(ev)
+                    }
                     pubsub::Wake::Overflow => {
                         self.pubsub_overflow();
                         break;
@@ -359,7 +426,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     None => write.await,
                 };
                 match written {
-                    Some(Ok(())) => {}
+                    Some(Ok(())) => self.stats.wrote(self.out.len()),
                     Some(Err(_)) => break,
                     None => {
                         self.pubsub_overflow();
@@ -412,6 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Metrics::incr(&self.shared.metrics.protocol_errors);
                     tracing::debug!(client = %self.client.addr, error = %e, "protocol error; closing the connection");
                     self.push_error(&format!("ERR Protocol error: {e}"));
+                    self.mark_rejected();
                     self.closing = true;
                     self.inbuf.clear();
                 }
@@ -423,6 +491,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reject_oversized(&mut self) {
         Metrics::incr(&self.shared.metrics.oversized_requests);
         self.push_error("ERR Protocol error: request too large");
+        self.mark_rejected();
         self.closing = true;
         self.inbuf.clear();
     }
@@ -431,14 +500,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn handle(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         Metrics::incr(&self.shared.metrics.commands_received);
         self.handled = true;
+        self.arrival = self.now;
         self.route_counted(frame, ranges);
     }
 
-    /// [`Self::route`], plus what CLIENT REPLY and CLIENT LIST need to know about the request (a few compares).
+    /// The time of this wake-up, for the requests read and the replies collected in it (one clock read per
+    /// wake-up, and none when latency tracking is off).
+    #[inline]
+    fn tick(&mut self) {
+        if self.tracking {
+            // Plain integers from here on: requests are stamped and timed with a subtraction.
+            self.now = self.epoch.elapsed().as_nanos() as u64 + 1;
+        }
+    }
+
+    /// [`Self::route`], plus what CLIENT REPLY, CLIENT LIST and the observer need to know about the request (a
+    /// few compares and stores).
     fn route_counted(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         let before = self.pending.len();
         let in_multi = self.txn.as_ref().is_some_and(|t| t.multi);
+        if self.trace {
+            self.trace_request(&frame, ranges);
+        }
+        self.routing_command = 0;
         self.route(frame, ranges);
+        if self.pending.len() == before + 1 {
+            // The usual case: one request, one pending entry.
+            let p = self.pending.back_mut().expect("just pushed");
+            p.track.command = self.routing_command;
+            p.track.arrived = self.arrival;
+        } else {
+            for p in self.pending.range_mut(before..) {
+                p.track.command = self.routing_command;
+                p.track.arrived = self.arrival;
+            }
+        }
         if self.client.mute != local::Mute::No {
             for i in before..self.pending.len() {
                 if self.client.mute_next() {
@@ -458,6 +554,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let multi = self.txn.as_ref().filter(|t| t.multi).map(|_| self.client.multi_count);
         let state = super::clients::SessionState { multi, blocked: self.blocking.is_some(), db: self.client.db };
         self.client.handle.set_state(state);
+        let (sub, psub, ssub) = self.pubsub.as_ref().map_or((0, 0, 0), |p| p.counts());
+        self.client.handle.set_subscriptions(sub, psub, ssub);
     }
 
     fn route(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
@@ -472,6 +570,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let index = info.map(|info| info.index);
         if let Some(info) = info {
             self.client.handle.note_command(info.index);
+            self.routing_command = info.index + 1;
         }
         // With users configured, a refused command is answered like any other error (inside MULTI that aborts
         // the transaction at EXEC, as Redis does for errors while queueing).
@@ -549,6 +648,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     remaining: 1,
                     merge: None,
                     kind: Kind::Normal,
+                    track: Track::default(),
                 });
             }
             Plan::Split { kind, readonly } => {
@@ -563,6 +663,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.wrote();
                 }
                 self.push_merged(parts, split.merge, readonly);
+                self.keep_request(frame);
             }
             Plan::AllPrimaries { kind, readonly } => {
                 if !self.ready_for(Lane::Shared) {
@@ -577,13 +678,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     _ => {}
                 }
                 let topo = self.shared.topology.load();
-                match fanout::build(kind, args, &frame, &topo, || local::proxy_section(&self.shared)) {
+                let shared = &self.shared;
+                match fanout::build(kind, args, &frame, &topo, |request| local::info_sections(shared, request)) {
                     Ok(fan) => {
                         let parts = fan.parts.into_iter().map(|(slot, frame)| Part::new(frame, slot)).collect();
                         self.push_merged(parts, fan.merge, readonly);
                     }
                     Err(msg) => self.push_error(&msg),
                 }
+                self.keep_request(frame);
             }
             Plan::Scan => {
                 if !self.ready_for(Lane::Shared) {
@@ -596,6 +699,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     Err(msg) => self.push_error(&msg),
                 }
+                self.keep_request(frame);
             }
             Plan::Blocking { slot, readonly } => self.start_blocking(frame, ranges, slot, readonly, Kind::Blocking),
             // WAIT is read-only in effect: resending it after a lost connection is harmless.
@@ -605,12 +709,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let nargs = args.len();
                 self.slotway_reload(frame, nargs)
             }
-            Plan::Local(cmd) => self.run_local(cmd, args),
+            Plan::Local(cmd) => {
+                self.run_local(cmd, args);
+                self.keep_request(frame);
+            }
             Plan::PubSub { cmd, slot } => self.pubsub_command(cmd, slot, frame, ranges),
             Plan::Reject(msg) => {
                 Metrics::incr(&self.shared.metrics.commands_local);
                 self.push_error(&msg);
+                self.mark_rejected();
+                self.keep_request(frame);
             }
+        }
+    }
+
+    /// Keeps the client's frame with the request just queued, for the slow log (a move: the frame would be
+    /// dropped otherwise). Only when its parts don't carry it already.
+    fn keep_request(&mut self, frame: Bytes) {
+        if self.tracking {
+            if let Some(p) = self.pending.back_mut() {
+                p.track.request = Some(frame);
+            }
+        }
+    }
+
+    /// The request just answered was refused before running (Redis's `rejected_calls`).
+    fn mark_rejected(&mut self) {
+        if let Some(p) = self.pending.back_mut() {
+            p.track.flags |= flags::REJECTED;
         }
     }
 
@@ -645,6 +771,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.select_in_txn(Bytes::copy_from_slice(args.frame));
         }
         self.push_final(outcome.reply);
+        // CLIENT SETNAME / HELLO SETNAME may have given the client a traced name.
+        self.trace = self.client.handle.traced();
         if outcome.close {
             self.closing = true;
         }
@@ -717,6 +845,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining: 1,
             merge: None,
             kind: Kind::Normal,
+            track: Track::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
@@ -754,7 +883,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.fence = true;
         Metrics::incr(&self.shared.metrics.blocking_commands);
         let parts = smallvec::smallvec![Part::new(frame, slot)];
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind });
+        let track = Track::default();
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining: 1, merge: None, kind, track });
     }
 
     /// Notes a write for `client.read_your_writes` (only then is the clock read).
@@ -795,12 +925,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
     fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         debug_assert!(self.held.is_none());
-        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect() });
+        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival });
     }
 
     /// Routes the held request if it may go now, then what else the client sent.
     fn release_held(&mut self) {
         while let Some(h) = self.held.take() {
+            self.arrival = h.arrived;
             self.route_counted(h.frame, &h.ranges);
             if self.held.is_some() {
                 return;
@@ -817,6 +948,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining: 0,
             merge: None,
             kind: Kind::Normal,
+            track: Track::default(),
         });
     }
 
@@ -834,7 +966,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn push_merged(&mut self, parts: SmallVec<[Part; 1]>, merge: Merge, readonly: bool) {
         let remaining = parts.len();
         let merge = Some(Box::new(merge));
-        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge, kind: Kind::Normal });
+        let track = Track::default();
+        self.push_forwarded(Pending { reply: None, readonly, parts, remaining, merge, kind: Kind::Normal, track });
     }
 
     fn push_error(&mut self, msg: &str) {
@@ -894,6 +1027,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
         let idx = (seq - self.base) as usize;
         let kind = self.pending[idx].kind;
+        if self.tracking {
+            self.pending[idx].parts[part].sent_at = self.now;
+        }
         let req = UpstreamRequest { frame: self.pending[idx].parts[part].frame.clone(), asking, reply_to };
         match kind {
             Kind::Normal => pool.send(self.identity, self.client.db, worker, protocol, pick, req),
@@ -955,9 +1091,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A node's reply (or failure) for one part of request `seq`: final, or a redirect/retry to act on.
     fn on_delivery(&mut self, d: Delivery) {
         let (seq, part) = (d.seq, d.part as usize);
-        let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get(i as usize)) else { return };
+        let Some(p) = d.seq.checked_sub(self.base).and_then(|i| self.pending.get_mut(i as usize)) else { return };
         if part >= p.parts.len() {
             return;
+        }
+        let x = &mut p.parts[part];
+        if x.sent_at != 0 {
+            let ns = self.now.saturating_sub(std::mem::take(&mut x.sent_at));
+            x.waited_us = x.waited_us.saturating_add((ns / 1000) as u32);
+            // Node round trips on the shared connections (a blocking command's wait is the client's choice).
+            if let (Kind::Normal, Ok(_), Some(node)) = (p.kind, &d.result, &x.sent_to) {
+                if let Some(h) = node.round_trip.get(self.worker) {
+                    h.record(ns);
+                }
+            }
         }
         match p.kind {
             Kind::Normal => {}
@@ -996,6 +1143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ if redirects >= self.live.config.upstream.max_redirects => self.finish_part(seq, part, frame),
                 ReplyClass::Moved(addr) => {
                     Metrics::incr(&metrics.redirects_moved);
+                    self.flag(seq, flags::REDIRECTED);
                     self.part_mut(seq, part).redirects += 1;
                     self.shared.topology.request_refresh(RefreshReason::Moved);
                     let pool = self.shared.topology.upstreams().pool(&addr);
@@ -1003,6 +1151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 ReplyClass::Ask(addr) => {
                     Metrics::incr(&metrics.redirects_ask);
+                    self.flag(seq, flags::REDIRECTED);
                     self.part_mut(seq, part).redirects += 1;
                     let pool = self.shared.topology.upstreams().pool(&addr);
                     self.send_to(seq, part, pool, true);
@@ -1044,6 +1193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));
                 } else {
                     Metrics::incr(&metrics.upstream_failures_returned);
+                    self.flag(seq, flags::UNAVAILABLE);
                     // The write may have run: resending could apply it twice, so the client decides.
                     let msg = format!("ERR slotway: {e}; the command was sent and may or may not have been applied");
                     self.finish_part(seq, part, error_reply(&msg));
@@ -1105,6 +1255,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let first_failure = *p.first_failure.get_or_insert(now);
         if p.retries >= max || now >= first_failure + deadline {
             Metrics::incr(&self.shared.metrics.upstream_failures_returned);
+            let timed_out = now >= first_failure + deadline;
+            self.flag(seq, if timed_out { flags::TIMEOUT } else { flags::UNAVAILABLE });
             self.finish_part(seq, part, error_reply(&error()));
             return;
         }
@@ -1114,6 +1266,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // A topology change from now on makes it retry at once.
         self.topology_changes.borrow_and_update();
         self.retries_waiting += 1;
+        self.flag(seq, flags::RETRIED);
+    }
+
+    /// Notes what happened to request `seq` on its way (for its outcome).
+    fn flag(&mut self, seq: u64, flag: u8) {
+        self.pending[(seq - self.base) as usize].track.flags |= flag;
     }
 
     fn next_retry(&self) -> Option<Instant> {
@@ -1165,8 +1323,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Moves the finished replies at the head of the FIFO into the output buffer.
     fn collect_ready(&mut self) {
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
-            let p = self.pending.pop_front().expect("checked");
-            let reply = p.reply.expect("checked");
+            let mut p = self.pending.pop_front().expect("checked");
+            let reply = p.reply.take().expect("checked");
+            if p.kind != Kind::Message {
+                self.observe(&p, &reply);
+            }
             if self.muted.front() == Some(&self.base) {
                 self.muted.pop_front();
             } else {
@@ -1177,6 +1338,97 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.base += 1;
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Records a request whose reply leaves the FIFO: its command, outcome and end-to-end time, its error code, and
+    /// the slow log and trace when they apply.
+    #[inline]
+    fn observe(&mut self, p: &Pending, reply: &Bytes) {
+        let error = matches!(reply.first(), Some(b'-' | b'!'));
+        if error {
+            self.stats.error(reply);
+        }
+        let outcome = Outcome::classify(p.track.flags, error);
+        let elapsed = (p.track.arrived != 0).then(|| self.now.saturating_sub(p.track.arrived));
+        self.stats.finish(p.track.command, outcome, elapsed);
+        if elapsed.is_some_and(|ns| ns >= self.slow_ns) || self.trace {
+            self.observe_slow_path(p, reply, outcome, elapsed);
+        }
+    }
+
+    /// The slow log entry and the trace line of a request (rare: off the fast path).
+    #[cold]
+    fn observe_slow_path(&mut self, p: &Pending, reply: &Bytes, outcome: Outcome, elapsed: Option<u64>) {
+        let observe = &self.shared.observe;
+        let mut nodes: Vec<String> = Vec::new();
+        for x in &p.parts {
+            if let Some(n) = &x.sent_to {
+                let addr = n.addr.to_string();
+                if !nodes.contains(&addr) {
+                    nodes.push(addr);
+                }
+            }
+        }
+        let nodes = nodes.join(",");
+        let upstream_us = u64::from(p.parts.iter().map(|x| x.waited_us).max().unwrap_or(0));
+        let command = observe.command_name(p.track.command as usize);
+        let known = (p.track.command != 0).then_some(command);
+        if let Some(ns) = elapsed.filter(|&ns| ns >= self.slow_ns) {
+            let frame = p.track.request.as_ref().or(p.parts.first().map(|x| &x.frame));
+            let mut decoder = RequestDecoder::new(self.live.limits);
+            if let Some(Ok(Some(Request::Array { args, .. }))) = frame.map(|f| decoder.decode(f)) {
+                let frame = frame.expect("decoded");
+                let args: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();
+                observe.slowlog.record(crate::observe::slowlog::SlowRequest {
+                    command: known,
+                    args: &args,
+                    duration_us: ns / 1000,
+                    client: self.client.addr.to_string(),
+                    client_name: self.client.name.as_deref(),
+                    nodes: nodes.clone(),
+                    upstream_us,
+                });
+            }
+        }
+        if self.trace {
+            let kind = match reply.first() {
+                Some(b'-' | b'!') => dispatch::printable(reply.strip_suffix(b"\r\n").unwrap_or(reply), 200),
+                Some(&t) => format!("type '{}', {} bytes", t as char, reply.len()),
+                None => String::new(),
+            };
+            tracing::info!(
+                target: "slotway::trace",
+                client = self.client.id,
+                addr = %self.client.addr,
+                command,
+                outcome = outcome.name(),
+                us = elapsed.map(|ns| ns / 1000),
+                upstream_us,
+                nodes = %nodes,
+                reply = %kind,
+                "reply"
+            );
+        }
+    }
+
+    /// The trace line of a request as it arrives (`SLOTWAY TRACE`): its arguments as the slow log shows them
+    /// (secrets redacted, cut at 32 arguments of 128 bytes).
+    #[cold]
+    fn trace_request(&self, frame: &Bytes, ranges: &[Range<usize>]) {
+        let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+        let info = self.shared.table.resolve(Args { frame, ranges });
+        let shown = crate::observe::slowlog::shown_args(info.map(|i| i.name.as_str()), &args);
+        let text: Vec<String> = shown.iter().map(|a| dispatch::printable(a, 200)).collect();
+        tracing::info!(
+            target: "slotway::trace",
+            client = self.client.id,
+            addr = %self.client.addr,
+            name = %self.client.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+            request = %text.join(" "),
+            "request"
+        );
     }
 }
 

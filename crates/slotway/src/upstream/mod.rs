@@ -127,6 +127,9 @@ pub struct NodePool {
     max_dedicated: usize,
     /// `lots[identity][worker]`, created on the identity's first dedicated connection to this node.
     lots: GrowTable<Box<[Mutex<dedicated::Lot>]>>,
+    /// Round trips of requests on the shared connections, one histogram per worker (written by that worker's
+    /// sessions only; summed when `/metrics` is scraped).
+    pub round_trip: Box<[crate::observe::histogram::Histogram]>,
 }
 
 /// One lazily created value per worker thread.
@@ -207,6 +210,7 @@ impl NodePool {
             workers: workers.clone(),
             max_dedicated: limits.max_dedicated.max(1),
             lots: GrowTable::default(),
+            round_trip: workers.iter().map(|_| Default::default()).collect(),
         }
     }
 
@@ -367,6 +371,11 @@ impl Upstreams {
             .entry((addr.clone(), readonly))
             .or_insert_with(|| Arc::new(NodePool::new(addr.clone(), &self.ctxs, &self.workers, self.limits, readonly)))
             .clone()
+    }
+
+    /// Every pool now (for the metrics endpoint).
+    pub fn pools(&self) -> Vec<Arc<NodePool>> {
+        self.pools.lock().expect("upstream registry poisoned").values().cloned().collect()
     }
 
     /// Forgets pools of nodes that are no longer wanted; their connections close once no request holds them.

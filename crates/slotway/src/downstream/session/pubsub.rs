@@ -247,6 +247,11 @@ impl PubSub {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
     }
 
+    /// (channels, patterns, shard channels) subscribed now, for CLIENT LIST and INFO clients.
+    pub(super) fn counts(&self) -> (u32, u32, u32) {
+        (self.channels.len() as u32, self.patterns.len() as u32, self.shard_channels.len() as u32)
+    }
+
     /// The count a confirmation of `class` reports: channels and patterns together, shard channels apart.
     fn count(&self, class: Class) -> usize {
         match class {
@@ -473,6 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining,
             merge: None,
             kind: Kind::PubSub,
+            track: Default::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
         let proto = self.client.protocol;
@@ -604,6 +610,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 remaining: 0,
                 merge: None,
                 kind: Kind::Message,
+                track: Default::default(),
             });
         }
     }

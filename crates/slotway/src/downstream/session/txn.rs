@@ -204,6 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Metrics::incr(&self.shared.metrics.commands_local);
         self.txn_mut().aborted = true;
         self.push_error(msg);
+        self.mark_rejected();
     }
 
     /// Queues one command of the transaction: on the node once it is chosen, else here (keyless commands).
@@ -347,6 +348,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             remaining: 1,
             merge: None,
             kind: Kind::Txn(step),
+            track: Default::default(),
         });
         if send {
             let seq = self.base + self.pending.len() as u64 - 1;
