@@ -4,8 +4,8 @@
 #   ./scripts/test.sh [--no-lint] [--profile NAME] [-- extra args for the test runner]
 #
 # Installs what is missing first (redis-server, redis-sentinel, redis-tools, openssl, shellcheck,
-# systemd, util-linux, prometheus, prometheus-redis-exporter through apt-get; cargo-nextest through
-# `cargo install`, falling back to `cargo test`).
+# systemd, util-linux, prometheus, prometheus-redis-exporter, nutcracker through apt-get; cargo-nextest
+# through `cargo install`, falling back to `cargo test`).
 # Runs: cargo fmt --check, cargo clippy -D warnings (fail fast), cargo build
 # --workspace --all-targets, cargo nextest run --workspace --no-fail-fast
 # (profile `ci` when $CI is set, else `default`; see .config/nextest.toml).
@@ -52,6 +52,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Prometheus, promtool and the Redis exporter for crates/slotway/tests/observe.rs.
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
+# twemproxy, to compare placement with (crates/slotway/tests/twemproxy.rs); Debian puts it in /usr/sbin.
+{ command -v nutcracker >/dev/null 2>&1 || [[ -x /usr/sbin/nutcracker ]]; } || missing+=(nutcracker)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   SUDO=()

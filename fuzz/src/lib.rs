@@ -326,7 +326,7 @@ fn topology() -> &'static Topology {
             map: SlotMap::new(shards),
             placement: slotway::topology::Placement::Slots,
             version: 1,
-            problem: None,
+            problems: Vec::new(),
         }
     })
 }
@@ -375,7 +375,7 @@ fn check_routing(args_owned: &[Vec<u8>]) {
     match &plan {
         // PUBLISH: keyless, routed by its channel (where its subscribers through slotway are).
         Plan::Forward { slot, .. } if route == Some(Route::Publish) => {
-            let want = match dispatch::channel_placement(args.get(1)) {
+            let want = match dispatch::channel_placement(&slotway::topology::Placement::Slots, args.get(1)) {
                 dispatch::ChannelPlacement::Slot(s) => Some(s),
                 dispatch::ChannelPlacement::EveryPrimary => None,
             };
@@ -426,12 +426,68 @@ fn check_routing(args_owned: &[Vec<u8>]) {
         }
     }
     check_single_group(info, args, &keys, &plan);
+    check_pool(info, args, &keys, &plan);
+}
+
+/// A twemproxy-style pool of four shards (ketama over fnv1a_64, hash tag `{}`).
+fn pool() -> &'static slotway::topology::Placement {
+    static POOL: OnceLock<slotway::topology::Placement> = OnceLock::new();
+    POOL.get_or_init(|| {
+        use slotway::ring::{CharSign, Distribution, KeyHash, Ring, RingServer, RingSpec};
+        let servers = (0..4).map(|i| RingServer { name: format!("127.0.0.1:{}", 6379 + i).into_bytes(), weight: 1 });
+        slotway::topology::Placement::Ring(std::sync::Arc::new(Ring::new(RingSpec {
+            distribution: Distribution::Ketama,
+            hash: KeyHash::Fnv1a_64,
+            sign: CharSign::Signed,
+            hash_tag: Some(*b"{}"),
+            servers: servers.collect(),
+        })))
+    })
+}
+
+/// The same request in front of a pool: keyed requests carry their keys' group and only go whole when every key
+/// is in that group; split parts carry keys of their own group only; other cross-group requests are refused.
+fn check_pool(info: Option<&slotway::command::CommandInfo>, args: Args<'_>, keys: &[usize], cluster: &Plan) {
+    let placement = pool();
+    let plan = dispatch::plan_resolved(info, args, placement);
+    let group_of = |i: usize| placement.token(args.get(i));
+    match &plan {
+        Plan::Forward { slot: Some(slot), .. }
+        | Plan::Eval { slot: Some(slot), .. }
+        | Plan::Blocking { slot: Some(slot), .. }
+        | Plan::Txn { slot: Some(slot), .. }
+        | Plan::PubSub { slot: Some(slot), .. } => {
+            assert!(slot.get() < 4, "a pool's token is one of its four groups: {plan:?}");
+            if info.is_none_or(|i| i.name != "publish") {
+                assert!(keys.iter().all(|&k| group_of(k) == *slot), "sent to a group that is not every key's");
+            }
+        }
+        Plan::Split { kind, .. } => {
+            let s = split::split(*kind, args, placement);
+            assert!(s.parts.len() >= 2, "split into {} part(s)", s.parts.len());
+            for (group, part) in &s.parts {
+                let sub = sub_request(part);
+                for k in sub[1..].iter().step_by(kind.step()) {
+                    assert_eq!(placement.token(k), *group, "a key in another group's part");
+                }
+            }
+        }
+        Plan::Reject(msg) if msg.starts_with("CROSSSLOT") => {
+            assert!(keys.iter().any(|&k| group_of(k) != group_of(keys[0])), "CROSSSLOT for keys of one group");
+        }
+        _ => {}
+    }
+    // What a cluster forwards whole, a pool forwards whole or splits; it never refuses it as cross-shard unless
+    // its keys really are in different groups.
+    if let (Plan::Forward { slot: Some(_), .. }, Plan::Reject(msg)) = (cluster, &plan) {
+        assert!(!msg.starts_with("CROSSSLOT") || keys.iter().any(|&k| group_of(k) != group_of(keys[0])));
+    }
 }
 
 /// The same request in front of a single replication group: never split, never CROSSSLOT; keyed requests carry
 /// slot 0 (the group's token) and go whole; what a cluster forwards to one slot is forwarded here too.
 fn check_single_group(info: Option<&slotway::command::CommandInfo>, args: Args<'_>, keys: &[usize], cluster: &Plan) {
-    let plan = dispatch::plan_resolved(info, args, slotway::topology::Placement::Single);
+    let plan = dispatch::plan_resolved(info, args, &slotway::topology::Placement::Single);
     assert!(!matches!(plan, Plan::Split { .. } | Plan::Scan), "a single group splits nothing: {plan:?}");
     if let Plan::Reject(msg) = &plan {
         assert!(!msg.starts_with("CROSSSLOT"), "CROSSSLOT in a single group");
@@ -453,7 +509,7 @@ fn check_single_group(info: Option<&slotway::command::CommandInfo>, args: Args<'
 fn check_split(kind: SplitKind, args: Args<'_>, keys: &[usize], route: Option<Route>) {
     assert_eq!(route, Some(Route::Split(kind)));
     let step = kind.step();
-    let s = split::split(kind, args);
+    let s = split::split(kind, args, &slotway::topology::Placement::Slots);
     assert!(s.parts.len() >= 2, "split into {} part(s)", s.parts.len());
     let mut carried: Vec<Vec<u8>> = Vec::new();
     let mut replies = Vec::new();

@@ -1,9 +1,10 @@
 //! Wiring: config → upstream pools → discovery → command table → listener; reloads; and shutdown.
-use crate::backend::{probe, sentinel::SentinelGroup, servers::StaticGroup, GroupResolver, GroupView};
+use crate::backend::servers::{futures_join_all, StaticGroup};
+use crate::backend::{probe, sentinel::SentinelGroup, GroupResolver, GroupView};
 use crate::cluster::NodeAddr;
 use crate::command::CommandTable;
-use crate::config::Backend;
 use crate::config::{tls, Config, UpstreamCredentials};
+use crate::config::{Backend, ShardGroup};
 use crate::downstream::{self, ClientTls, ReloadTrigger, Shared};
 use crate::live::{ConfigSource, Live, LiveSettings, Loaded};
 use crate::logging::LogControl;
@@ -14,7 +15,7 @@ use crate::observe::Observe;
 use crate::provision::{NodeIdentity, Provisioner};
 use crate::reload::Reloader;
 use crate::scripts::ScriptCache;
-use crate::topology::{call_value, TopologyManager};
+use crate::topology::{call_value, EjectPolicy, GroupMember, TopologyManager};
 use crate::upstream::connect::connect;
 use crate::upstream::{ConnectContext, HealthCheck, Identity, PoolLimits, ReplyTo, UpstreamAuth, Upstreams};
 use anyhow::{Context, Result};
@@ -117,7 +118,7 @@ async fn serve(
     let new_context = |auth: UpstreamAuth| {
         let mut ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), health);
         // Replica connections send READONLY only to cluster nodes.
-        ctx.cluster = !config.backend.is_single_group();
+        ctx.cluster = config.backend.is_cluster();
         ctx
     };
     let mut limits = PoolLimits {
@@ -156,6 +157,49 @@ async fn serve(
                 replica_reads(&config),
             )
             .await?
+        }
+        Backend::Sharded(pool) => {
+            let node_ctx = Arc::new(new_context(upstream_auth(
+                &config,
+                config.upstream.user.clone(),
+                config.upstream.password.clone(),
+            )?));
+            let members = pool_members(pool, node_ctx.clone(), &metrics, &config).await?;
+            let databases = match members.iter().find(|m| m.first.primary.is_some()) {
+                Some(m) => databases(&m.first, &m.resolver, &node_ctx).await,
+                None => 16,
+            };
+            if pool.redis_db >= databases {
+                anyhow::bail!("sharding.redis_db is {} but the servers have {databases} databases", pool.redis_db);
+            }
+            limits.databases = databases;
+            let upstreams = Arc::new(Upstreams::new(ctxs, workers, limits));
+            let ring = Arc::new(crate::ring::Ring::new(pool.ring.clone()));
+            for (i, shard) in pool.shards.iter().enumerate() {
+                tracing::info!(
+                    shard = %shard.name,
+                    weight = pool.ring.servers[i].weight,
+                    points = ring.points_of(i),
+                    "pool shard"
+                );
+            }
+            let eject = pool
+                .auto_eject
+                .map(|a| EjectPolicy { failure_limit: a.server_failure_limit, retry_timeout: a.server_retry_timeout });
+            if eject.is_some() {
+                tracing::warn!(
+                    "sharding.auto_eject_hosts is on: a shard without a primary is taken out of the ring and its keys \
+                     go to other shards until it is back (data moves; reads of those keys miss meanwhile)"
+                );
+            }
+            TopologyManager::for_groups(
+                upstreams,
+                crate::topology::Placement::Ring(ring),
+                members,
+                config.upstream.refresh_min_interval,
+                replica_reads(&config),
+                eject,
+            )
         }
         backend => {
             let node_ctx = Arc::new(new_context(upstream_auth(
@@ -348,6 +392,85 @@ async fn serve(
     Ok(())
 }
 
+/// Every shard of a pool as a replication group with its first resolution (all at once). A shard that can't be
+/// resolved now starts without a primary (its keys wait, then fail, until it has one); a resolution that can't
+/// succeed by retrying (a wrong password, an unknown master name) stops slotway.
+async fn pool_members(
+    pool: &crate::config::ShardingConfig,
+    node_ctx: Arc<ConnectContext>,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) -> Result<Vec<GroupMember>> {
+    let sentinel_ctx = match &pool.sentinel {
+        Some(s) => Some(sentinel_context(s, metrics, config)?),
+        None => None,
+    };
+    let mut resolvers = Vec::new();
+    for shard in &pool.shards {
+        let (resolver, interval) = match &shard.group {
+            ShardGroup::Servers(addrs) => (
+                GroupResolver::Static(StaticGroup::new(addrs.clone(), node_ctx.clone(), pool.servers_timeout)),
+                pool.servers_poll_interval,
+            ),
+            ShardGroup::Sentinel(master) => {
+                let s = pool.sentinel.as_ref().expect("validated: sentinel shards have [sentinel]");
+                let ctx = sentinel_ctx.clone().expect("built with the sentinel settings");
+                let group = SentinelGroup::new(s.addresses.clone(), master.clone(), ctx, node_ctx.clone(), s.timeout);
+                (GroupResolver::Sentinel(group), s.poll_interval)
+            }
+        };
+        resolvers.push((resolver, interval));
+    }
+    let firsts = futures_join_all(resolvers.iter().map(|(r, _)| r.resolve())).await;
+    let mut members = Vec::new();
+    for ((shard, (resolver, interval)), first) in pool.shards.iter().zip(resolvers).zip(firsts) {
+        let first = match first {
+            Ok(view) => view,
+            Err(failure) if failure.fatal => anyhow::bail!(
+                "cannot discover shard '{}' ({} group '{}'):\n  {}",
+                shard.name,
+                resolver.kind(),
+                resolver.name(),
+                failure.reasons.join("\n  ")
+            ),
+            Err(failure) => {
+                tracing::warn!(
+                    shard = %shard.name,
+                    reasons = ?failure.reasons,
+                    "shard unreachable at start: its keys wait for a primary"
+                );
+                GroupView {
+                    problem: Some(format!("no server answered: {}", failure.reasons.join("; "))),
+                    ..GroupView::default()
+                }
+            }
+        };
+        members.push(GroupMember { resolver, first, interval, shard: Some(shard.name.clone()) });
+    }
+    Ok(members)
+}
+
+/// The connections to the sentinels (their own credentials and TLS).
+fn sentinel_context(
+    s: &crate::config::SentinelConfig,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) -> Result<Arc<ConnectContext>> {
+    let tls = match &s.tls {
+        Some(t) => {
+            if t.insecure_skip_verify {
+                tracing::warn!("sentinel TLS certificate verification is OFF: development only");
+            }
+            Some((tls::client_config(t).context("sentinel TLS")?, t.clone()))
+        }
+        None => None,
+    };
+    let auth = UpstreamAuth { tls, user: s.user.clone(), password: s.password.clone(), connect_timeout: s.timeout };
+    let mut sentinel_ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), None);
+    sentinel_ctx.cluster = false;
+    Ok(Arc::new(sentinel_ctx))
+}
+
 /// The resolver of a single-group backend and how often it runs.
 fn group_resolver(
     backend: &Backend,
@@ -360,21 +483,9 @@ fn group_resolver(
         Backend::Servers(s) => {
             (GroupResolver::Static(StaticGroup::new(s.addresses.clone(), node_ctx, s.timeout)), s.poll_interval)
         }
+        Backend::Sharded(_) => unreachable!("a pool has a resolver per shard"),
         Backend::Sentinel(s) => {
-            let tls = match &s.tls {
-                Some(t) => {
-                    if t.insecure_skip_verify {
-                        tracing::warn!("sentinel TLS certificate verification is OFF: development only");
-                    }
-                    Some((tls::client_config(t).context("sentinel TLS")?, t.clone()))
-                }
-                None => None,
-            };
-            let auth =
-                UpstreamAuth { tls, user: s.user.clone(), password: s.password.clone(), connect_timeout: s.timeout };
-            let mut sentinel_ctx = ConnectContext::new(auth, metrics.clone(), config.resolve.clone(), None);
-            sentinel_ctx.cluster = false;
-            let sentinel_ctx = Arc::new(sentinel_ctx);
+            let sentinel_ctx = sentinel_context(s, metrics, config)?;
             let group =
                 SentinelGroup::new(s.addresses.clone(), s.master_name.clone(), sentinel_ctx, node_ctx, s.timeout);
             (GroupResolver::Sentinel(group), s.poll_interval)

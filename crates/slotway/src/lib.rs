@@ -1,6 +1,7 @@
 //! slotway: a Redis/Valkey proxy. One standalone endpoint for a whole Redis Cluster (it routes each command by hash
 //! slot and follows MOVED/ASK itself), or for a primary/replica group managed by Sentinel or a static set of servers
-//! (it follows the primary, verified with ROLE); TLS and AUTH to the nodes.
+//! (it follows the primary, verified with ROLE), or for a twemproxy-style pool of such groups (it places every key
+//! where twemproxy would); TLS and AUTH to the nodes.
 //!
 //! # Layout
 //! - [`config`] — flags + TOML file + environment → a validated [`config::Config`]; TLS client configs.
@@ -8,9 +9,10 @@
 //! - [`command`] — the command table (from the nodes' COMMAND reply): arity, flags, key positions, routing shape.
 //! - [`upstream`] — node connections: connect, TLS, AUTH, pipelining with batched writes, FIFO reply matching;
 //!   dedicated connections (transactions, blocking commands) and pub/sub connections.
-//! - [`backend`] — discovery of a single replication group: Sentinel ([`backend::sentinel`]) or a static set of
-//!   servers ([`backend::servers`]), each primary verified with ROLE.
-//! - [`topology`] — the live topology (replication groups and their placement: slots or single) behind an
+//! - [`backend`] — discovery of a replication group (alone, or one shard of a pool): Sentinel
+//!   ([`backend::sentinel`]) or a static set of servers ([`backend::servers`]), each primary verified with ROLE.
+//! - [`ring`] — pure: twemproxy's key placement (ketama, modula, its hashes, hash tags, weights), bit for bit.
+//! - [`topology`] — the live topology (replication groups and their placement: slots, single or ring) behind an
 //!   `ArcSwap`; the refresher task with merged triggers.
 //! - [`dispatch`] — where a request goes ([`dispatch::plan`]) and what a reply means ([`dispatch::classify_reply`]).
 //! - [`downstream`] — the client side: listener, per-connection session (ordering, backpressure, transactions,
@@ -51,6 +53,7 @@ pub mod nat;
 pub mod observe;
 pub mod provision;
 pub mod reload;
+pub mod ring;
 pub mod scripts;
 pub mod topology;
 pub mod upstream;

@@ -4,8 +4,9 @@ use slotway::config::Overrides;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// slotway: one standalone Redis endpoint for a whole Redis Cluster, a Sentinel-managed primary/replica group or a
-/// static one, with TLS and AUTH to the nodes.
+/// slotway: one standalone Redis endpoint for a whole Redis Cluster, a Sentinel-managed primary/replica group, a
+/// static one, or a twemproxy-style pool of them (keys placed as twemproxy places them), with TLS and AUTH to the
+/// nodes.
 ///
 /// The upstream password is read from the environment variable SLOTWAY_UPSTREAM_PASSWORD, or from
 /// `upstream.password_file` / `upstream.password_env` in the config file; never from the command line.
@@ -23,6 +24,14 @@ struct Cli {
     /// optionally followed by a path (`127.0.0.1:9121/live`).
     #[arg(long, value_name = "ADDR", exclusive = true)]
     probe: Option<String>,
+    /// Print the slotway configuration (TOML) equivalent to a twemproxy (nutcracker) YAML file's pool, say on
+    /// stderr which settings could not be carried over and why, and exit (2 when the pool can't be carried over:
+    /// an unknown hash or distribution is an error, not a guess).
+    #[arg(long, value_name = "FILE")]
+    from_twemproxy: Option<PathBuf>,
+    /// The pool of --from-twemproxy's file to convert (needed when the file has several).
+    #[arg(long, value_name = "NAME", requires = "from_twemproxy")]
+    pool: Option<String>,
     /// TOML config file; flags given here override its settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -130,6 +139,9 @@ fn main() -> ExitCode {
     if let Some(target) = &cli.probe {
         return probe(target);
     }
+    if let Some(file) = &cli.from_twemproxy {
+        return from_twemproxy(file, cli.pool.as_deref());
+    }
     let overrides = Overrides {
         listen: cli.listen,
         listen_tls: cli.listen_tls,
@@ -211,6 +223,35 @@ fn check_config(
             let n = e.0.len();
             println!("{what}: {n} problem{} found", if n == 1 { "" } else { "s" });
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--from-twemproxy FILE [--pool NAME]`: the TOML on stdout, what was not carried over on stderr.
+fn from_twemproxy(file: &std::path::Path, pool: Option<&str>) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("slotway: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match slotway::config::twemproxy::convert(&text, pool, &file.display().to_string()) {
+        Ok(import) => {
+            print!("{}", import.toml);
+            if import.notes.is_empty() {
+                eprintln!("slotway: pool '{}': every setting was carried over", import.pool);
+            } else {
+                eprintln!("slotway: pool '{}': not carried over, or carried over differently:", import.pool);
+                for n in &import.notes {
+                    eprintln!("  {n}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slotway: {e}");
+            ExitCode::from(2)
         }
     }
 }

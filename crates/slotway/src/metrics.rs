@@ -153,6 +153,10 @@ metrics! {
     group_fences,
     /// Sentinel events about the group received (each asks for a resolution).
     sentinel_events,
+    /// Shards of a pool taken out of the ring (`sharding.auto_eject_hosts`): their keys moved to other shards.
+    pool_shards_ejected,
+    /// Ejected shards put back into the ring (their keys moved back).
+    pool_shards_restored,
     /// Configuration reloads (SIGHUP, `SLOTWAY RELOAD`) applied.
     config_reloads_ok,
     /// Configuration reloads refused (invalid file, bad certificate, credentials the nodes refuse): nothing changed.

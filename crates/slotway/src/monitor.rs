@@ -165,16 +165,16 @@ fn render(monitor: &Monitor) -> String {
         let max_clients = live.load().config.listen.max_clients as u64;
         gauge("max_clients", "Clients allowed at once (client.max_clients).", max_clients);
     }
-    match monitor.topology.group_report() {
-        None => {
-            gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
-            gauge(
-                "unassigned_slots",
-                "Slots no primary serves in the current slot map.",
-                topo.map.unassigned_slots() as u64,
-            );
-        }
-        Some(g) => group_metrics(&mut out, &g),
+    let groups = monitor.topology.group_reports();
+    if groups.is_empty() {
+        gauge("cluster_shards", "Shards in the current slot map.", topo.map.shards.len() as u64);
+        gauge(
+            "unassigned_slots",
+            "Slots no primary serves in the current slot map.",
+            topo.map.unassigned_slots() as u64,
+        );
+    } else {
+        group_metrics(&mut out, &groups);
     }
     let _ = writeln!(out, "# HELP slotway_build_info slotway's version, as a label.");
     let _ = writeln!(out, "# TYPE slotway_build_info gauge");
@@ -208,46 +208,52 @@ fn render(monitor: &Monitor) -> String {
     out
 }
 
-/// A single group's facts: its primary and replicas as labelled gauges, and when its primary last changed.
-fn group_metrics(out: &mut String, g: &crate::topology::GroupReport) {
+/// The groups' facts (one group, or a pool's shards): each primary and replica as labelled gauges, and when each
+/// primary last changed. In a pool the `group` label is the shard's ring name, and `slotway_pool_shard_ejected`
+/// says which shards `auto_eject_hosts` took out of the ring.
+fn group_metrics(out: &mut String, groups: &[crate::topology::GroupReport]) {
     let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
-    let name = label(&g.name);
-    let _ =
-        writeln!(out, "# HELP slotway_group_primary The group's primary (1 while one is known; 0 with addr=\"none\").");
-    let _ = writeln!(out, "# TYPE slotway_group_primary gauge");
-    match &g.primary {
-        Some(p) => {
+    let name = |g: &crate::topology::GroupReport| label(g.shard.as_deref().unwrap_or(&g.name));
+    let family = |out: &mut String, metric: &str, help: &str| {
+        let _ = writeln!(out, "# HELP slotway_{metric} {help}");
+        let _ = writeln!(out, "# TYPE slotway_{metric} gauge");
+    };
+    family(out, "group_primary", "The group's primary (1 while one is known; 0 with addr=\"none\").");
+    for g in groups {
+        let (addr, up) = g.primary.as_ref().map_or(("none".to_string(), 0), |p| (label(&p.to_string()), 1));
+        let _ =
+            writeln!(out, "slotway_group_primary{{group=\"{}\",kind=\"{}\",addr=\"{addr}\"}} {up}", name(g), g.kind);
+    }
+    family(out, "group_replica", "The group's replicas attached to the primary (link up).");
+    for g in groups {
+        for r in &g.replicas {
+            let _ =
+                writeln!(out, "slotway_group_replica{{group=\"{}\",addr=\"{}\"}} 1", name(g), label(&r.to_string()));
+        }
+    }
+    family(out, "group_replicas", "Replicas attached to the group's primary.");
+    for g in groups {
+        let _ = writeln!(out, "slotway_group_replicas{{group=\"{}\"}} {}", name(g), g.replicas.len());
+    }
+    if groups.iter().any(|g| g.last_change.is_some()) {
+        family(out, "group_last_change_timestamp_seconds", "When the group's primary last changed, and why.");
+    }
+    for g in groups {
+        if let Some((when, why)) = &g.last_change {
+            let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let _ = writeln!(
                 out,
-                "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"{}\"}} 1",
-                g.kind,
-                label(&p.to_string())
+                "slotway_group_last_change_timestamp_seconds{{group=\"{}\",reason=\"{}\"}} {unix}",
+                name(g),
+                label(why.split(':').next().unwrap_or(why))
             );
         }
-        None => {
-            let _ = writeln!(out, "slotway_group_primary{{group=\"{name}\",kind=\"{}\",addr=\"none\"}} 0", g.kind);
+    }
+    if groups.iter().any(|g| g.shard.is_some()) {
+        family(out, "pool_shard_ejected", "1 while auto_eject_hosts keeps the shard out of the pool's ring.");
+        for g in groups {
+            let _ = writeln!(out, "slotway_pool_shard_ejected{{group=\"{}\"}} {}", name(g), u8::from(g.ejected));
         }
-    }
-    let _ = writeln!(out, "# HELP slotway_group_replica The group's replicas attached to the primary (link up).");
-    let _ = writeln!(out, "# TYPE slotway_group_replica gauge");
-    for r in &g.replicas {
-        let _ = writeln!(out, "slotway_group_replica{{group=\"{name}\",addr=\"{}\"}} 1", label(&r.to_string()));
-    }
-    let _ = writeln!(out, "# HELP slotway_group_replicas Replicas attached to the group's primary.");
-    let _ = writeln!(out, "# TYPE slotway_group_replicas gauge");
-    let _ = writeln!(out, "slotway_group_replicas{{group=\"{name}\"}} {}", g.replicas.len());
-    if let Some((when, why)) = &g.last_change {
-        let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let _ = writeln!(
-            out,
-            "# HELP slotway_group_last_change_timestamp_seconds When the group's primary last changed, and why."
-        );
-        let _ = writeln!(out, "# TYPE slotway_group_last_change_timestamp_seconds gauge");
-        let _ = writeln!(
-            out,
-            "slotway_group_last_change_timestamp_seconds{{group=\"{name}\",reason=\"{}\"}} {unix}",
-            label(why.split(':').next().unwrap_or(why))
-        );
     }
 }
 

@@ -26,7 +26,11 @@ use tokio::task::JoinSet;
 
 /// How keys are placed on a backend's replication groups (see docs/ARCHITECTURE.md, "One model for every
 /// backend"). Fixed for the life of the process by the kind of backend.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+///
+/// Routing works with a *token* per key ([`Placement::token`], a [`Slot`]): the key's hash slot in a cluster,
+/// [`Slot::ZERO`] in a single group, the key's group in a ring. Keys of one command with the same token may go
+/// together in one request; the topology maps a token to its group ([`Topology::group_of`]).
+#[derive(Clone, Debug, Default)]
 pub enum Placement {
     /// Redis Cluster: a key's hash slot decides its group (the slot map's owner table); the keys of one command
     /// must share a slot on the nodes, so multi-key commands are split per slot.
@@ -35,6 +39,55 @@ pub enum Placement {
     /// One replication group takes every key (a Sentinel-managed or static primary/replica set): no slots, any keys
     /// in one command, databases (`SELECT n`).
     Single,
+    /// A sharded pool of standalone groups (twemproxy's): the ring decides a key's group, whose number is its token.
+    /// Each group takes any of its keys in one command; multi-key commands split per group.
+    Ring(Arc<crate::ring::Ring>),
+}
+
+impl PartialEq for Placement {
+    fn eq(&self, other: &Placement) -> bool {
+        match (self, other) {
+            (Placement::Slots, Placement::Slots) | (Placement::Single, Placement::Single) => true,
+            (Placement::Ring(a), Placement::Ring(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The error for keys of one command that can't go together (a cluster's own wording; a pool's names shards).
+pub const CROSSSHARD: &str = "CROSSSLOT Keys in request don't hash to the same shard of the pool";
+
+impl Placement {
+    /// The routing token of `key` (see the type's docs).
+    #[inline]
+    pub fn token(&self, key: &[u8]) -> Slot {
+        match self {
+            Placement::Slots => Slot::for_key(key),
+            Placement::Single => Slot::ZERO,
+            Placement::Ring(ring) => Slot::new(ring.locate(key) as u16).expect("a ring has at most 16384 groups"),
+        }
+    }
+
+    /// Whether the groups are standalone servers, which have databases (`SELECT n`) and take any keys together.
+    pub fn standalone(&self) -> bool {
+        !matches!(self, Placement::Slots)
+    }
+
+    /// The ring of a sharded pool.
+    pub fn ring(&self) -> Option<&Arc<crate::ring::Ring>> {
+        match self {
+            Placement::Ring(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The error for keys that can't go together in one command: Redis Cluster's CROSSSLOT, worded for a pool.
+    pub fn cross_error(&self) -> &'static str {
+        match self {
+            Placement::Ring(_) => CROSSSHARD,
+            _ => crate::dispatch::CROSSSLOT,
+        }
+    }
 }
 
 /// One consistent view of the backend: its replication groups (`map.shards`: one per cluster shard, or the one
@@ -52,17 +105,19 @@ pub struct Topology {
     pub replicas: Vec<Vec<Arc<NodePool>>>,
     /// Increases by one per change; for logs and tests.
     pub version: u64,
-    /// Why a single group has no primary now (for the clients' error and `/health`); None otherwise.
-    pub problem: Option<Arc<str>>,
+    /// Why each group of a Sentinel/static group or a pool has no primary now (for the clients' error and
+    /// `/health`), by group; empty for a cluster.
+    pub problems: Vec<Option<Arc<str>>>,
 }
 
 impl Topology {
-    /// The group that serves `slot` (a single group serves every key; `slot` is then only a token).
+    /// The group that serves `slot` (a single group serves every key; in a pool the token is the group).
     #[inline]
     pub fn group_of(&self, slot: Slot) -> Option<usize> {
-        match self.placement {
+        match &self.placement {
             Placement::Slots => self.map.shard_of(slot).map(usize::from),
             Placement::Single => Some(0),
+            Placement::Ring(_) => Some(slot.get() as usize),
         }
     }
 
@@ -91,14 +146,21 @@ impl Topology {
         })
     }
 
+    /// The groups that serve keys: a cluster's shards with slots, the one group, a pool's groups not ejected.
+    pub fn serving_groups(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.map.shards.len()).filter(move |&g| match &self.placement {
+            Placement::Slots => !self.map.shards[g].slots.is_empty(),
+            Placement::Single => g == 0,
+            Placement::Ring(ring) => !ring.is_ejected(g),
+        })
+    }
+
     /// Some primary that serves keys, chosen by `pick`, for keyless commands.
     pub fn any_primary(&self, pick: usize) -> Option<&Arc<NodePool>> {
         if self.placement == Placement::Single {
             return self.primaries.first().and_then(Option::as_ref);
         }
-        let serving = || {
-            self.map.shards.iter().zip(&self.primaries).filter_map(|(s, p)| p.as_ref().filter(|_| !s.slots.is_empty()))
-        };
+        let serving = || self.serving_groups().filter_map(|g| self.primaries[g].as_ref());
         let count = serving().count();
         if count == 0 {
             return None;
@@ -106,27 +168,49 @@ impl Topology {
         serving().nth(pick % count)
     }
 
-    /// The error a request gets when its group has no primary once its retries are over.
-    pub fn unserved_error(&self) -> String {
-        match (self.placement, &self.problem) {
-            (Placement::Slots, _) => "CLUSTERDOWN Hash slot not served".to_string(),
-            (Placement::Single, Some(why)) => format!("ERR slotway: no primary: {why}"),
-            (Placement::Single, None) => "ERR slotway: no primary is known yet".to_string(),
+    /// The error a request for `slot` (any primary: None) gets when its group has no primary once its retries
+    /// are over.
+    pub fn unserved_error(&self, slot: Option<Slot>) -> String {
+        let problem = |g: usize| self.problems.get(g).cloned().flatten();
+        match &self.placement {
+            Placement::Slots => "CLUSTERDOWN Hash slot not served".to_string(),
+            Placement::Single => match problem(0) {
+                Some(why) => format!("ERR slotway: no primary: {why}"),
+                None => "ERR slotway: no primary is known yet".to_string(),
+            },
+            Placement::Ring(ring) => match slot.map(|s| s.get() as usize).filter(|&g| g < ring.len()) {
+                Some(g) => match problem(g) {
+                    Some(why) => format!("ERR slotway: shard '{}' has no primary: {why}", ring.name_of(g)),
+                    None => format!("ERR slotway: shard '{}' has no primary yet", ring.name_of(g)),
+                },
+                None => "ERR slotway: no shard of the pool has a primary".to_string(),
+            },
         }
     }
 
     /// Why slotway can't serve every key right now (for `/health`), or None when it can.
     pub fn health_problem(&self) -> Option<String> {
-        match self.placement {
+        match &self.placement {
             Placement::Slots => {
                 let unassigned = self.map.unassigned_slots();
                 (unassigned > 0).then(|| format!("{unassigned} slots have no primary"))
             }
             Placement::Single if self.primaries.first().is_some_and(Option::is_some) => None,
-            Placement::Single => Some(match &self.problem {
+            Placement::Single => Some(match self.problems.first().cloned().flatten() {
                 Some(why) => format!("no primary: {why}"),
                 None => "no primary".to_string(),
             }),
+            Placement::Ring(ring) => {
+                let missing: Vec<String> = self
+                    .serving_groups()
+                    .filter(|&g| self.primaries[g].is_none())
+                    .map(|g| match self.problems.get(g).cloned().flatten() {
+                        Some(why) => format!("shard '{}' has no primary: {why}", ring.name_of(g)),
+                        None => format!("shard '{}' has no primary", ring.name_of(g)),
+                    })
+                    .collect();
+                (!missing.is_empty()).then(|| missing.join("; "))
+            }
         }
     }
 }
@@ -282,8 +366,8 @@ pub struct TopologyManager {
     /// Counts finished refreshes (changed or not, failed or not), so a caller can wait for the next one.
     refreshes: watch::Sender<u64>,
     state: Mutex<RefreshState>,
-    /// A single replication group's discovery (Sentinel, static servers); None for a cluster.
-    group: Option<group::GroupState>,
+    /// The discovery of each replication group of a Sentinel/static group or a pool; None for a cluster.
+    groups: Option<group::Groups>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -327,7 +411,7 @@ impl TopologyManager {
                 interval,
                 replica_reads: Mutex::new(replica_reads),
                 state: Mutex::new(RefreshState { epoch: view.epoch, stale: StaleGuard::default() }),
-                group: None,
+                groups: None,
             });
             // A connection that fails on its own (health check, node closed it) asks for a refresh. Weak: the
             // manager owns the registry that holds the hook.
@@ -349,7 +433,7 @@ impl TopologyManager {
 
     /// How keys are placed on groups (fixed for the process).
     pub fn placement(&self) -> Placement {
-        self.current.load().placement
+        self.current.load().placement.clone()
     }
 
     fn replica_reads(&self) -> Option<i64> {
@@ -364,20 +448,16 @@ impl TopologyManager {
         if old == replica_reads {
             return;
         }
-        let current = self.current.load_full();
-        let next = match &self.group {
-            // A single group: rebuilt from its last resolution (its replicas' offsets are there).
-            Some(g) => g.rebuild(&self.upstreams, current.version, replica_reads),
-            None => build(&self.upstreams, current.map.shards.clone(), current.version, replica_reads),
-        };
-        self.current.store(Arc::new(next));
-        let _ = self.pending_reason.compare_exchange(
-            0,
-            RefreshReason::Periodic as u8,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        self.trigger.notify_one();
+        match &self.groups {
+            // Groups: rebuilt from their last resolutions (their replicas' offsets are there).
+            Some(g) => g.rebuild(self, replica_reads),
+            None => {
+                let current = self.current.load_full();
+                let next = build(&self.upstreams, current.map.shards.clone(), current.version, replica_reads);
+                self.current.store(Arc::new(next));
+            }
+        }
+        self.trigger_refresh(None, RefreshReason::Periodic);
     }
 
     /// The current topology (a pointer load).
@@ -401,6 +481,12 @@ impl TopologyManager {
 
     /// Asks for a refresh soon; cheap, never waits, merges with other requests.
     pub fn request_refresh(&self, reason: RefreshReason) {
+        self.request_refresh_for(None, reason)
+    }
+
+    /// [`Self::request_refresh`] for the group that serves `slot`: in a pool only that group is resolved again (the
+    /// others are not concerned); everywhere else, everything is.
+    pub fn request_refresh_for(&self, slot: Option<Slot>, reason: RefreshReason) {
         let m = &self.metrics;
         match reason {
             RefreshReason::Periodic => {}
@@ -412,12 +498,30 @@ impl TopologyManager {
             RefreshReason::Admin => Metrics::incr(&m.refresh_requests_admin),
             RefreshReason::SentinelEvent => Metrics::incr(&m.refresh_requests_sentinel_event),
         }
-        let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
-        self.trigger.notify_one();
+        let group = match (slot, &self.groups) {
+            (Some(slot), Some(_)) => self.current.load().placement.ring().map(|_| slot.get() as usize),
+            _ => None,
+        };
+        self.trigger_refresh(group, reason);
     }
 
-    /// The refresher task: runs until `shutdown` changes.
+    /// Wakes the refresher (a cluster's), or the resolver of `group` (None: of every group).
+    fn trigger_refresh(&self, group: Option<usize>, reason: RefreshReason) {
+        match &self.groups {
+            Some(g) => g.trigger(group, reason),
+            None => {
+                let _ = self.pending_reason.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
+                self.trigger.notify_one();
+            }
+        }
+    }
+
+    /// The refresher task: runs until `shutdown` changes. For groups, one loop per group (a slow group's
+    /// resolution never delays another's).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if let Some(groups) = &self.groups {
+            return groups.run(&self, shutdown).await;
+        }
         let mut last = Instant::now();
         loop {
             tokio::select! {
@@ -433,10 +537,7 @@ impl TopologyManager {
             }
             last = Instant::now();
             let reason = self.pending_reason.swap(0, Ordering::Relaxed);
-            match &self.group {
-                Some(g) => self.refresh_group(g, reason).await,
-                None => self.refresh(reason).await,
-            }
+            self.refresh(reason).await;
             self.refreshes.send_modify(|n| *n += 1);
         }
     }
@@ -716,7 +817,14 @@ fn build(upstreams: &Upstreams, shards: Vec<ShardInfo>, version: u64, replica_re
             (s.primary.health != Health::Failed && s.primary.addr.port != 0).then(|| upstreams.pool(&s.primary.addr))
         })
         .collect();
-    Topology { map: SlotMap::new(shards), placement: Placement::Slots, primaries, replicas, version, problem: None }
+    Topology {
+        map: SlotMap::new(shards),
+        placement: Placement::Slots,
+        primaries,
+        replicas,
+        version,
+        problems: Vec::new(),
+    }
 }
 
 fn log_topology(t: &Topology) {
@@ -801,7 +909,7 @@ async fn fetch_shards_unordered(pool: &NodePool, tls: bool, timeout: Duration) -
 }
 
 mod group;
-pub use group::GroupReport;
+pub use group::{EjectPolicy, GroupMember, GroupReport};
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod tls;
+pub mod twemproxy;
 
 pub use raw::RawConfig;
 
@@ -32,13 +33,60 @@ pub enum Backend {
     Sentinel(SentinelConfig),
     /// One group of fixed servers; slotway finds the primary itself with ROLE.
     Servers(ServersConfig),
+    /// A pool of groups placed by hash, as twemproxy places keys on its servers (`[sharding]`, `[[shards]]`).
+    Sharded(ShardingConfig),
 }
 
 impl Backend {
     /// Whether the backend is one replication group (no slots, databases).
     pub fn is_single_group(&self) -> bool {
-        !matches!(self, Backend::Cluster)
+        matches!(self, Backend::Sentinel(_) | Backend::Servers(_))
     }
+
+    /// Whether the backend is a Redis Cluster (slots, no databases, READONLY on replica connections).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Backend::Cluster)
+    }
+}
+
+/// `[sharding]` and `[[shards]]`: a twemproxy-style pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardingConfig {
+    /// Placement; `ring.servers[i]` is shard `i`'s ring name and weight.
+    pub ring: crate::ring::RingSpec,
+    /// In configuration order (the ring's order too).
+    pub shards: Vec<ShardConfig>,
+    /// twemproxy's `auto_eject_hosts` (off by default: it moves keys); with its limits.
+    pub auto_eject: Option<AutoEject>,
+    /// The database clients start in (twemproxy's `redis_db`).
+    pub redis_db: u16,
+    /// The sentinels of Sentinel-managed shards (`master_name` unused: each shard names its own).
+    pub sentinel: Option<SentinelConfig>,
+    /// Static shards: every server is asked ROLE this often, and must answer within `servers_timeout`.
+    pub servers_poll_interval: Duration,
+    pub servers_timeout: Duration,
+}
+
+/// `sharding.auto_eject_hosts = true`: when a shard leaves the ring, and when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoEject {
+    pub server_failure_limit: u32,
+    pub server_retry_timeout: Duration,
+}
+
+/// One shard of a pool: its ring name and its replication group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardConfig {
+    pub name: String,
+    pub group: ShardGroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardGroup {
+    /// Fixed servers; the primary is found with ROLE.
+    Servers(Vec<NodeAddr>),
+    /// A Sentinel master name.
+    Sentinel(String),
 }
 
 /// `[sentinel]`: how to reach the sentinels and which master to follow.
@@ -413,6 +461,16 @@ pub struct Overrides {
     pub servers: Vec<String>,
 }
 
+impl Config {
+    /// The database a client starts in (and goes back to on RESET): a pool's `sharding.redis_db`, else 0.
+    pub fn initial_db(&self) -> u16 {
+        match &self.backend {
+            Backend::Sharded(pool) => pool.redis_db,
+            _ => 0,
+        }
+    }
+}
+
 /// All problems found while building a [`Config`], one per line.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
@@ -536,19 +594,36 @@ impl Config {
         let seed_texts = if o.cluster.is_empty() { raw.cluster.seeds } else { o.cluster.clone() };
         let sentinel_texts = if o.sentinels.is_empty() { raw.sentinel.addresses.clone() } else { o.sentinels.clone() };
         let server_texts = if o.servers.is_empty() { raw.servers.addresses.clone() } else { o.servers.clone() };
-        let sentinel_given =
-            !sentinel_texts.is_empty() || o.sentinel_master.is_some() || raw.sentinel.master_name.is_some();
-        let kinds = [!seed_texts.is_empty(), sentinel_given, !server_texts.is_empty()];
+        let sharded = !raw.shards.is_empty();
+        let rsh = &raw.sharding;
+        if !sharded
+            && (rsh.distribution.is_some()
+                || rsh.hash.is_some()
+                || rsh.hash_tag.is_some()
+                || rsh.signed_chars.is_some()
+                || rsh.auto_eject_hosts.is_some()
+                || rsh.server_failure_limit.is_some()
+                || rsh.server_retry_timeout_ms.is_some()
+                || rsh.redis_db.is_some())
+        {
+            errors.push("[sharding] places keys on [[shards]], and none is given".to_string());
+        }
+        // With [[shards]], [sentinel] only says where the sentinels of Sentinel-managed shards are.
+        let sentinel_given = (!sentinel_texts.is_empty() && !sharded)
+            || o.sentinel_master.is_some()
+            || raw.sentinel.master_name.is_some();
+        let kinds = [!seed_texts.is_empty(), sentinel_given, !server_texts.is_empty(), sharded];
         match kinds.iter().filter(|&&k| k).count() {
             0 => errors.push(
                 "no backend: no seed nodes (--cluster HOST:PORT or cluster.seeds), no sentinels (--sentinel HOST:PORT \
-                 --sentinel-master NAME, or [sentinel]) and no servers (--server HOST:PORT or [servers])"
+                 --sentinel-master NAME, or [sentinel]), no servers (--server HOST:PORT or [servers]) and no \
+                 [[shards]]"
                     .to_string(),
             ),
             1 => {}
             _ => errors.push(
-                "give exactly one kind of backend: --cluster (cluster.seeds), --sentinel ([sentinel]) or --server \
-                 ([servers])"
+                "give exactly one kind of backend: --cluster (cluster.seeds), --sentinel ([sentinel]), --server \
+                 ([servers]) or a pool of [[shards]] (whose Sentinel-managed shards name their own sentinel_master)"
                     .to_string(),
             ),
         }
@@ -566,9 +641,19 @@ impl Config {
         let sentinel_addrs = parse_addrs("sentinel", &sentinel_texts);
         let server_addrs = parse_addrs("server", &server_texts);
         let ms = Duration::from_millis;
+        let servers_timing = |errors: &mut Vec<String>| {
+            let poll = raw.servers.poll_interval_ms.unwrap_or(1000);
+            let timeout = raw.servers.timeout_ms.unwrap_or(1000);
+            if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
+                errors.push(format!(
+                    "servers.poll_interval_ms must be 10..=3600000 and servers.timeout_ms 10..=60000, got {poll} \
+                     and {timeout}"
+                ));
+            }
+            (ms(poll), ms(timeout))
+        };
         let backend = if sentinel_given {
-            let rs = &raw.sentinel;
-            let master_name = o.sentinel_master.clone().or(rs.master_name.clone()).unwrap_or_default();
+            let master_name = o.sentinel_master.clone().or(raw.sentinel.master_name.clone()).unwrap_or_default();
             if master_name.is_empty() || master_name.contains(char::is_whitespace) {
                 errors.push(
                     "sentinel: give the master name the sentinels monitor: --sentinel-master NAME \
@@ -579,69 +664,30 @@ impl Config {
             if sentinel_texts.is_empty() {
                 errors.push("sentinel: no sentinels (give --sentinel HOST:PORT or sentinel.addresses)".to_string());
             }
-            let password = match env(SENTINEL_PASSWORD_ENV) {
-                Some(p) => Some(Secret::new(p)),
-                None => match read_secret("sentinel", rs.password_file.as_deref(), rs.password_env.as_deref(), env) {
-                    Ok(Some(p)) => Some(p),
-                    Ok(None) => rs.password.clone().map(Secret::new),
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                },
-            };
-            let tls_on = o.sentinel_tls || rs.tls.enabled.unwrap_or(false);
-            let tls = tls_on.then(|| UpstreamTls {
-                ca: o.sentinel_tls_ca.clone().or(rs.tls.ca.clone()),
-                cert: rs.tls.cert.clone(),
-                key: rs.tls.key.clone(),
-                server_name: o.sentinel_tls_server_name.clone().or(rs.tls.server_name.clone()),
-                insecure_skip_verify: rs.tls.insecure_skip_verify.unwrap_or(false),
+            Backend::Sentinel(sentinel_config(&raw.sentinel, o, env, sentinel_addrs, master_name, &mut errors))
+        } else if sharded {
+            let uses_sentinels = raw.shards.iter().any(|s| s.sentinel_master.is_some());
+            let sentinel = uses_sentinels.then(|| {
+                if sentinel_texts.is_empty() {
+                    errors.push(
+                        "[[shards]] with sentinel_master need the sentinels: [sentinel] addresses (or --sentinel)"
+                            .to_string(),
+                    );
+                }
+                sentinel_config(&raw.sentinel, o, env, sentinel_addrs, String::new(), &mut errors)
             });
-            if let Some(t) = &tls {
-                if t.cert.is_some() != t.key.is_some() {
-                    errors.push("sentinel TLS: a client certificate needs both cert and key".to_string());
-                }
-                for p in [&t.ca, &t.cert, &t.key].into_iter().flatten() {
-                    if !p.exists() {
-                        errors.push(format!("sentinel TLS: file {} does not exist", p.display()));
-                    }
-                }
-            } else if o.sentinel_tls_ca.is_some() || o.sentinel_tls_server_name.is_some() {
-                errors.push("sentinel TLS options given without --sentinel-tls (or sentinel.tls.enabled)".to_string());
-            }
-            let poll = rs.poll_interval_ms.unwrap_or(1000);
-            let timeout = rs.timeout_ms.unwrap_or(500);
-            if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
-                errors.push(format!(
-                    "sentinel.poll_interval_ms must be 10..=3600000 and sentinel.timeout_ms 10..=60000, got {poll} \
-                     and {timeout}"
-                ));
-            }
-            Backend::Sentinel(SentinelConfig {
-                addresses: sentinel_addrs,
-                master_name,
-                user: o.sentinel_user.clone().or(rs.user.clone()),
-                password,
-                tls,
-                poll_interval: ms(poll),
-                timeout: ms(timeout),
-            })
+            let (poll_interval, timeout) = servers_timing(&mut errors);
+            Backend::Sharded(sharding_config(&raw.sharding, &raw.shards, sentinel, poll_interval, timeout, &mut errors))
         } else if !server_texts.is_empty() {
-            let poll = raw.servers.poll_interval_ms.unwrap_or(1000);
-            let timeout = raw.servers.timeout_ms.unwrap_or(1000);
-            if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
-                errors.push(format!(
-                    "servers.poll_interval_ms must be 10..=3600000 and servers.timeout_ms 10..=60000, got {poll} \
-                     and {timeout}"
-                ));
-            }
-            Backend::Servers(ServersConfig { addresses: server_addrs, poll_interval: ms(poll), timeout: ms(timeout) })
+            let (poll_interval, timeout) = servers_timing(&mut errors);
+            Backend::Servers(ServersConfig { addresses: server_addrs, poll_interval, timeout })
         } else {
             Backend::Cluster
         };
-        if nat_mode && backend.is_single_group() {
-            errors.push("nat mode is for Redis Cluster: use --cluster, not --sentinel or --server".to_string());
+        if nat_mode && !backend.is_cluster() {
+            errors.push(
+                "nat mode is for Redis Cluster: use --cluster, not --sentinel, --server or [[shards]]".to_string(),
+            );
         }
         let service_name = raw.service_name.clone().unwrap_or_else(|| match &backend {
             Backend::Sentinel(s) if !s.master_name.is_empty() => s.master_name.clone(),
@@ -914,6 +960,206 @@ impl Config {
             slowlog,
             warnings,
         })
+    }
+}
+
+/// `[sentinel]`'s connection settings (password, TLS, timings) for the group `master_name` (empty for a pool,
+/// whose shards name their own). Problems go to `errors`.
+fn sentinel_config(
+    rs: &raw::RawSentinel,
+    o: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    addresses: Vec<NodeAddr>,
+    master_name: String,
+    errors: &mut Vec<String>,
+) -> SentinelConfig {
+    let password = match env(SENTINEL_PASSWORD_ENV) {
+        Some(p) => Some(Secret::new(p)),
+        None => match read_secret("sentinel", rs.password_file.as_deref(), rs.password_env.as_deref(), env) {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => rs.password.clone().map(Secret::new),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    let tls_on = o.sentinel_tls || rs.tls.enabled.unwrap_or(false);
+    let tls = tls_on.then(|| UpstreamTls {
+        ca: o.sentinel_tls_ca.clone().or(rs.tls.ca.clone()),
+        cert: rs.tls.cert.clone(),
+        key: rs.tls.key.clone(),
+        server_name: o.sentinel_tls_server_name.clone().or(rs.tls.server_name.clone()),
+        insecure_skip_verify: rs.tls.insecure_skip_verify.unwrap_or(false),
+    });
+    if let Some(t) = &tls {
+        if t.cert.is_some() != t.key.is_some() {
+            errors.push("sentinel TLS: a client certificate needs both cert and key".to_string());
+        }
+        for p in [&t.ca, &t.cert, &t.key].into_iter().flatten() {
+            if !p.exists() {
+                errors.push(format!("sentinel TLS: file {} does not exist", p.display()));
+            }
+        }
+    } else if o.sentinel_tls_ca.is_some() || o.sentinel_tls_server_name.is_some() {
+        errors.push("sentinel TLS options given without --sentinel-tls (or sentinel.tls.enabled)".to_string());
+    }
+    let poll = rs.poll_interval_ms.unwrap_or(1000);
+    let timeout = rs.timeout_ms.unwrap_or(500);
+    if !(10..=3_600_000).contains(&poll) || !(10..=60_000).contains(&timeout) {
+        errors.push(format!(
+            "sentinel.poll_interval_ms must be 10..=3600000 and sentinel.timeout_ms 10..=60000, got {poll} and \
+             {timeout}"
+        ));
+    }
+    SentinelConfig {
+        addresses,
+        master_name,
+        user: o.sentinel_user.clone().or(rs.user.clone()),
+        password,
+        tls,
+        poll_interval: Duration::from_millis(poll),
+        timeout: Duration::from_millis(timeout),
+    }
+}
+
+/// The largest total weight a pool may have (modula lists every unit of weight; twemproxy has no limit, but a
+/// pool anywhere near this one is a typo).
+const MAX_TOTAL_WEIGHT: u64 = 10_000_000;
+
+/// `[sharding]` and `[[shards]]`. Problems go to `errors`.
+fn sharding_config(
+    rs: &raw::RawSharding,
+    shards: &[raw::RawShard],
+    sentinel: Option<SentinelConfig>,
+    servers_poll_interval: Duration,
+    servers_timeout: Duration,
+    errors: &mut Vec<String>,
+) -> ShardingConfig {
+    use crate::ring::{CharSign, Distribution, KeyHash, RingServer, RingSpec};
+    let distribution = match rs.distribution.as_deref().unwrap_or("ketama") {
+        "random" => {
+            errors.push(
+                "sharding.distribution 'random' sends each request to a random server: keys have no place, so \
+                 slotway can't take over such a pool; use ketama or modula"
+                    .to_string(),
+            );
+            Distribution::Ketama
+        }
+        name => Distribution::parse(name).unwrap_or_else(|| {
+            errors.push(format!("sharding.distribution must be ketama or modula, not '{name}'"));
+            Distribution::Ketama
+        }),
+    };
+    let hash_name = rs.hash.as_deref().unwrap_or("fnv1a_64");
+    let hash = KeyHash::parse(hash_name).unwrap_or_else(|| {
+        let known: Vec<&str> = KeyHash::ALL.iter().map(|(_, n)| *n).collect();
+        errors.push(format!("sharding.hash '{hash_name}' is not one of twemproxy's hashes ({})", known.join(", ")));
+        KeyHash::Fnv1a_64
+    });
+    let hash_tag = match rs.hash_tag.as_deref() {
+        None | Some("") => None,
+        Some(t) if t.len() == 2 => Some([t.as_bytes()[0], t.as_bytes()[1]]),
+        Some(t) => {
+            errors.push(format!("sharding.hash_tag must be two characters (like \"{{}}\"), not '{t}'"));
+            None
+        }
+    };
+    let mut out = Vec::new();
+    let mut servers = Vec::new();
+    for (i, s) in shards.iter().enumerate() {
+        let n = i + 1;
+        let weight = s.weight.unwrap_or(1);
+        if weight == 0 {
+            errors.push(format!("shard {n}: weight must be at least 1"));
+        }
+        let group = match (&s.servers[..], &s.sentinel_master) {
+            ([], Some(master)) if !master.is_empty() && !master.contains(char::is_whitespace) => {
+                ShardGroup::Sentinel(master.clone())
+            }
+            ([], Some(master)) => {
+                errors.push(format!("shard {n}: sentinel_master '{master}' is not a master name"));
+                ShardGroup::Sentinel(master.clone())
+            }
+            ([], None) => {
+                errors.push(format!("shard {n}: give its servers (servers = [\"host:port\", ...]) or sentinel_master"));
+                ShardGroup::Servers(Vec::new())
+            }
+            (_, Some(_)) => {
+                errors.push(format!("shard {n}: give either servers or sentinel_master, not both"));
+                ShardGroup::Servers(Vec::new())
+            }
+            (texts, None) => ShardGroup::Servers(
+                texts
+                    .iter()
+                    .filter_map(|t| {
+                        let a = NodeAddr::parse(t);
+                        if a.is_none() {
+                            errors.push(format!("shard {n}: server '{t}' is not HOST:PORT"));
+                        }
+                        a
+                    })
+                    .collect(),
+            ),
+        };
+        // twemproxy's name when none is given: the address as written, without the port when it is 11211.
+        let name = match (&s.name, s.servers.first()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(first)) => match first.rsplit_once(':') {
+                Some((host, "11211")) => host.to_string(),
+                _ => first.clone(),
+            },
+            (None, None) => {
+                if s.sentinel_master.is_some() {
+                    errors.push(format!(
+                        "shard {n}: a Sentinel-managed shard needs a name: its place in the ring (what twemproxy \
+                         called the server: its name column, or host:port as written)"
+                    ));
+                }
+                String::new()
+            }
+        };
+        if s.name.as_deref() == Some("") || name.contains('\0') {
+            errors.push(format!("shard {n}: name must be non-empty text"));
+        }
+        if !name.is_empty() && out.iter().any(|x: &ShardConfig| x.name == name) {
+            errors.push(format!("shard {n}: name '{name}' is used by another shard (twemproxy refuses that too)"));
+        }
+        servers.push(RingServer { name: name.clone().into_bytes(), weight: weight.max(1) });
+        out.push(ShardConfig { name, group });
+    }
+    if shards.len() > crate::cluster::SLOT_COUNT {
+        errors.push(format!("a pool has at most {} shards, not {}", crate::cluster::SLOT_COUNT, shards.len()));
+    }
+    let total: u64 = servers.iter().map(|s| u64::from(s.weight)).sum();
+    if total > MAX_TOTAL_WEIGHT {
+        errors.push(format!("the shards' weights add up to {total}; at most {MAX_TOTAL_WEIGHT}"));
+    }
+    let auto_eject = rs.auto_eject_hosts.unwrap_or(false).then(|| AutoEject {
+        server_failure_limit: rs.server_failure_limit.unwrap_or(2).max(1),
+        server_retry_timeout: Duration::from_millis(rs.server_retry_timeout_ms.unwrap_or(30_000)),
+    });
+    if rs.auto_eject_hosts != Some(true) && (rs.server_failure_limit.is_some() || rs.server_retry_timeout_ms.is_some())
+    {
+        errors.push(
+            "sharding.server_failure_limit and server_retry_timeout_ms only apply with auto_eject_hosts = true"
+                .to_string(),
+        );
+    }
+    ShardingConfig {
+        ring: RingSpec {
+            distribution,
+            hash,
+            sign: if rs.signed_chars.unwrap_or(true) { CharSign::Signed } else { CharSign::Unsigned },
+            hash_tag,
+            servers,
+        },
+        shards: out,
+        auto_eject,
+        redis_db: rs.redis_db.unwrap_or(0),
+        sentinel,
+        servers_poll_interval,
+        servers_timeout,
     }
 }
 

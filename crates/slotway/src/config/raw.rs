@@ -48,6 +48,45 @@ pub struct RawConfig {
     pub servers: RawServers,
     /// The master name slotway answers to when clients ask it as a sentinel (`SENTINEL get-master-addr-by-name`).
     pub service_name: Option<String>,
+    /// `[sharding]`: how keys are placed on the `[[shards]]` of a twemproxy-style pool.
+    #[serde(default)]
+    pub sharding: RawSharding,
+    /// `[[shards]]`: the backend is a pool of replication groups placed by hash (twemproxy's servers).
+    #[serde(default)]
+    pub shards: Vec<RawShard>,
+}
+
+/// `[sharding]`: twemproxy's placement settings, under its names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharding {
+    /// `ketama` or `modula`.
+    pub distribution: Option<String>,
+    /// A twemproxy hash name (`fnv1a_64`, `md5`, `murmur`, ...).
+    pub hash: Option<String>,
+    /// Two characters, e.g. `"{}"`.
+    pub hash_tag: Option<String>,
+    /// How twemproxy's build read key bytes: as signed C `char`s (x86-64, the default) or unsigned (ARM).
+    pub signed_chars: Option<bool>,
+    pub auto_eject_hosts: Option<bool>,
+    pub server_failure_limit: Option<u32>,
+    pub server_retry_timeout_ms: Option<u64>,
+    /// The database clients start in (twemproxy's `redis_db`).
+    pub redis_db: Option<u16>,
+}
+
+/// One `[[shards]]` entry: a replication group and its place in the ring.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    /// The ring name (twemproxy's `name` column); default: the first server as written.
+    pub name: Option<String>,
+    /// A static group: its servers, `host:port`; the primary is found with ROLE.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// A Sentinel-managed group: its master name (the sentinels are `[sentinel] addresses`).
+    pub sentinel_master: Option<String>,
+    pub weight: Option<u32>,
 }
 
 /// `[slowlog]`: which requests SLOWLOG keeps.

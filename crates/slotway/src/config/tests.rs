@@ -517,3 +517,134 @@ fn provision_upstream_and_the_channel_default() {
     assert!(err.contains("user a: give either [users.upstream] or provision_upstream = true, not both"), "{err}");
     assert!(err.contains("auth.acl_pubsub_default must be resetchannels or allchannels, not 'some'"), "{err}");
 }
+
+fn pool_config(text: &str, o: &Overrides) -> Result<Config, ConfigError> {
+    Config::from_raw(RawConfig::parse(text).unwrap(), o, &no_env)
+}
+
+#[test]
+fn a_pool_from_sharding_and_shards() {
+    let c = pool_config(
+        r#"
+        [sharding]
+        distribution = "modula"
+        hash = "murmur"
+        hash_tag = "{}"
+        signed_chars = false
+        redis_db = 3
+        [sentinel]
+        addresses = ["127.0.0.1:26379"]
+        [servers]
+        poll_interval_ms = 250
+        [[shards]]
+        name = "redis-server-cluster1"
+        servers = ["10.0.0.1:6379", "10.0.0.2:6379"]
+        [[shards]]
+        servers = ["10.0.0.3:6380"]
+        weight = 3
+        [[shards]]
+        servers = ["memc:11211"]
+        [[shards]]
+        name = "redis-server-cluster2"
+        sentinel_master = "cluster2"
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(!c.backend.is_cluster() && !c.backend.is_single_group());
+    assert_eq!(c.initial_db(), 3);
+    let Backend::Sharded(pool) = &c.backend else { panic!("a pool") };
+    use crate::ring::{CharSign, Distribution, KeyHash};
+    assert_eq!(pool.ring.distribution, Distribution::Modula);
+    assert_eq!(pool.ring.hash, KeyHash::Murmur);
+    assert_eq!(pool.ring.sign, CharSign::Unsigned);
+    assert_eq!(pool.ring.hash_tag, Some(*b"{}"));
+    let names: Vec<&str> = pool.shards.iter().map(|s| s.name.as_str()).collect();
+    // Unnamed: the first server as written, without the port when it is 11211 (twemproxy's rule).
+    assert_eq!(names, ["redis-server-cluster1", "10.0.0.3:6380", "memc", "redis-server-cluster2"]);
+    let weights: Vec<u32> = pool.ring.servers.iter().map(|s| s.weight).collect();
+    assert_eq!(weights, [1, 3, 1, 1]);
+    assert_eq!(pool.shards[3].group, ShardGroup::Sentinel("cluster2".into()));
+    assert_eq!(
+        pool.shards[0].group,
+        ShardGroup::Servers(vec![NodeAddr::new("10.0.0.1", 6379), NodeAddr::new("10.0.0.2", 6379)])
+    );
+    assert_eq!(pool.servers_poll_interval, ms(250));
+    assert_eq!(pool.sentinel.as_ref().unwrap().addresses, vec![NodeAddr::new("127.0.0.1", 26379)]);
+    assert_eq!(pool.auto_eject, None, "auto_eject_hosts is off by default");
+    // Defaults: ketama over fnv1a_64, no hash tag, signed chars (x86-64), database 0.
+    let c = pool_config("[[shards]]\nservers = [\"a:1\"]\n", &Overrides::default()).unwrap();
+    let Backend::Sharded(pool) = &c.backend else { panic!("a pool") };
+    assert_eq!((pool.ring.distribution, pool.ring.hash), (Distribution::Ketama, KeyHash::Fnv1a_64));
+    assert_eq!((pool.ring.hash_tag, pool.ring.sign, c.initial_db()), (None, CharSign::Signed, 0));
+    let c = pool_config(
+        "[sharding]\nauto_eject_hosts = true\nserver_failure_limit = 3\n[[shards]]\nservers = [\"a:1\"]\n",
+        &Overrides::default(),
+    )
+    .unwrap();
+    let Backend::Sharded(pool) = &c.backend else { panic!("a pool") };
+    assert_eq!(pool.auto_eject, Some(AutoEject { server_failure_limit: 3, server_retry_timeout: ms(30_000) }));
+}
+
+#[test]
+fn pool_errors_are_reported_together() {
+    let e = pool_config(
+        r#"
+        [sharding]
+        distribution = "random"
+        hash = "crc64"
+        hash_tag = "{"
+        server_retry_timeout_ms = 5
+        [[shards]]
+        name = "a"
+        servers = ["x:1"]
+        [[shards]]
+        name = "a"
+        servers = ["y:1"]
+        weight = 0
+        [[shards]]
+        sentinel_master = "m"
+        [[shards]]
+        servers = ["z:1"]
+        sentinel_master = "n"
+        [[shards]]
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .0
+    .join("\n");
+    for want in [
+        "distribution 'random'",
+        "sharding.hash 'crc64' is not one of twemproxy's hashes",
+        "hash_tag must be two characters",
+        "only apply with auto_eject_hosts = true",
+        "name 'a' is used by another shard",
+        "shard 2: weight must be at least 1",
+        "shard 3: a Sentinel-managed shard needs a name",
+        "[[shards]] with sentinel_master need the sentinels",
+        "shard 4: give either servers or sentinel_master, not both",
+        "shard 5: give its servers",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    // One kind of backend only; [sharding] needs shards; a pool isn't for nat mode.
+    let both = Overrides { cluster: vec!["c:1".into()], ..Default::default() };
+    assert!(pool_config("[[shards]]\nservers = [\"a:1\"]\n", &both).unwrap_err().0[0].contains("exactly one kind"));
+    let e = pool_config("[sharding]\nhash = \"md5\"\n[cluster]\nseeds = [\"c:1\"]\n", &Overrides::default());
+    assert!(e.unwrap_err().0.join("\n").contains("[sharding] places keys on [[shards]]"));
+    let e = pool_config(
+        "[[shards]]\nservers = [\"a:1\"]\n[sentinel]\nmaster_name = \"m\"\naddresses = [\"s:1\"]\n",
+        &Overrides::default(),
+    );
+    assert!(e.unwrap_err().0.join("\n").contains("exactly one kind"));
+    let nat = Overrides {
+        mode: Some("nat".into()),
+        nat_announce_host: Some("h".into()),
+        nat_ports: Some("7000-7001".into()),
+        ..Default::default()
+    };
+    let e = pool_config("[[shards]]\nservers = [\"a:1\"]\n", &nat).unwrap_err().0.join("\n");
+    assert!(e.contains("nat mode is for Redis Cluster"), "{e}");
+    assert!(RawConfig::parse("[[shards]]\nserver = [\"a:1\"]\n").is_err(), "unknown keys are refused");
+}

@@ -43,10 +43,13 @@ pub struct Parts {
 }
 
 /// The first slot of every shard that serves slots, ascending: one routing target per shard. A single replication
-/// group is one target (slot 0 stands for it: every key is its own).
+/// group is one target (slot 0 stands for it: every key is its own); a pool's groups are their own tokens (those
+/// not ejected from the ring).
 pub fn shard_slots(topo: &Topology) -> SmallVec<[Slot; 8]> {
-    if topo.placement == Placement::Single {
-        return smallvec::smallvec![Slot::ZERO];
+    match &topo.placement {
+        Placement::Single => return smallvec::smallvec![Slot::ZERO],
+        Placement::Ring(_) => return topo.serving_groups().filter_map(|g| Slot::new(g as u16)).collect(),
+        Placement::Slots => {}
     }
     let mut v: SmallVec<[Slot; 8]> =
         topo.map.shards.iter().filter_map(|s| s.slots.iter().map(|&(a, _)| a).min()).filter_map(Slot::new).collect();
@@ -88,7 +91,7 @@ pub fn build(
         FanOut::AllOnes => (every(), Merge::AllOnes { known: Vec::new() }),
         FanOut::Union => (every(), Merge::Union),
         FanOut::NumSub => (every(), Merge::NumSub),
-        FanOut::ShardNumSub => shard_numsub(args, frame),
+        FanOut::ShardNumSub => shard_numsub(args, frame, &topo.placement),
     };
     Ok(Parts { parts, merge })
 }
@@ -158,14 +161,14 @@ pub fn every_node(args: Args<'_>, topo: &Topology) -> Result<Vec<crate::cluster:
 /// PUBSUB SHARDNUMSUB ch ...: a shard channel's subscribers are all on its slot's primary, so each channel is asked
 /// there: one part per slot (channels in argument order within it), picked back in argument order. Without
 /// channels any node answers the empty reply.
-fn shard_numsub(args: Args<'_>, frame: &Bytes) -> (Vec<(Option<Slot>, Bytes)>, Merge) {
+fn shard_numsub(args: Args<'_>, frame: &Bytes, placement: &Placement) -> (Vec<(Option<Slot>, Bytes)>, Merge) {
     if args.len() <= 2 {
         return (vec![(None, frame.clone())], Merge::Pairs(Vec::new()));
     }
     let mut slots: Vec<(Slot, Vec<usize>)> = Vec::new();
     let mut order = Vec::with_capacity(args.len() - 2);
     for i in 2..args.len() {
-        let slot = Slot::for_key(args.get(i));
+        let slot = placement.token(args.get(i));
         let part = match slots.iter().position(|(s, _)| *s == slot) {
             Some(p) => p,
             None => {
@@ -203,12 +206,16 @@ pub fn scan(args: Args<'_>, topo: &Topology) -> Result<(Slot, Bytes, Merge), Str
         let slot = Slot::new((cursor & SCAN_SLOT_MASK) as u16).expect("14 bits");
         (slot, cursor >> SCAN_SLOT_BITS)
     };
-    // The shard walked now, by its first slot (the cursor's slot may be elsewhere in a shard after resharding).
-    let first = topo
-        .map
-        .shard_of(slot)
-        .and_then(|id| topo.map.shard(id).slots.iter().map(|&(a, _)| a).min())
-        .unwrap_or(slot.get());
+    // The shard walked now, by its first slot (the cursor's slot may be elsewhere in a shard after resharding). A
+    // pool's token is its group.
+    let first = match topo.placement {
+        Placement::Ring(_) => slot.get(),
+        _ => topo
+            .map
+            .shard_of(slot)
+            .and_then(|id| topo.map.shard(id).slots.iter().map(|&(a, _)| a).min())
+            .unwrap_or(slot.get()),
+    };
     let next = shards.iter().map(|s| s.get()).find(|&s| s > first);
 
     let mut frame = BytesMut::with_capacity(args.frame.len() + 24);
@@ -474,10 +481,10 @@ mod tests {
         Topology {
             map: SlotMap::new(shards),
             placement: crate::topology::Placement::Slots,
+            problems: Vec::new(),
             primaries,
             replicas: Vec::new(),
             version: 1,
-            problem: None,
         }
     }
 
@@ -636,7 +643,7 @@ mod tests {
         assert_eq!(numsub(&[two[0].clone(), three[0].clone()]), Err(1), "different channels");
 
         with_args(&["PUBSUB", "SHARDNUMSUB", "x", "{x}y", "z"], |a, f| {
-            let (parts, merge) = shard_numsub(a, f);
+            let (parts, merge) = shard_numsub(a, f, &Placement::Slots);
             assert_eq!(parts.len(), 2);
             assert_eq!(parts[0].0, Some(Slot::for_key(b"x")));
             assert_eq!(&parts[0].1[..], b"*4\r\n$6\r\nPUBSUB\r\n$11\r\nSHARDNUMSUB\r\n$1\r\nx\r\n$4\r\n{x}y\r\n");
@@ -647,7 +654,7 @@ mod tests {
             assert_eq!(&r[..], b"*6\r\n$1\r\nx\r\n:1\r\n$4\r\n{x}y\r\n:2\r\n$1\r\nz\r\n:3\r\n");
         });
         with_args(&["PUBSUB", "SHARDNUMSUB"], |a, f| {
-            let (parts, merge) = shard_numsub(a, f);
+            let (parts, merge) = shard_numsub(a, f, &Placement::Slots);
             assert_eq!(parts, vec![(None, f.clone())]);
             assert_eq!(merge.merge(&[b("*0\r\n")]), b("*0\r\n"));
         });

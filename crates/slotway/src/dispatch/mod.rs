@@ -50,16 +50,19 @@ pub enum ChannelPlacement {
 /// Where a channel is subscribed (and where PUBLISH of it goes): the primary of its slot, except keyspace
 /// notification channels, which live where their events are fired: `__keyspace@<db>__:<key>` on the node of
 /// the key, `__keyevent@<db>__:<event>` on every primary.
-pub fn channel_placement(channel: &[u8]) -> ChannelPlacement {
+///
+/// The place is a routing token ([`Placement::token`]): a cluster's slot, a pool's shard (standalone servers don't
+/// pass messages to each other, so a channel's subscribers and its PUBLISH meet on its shard), the one group.
+pub fn channel_placement(placement: &Placement, channel: &[u8]) -> ChannelPlacement {
     if channel.starts_with(b"__keyevent@") {
         return ChannelPlacement::EveryPrimary;
     }
     if let Some(rest) = channel.strip_prefix(b"__keyspace@") {
         if let Some(at) = rest.windows(3).position(|w| w == b"__:") {
-            return ChannelPlacement::Slot(Slot::for_key(&rest[at + 3..]));
+            return ChannelPlacement::Slot(placement.token(&rest[at + 3..]));
         }
     }
-    ChannelPlacement::Slot(Slot::for_key(channel))
+    ChannelPlacement::Slot(placement.token(channel))
 }
 
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -67,17 +70,19 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 /// Classifies and routes one request for a Redis Cluster (slot placement). Runs once per request on the hot path:
 /// no allocation unless it rejects.
 pub fn plan(table: &CommandTable, args: Args<'_>) -> Plan {
-    plan_resolved(table.resolve(args), args, Placement::Slots)
+    plan_resolved(table.resolve(args), args, &Placement::Slots)
 }
 
 /// [`plan`] for a request the caller already looked up with [`CommandTable::resolve`] (None: unknown command), so
 /// a session that needs the command's entry anyway (ACL check, CLIENT LIST's last command) looks it up once.
 ///
-/// `placement` decides what "the keys' slot" means. With [`Placement::Slots`] it is the keys' hash slot, and keys
-/// of different slots are split or refused (CROSSSLOT). A [`Placement::Single`] group has no slots: any keys go
-/// together, every keyed request gets [`Slot::ZERO`] (so every "same slot?" check downstream passes), and SCAN
-/// goes to the primary unchanged (its cursor is the node's own).
-pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Placement) -> Plan {
+/// `placement` decides what "the keys' slot" means: the keys' token ([`Placement::token`]). With
+/// [`Placement::Slots`] it is the keys' hash slot, and keys of different slots are split or refused (CROSSSLOT). A
+/// [`Placement::Single`] group has no slots: any keys go together, every keyed request gets [`Slot::ZERO`] (so every
+/// "same slot?" check downstream passes), and SCAN goes to the primary unchanged (its cursor is the node's own). In
+/// a [`Placement::Ring`] pool the token is the key's group: keys of one group go together (standalone servers take
+/// any keys), multi-key commands split per group, other commands over several groups are refused.
+pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: &Placement) -> Plan {
     let Some(info) = info else {
         return Plan::Reject(unknown_command(args));
     };
@@ -87,11 +92,16 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
     match route {
         Route::Local(cmd) => Plan::Local(cmd),
         Route::AnyNode => Plan::Forward { slot: None, readonly },
-        // MOVE, SWAPDB, COPY ... DB: a single group has databases.
-        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement == Placement::Single => {
+        // MOVE, SWAPDB, COPY ... DB: standalone groups have databases. (SWAPDB has no key: in a pool it would
+        // swap one shard's databases only.)
+        Route::Unsupported(crate::command::UNSUPPORTED_DATABASES) if placement.standalone() => {
             match one_slot(info, args) {
+                Ok(None) if placement.ring().is_some() => Plan::Reject(format!(
+                    "ERR unsupported command '{}': a sharded pool can't swap databases on every shard at once",
+                    info.name
+                )),
                 Ok(slot) => Plan::Forward { slot, readonly },
-                Err(e) => e.into_plan(),
+                Err(e) => e.into_plan(placement),
             }
         }
         Route::Unsupported(why) => Plan::Reject(format!("ERR unsupported command '{}': {why}", info.name)),
@@ -99,8 +109,8 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
             Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
         }
         // A single group has one primary: any node counts every subscriber.
-        Route::Publish if placement == Placement::Single => Plan::Forward { slot: None, readonly },
-        Route::Publish => match channel_placement(args.get(1)) {
+        Route::Publish if *placement == Placement::Single => Plan::Forward { slot: None, readonly },
+        Route::Publish => match channel_placement(placement, args.get(1)) {
             ChannelPlacement::Slot(slot) => Plan::Forward { slot: Some(slot), readonly },
             ChannelPlacement::EveryPrimary => Plan::Forward { slot: None, readonly },
         },
@@ -109,12 +119,12 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
         }
         Route::AllPrimaries(FanOut::Info) if crate::observe::info::local_only(args) => Plan::Local(LocalCommand::Info),
         Route::AllPrimaries(kind) => Plan::AllPrimaries { kind, readonly: info.flags.readonly || kind.idempotent() },
-        Route::Scan if placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
+        Route::Scan if *placement == Placement::Single => Plan::Forward { slot: None, readonly: true },
         Route::Scan => Plan::Scan,
         Route::Keys => match one_slot(info, args) {
             Ok(slot) if info.carries_script() => Plan::Eval { slot, readonly },
             Ok(slot) => Plan::Forward { slot, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Split(kind) => match one_slot(info, args) {
             Ok(slot) => Plan::Forward { slot, readonly },
@@ -123,23 +133,23 @@ pub fn plan_resolved(info: Option<&CommandInfo>, args: Args<'_>, placement: Plac
                 Plan::Reject(format!("ERR wrong number of arguments for '{}' command", info.name))
             }
             Err(SlotError::CrossSlot) => Plan::Split { kind, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Blocking => match one_slot(info, args) {
             Ok(slot) => Plan::Blocking { slot, readonly },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Wait => match one_slot(info, args) {
             Ok(_) => Plan::Wait,
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::PubSub(cmd) => match one_slot(info, args) {
             Ok(slot) => Plan::PubSub { cmd, slot },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
         Route::Transaction(cmd) => match one_slot(info, args) {
             Ok(slot) => Plan::Txn { cmd, slot },
-            Err(e) => e.into_plan(),
+            Err(e) => e.into_plan(placement),
         },
     }
 }
@@ -150,9 +160,9 @@ enum SlotError {
 }
 
 impl SlotError {
-    fn into_plan(self) -> Plan {
+    fn into_plan(self, placement: &Placement) -> Plan {
         match self {
-            SlotError::CrossSlot => Plan::Reject(CROSSSLOT.to_string()),
+            SlotError::CrossSlot => Plan::Reject(placement.cross_error().to_string()),
             SlotError::Keys(e) => Plan::Reject(e),
         }
     }
@@ -168,15 +178,15 @@ pub fn arity_ok(info: &CommandInfo, args: Args<'_>) -> bool {
     }
 }
 
-/// The one slot of the request's keys (None when it has none), after the arity check. In a single group every
+/// The one token of the request's keys (None when it has none), after the arity check. In a single group every
 /// keyed request is in [`Slot::ZERO`].
-fn one_slot(info: &CommandInfo, args: Args<'_>, placement: Placement) -> Result<Option<Slot>, SlotError> {
+fn one_slot(info: &CommandInfo, args: Args<'_>, placement: &Placement) -> Result<Option<Slot>, SlotError> {
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     key_indexes(info, args, &mut keys).map_err(|e| SlotError::Keys(e.to_string()))?;
-    if placement == Placement::Single {
+    if *placement == Placement::Single {
         return Ok((!keys.is_empty()).then_some(Slot::ZERO));
     }
-    let mut slots = keys.iter().map(|&i| Slot::for_key(args.get(i)));
+    let mut slots = keys.iter().map(|&i| placement.token(args.get(i)));
     match slots.next() {
         None => Ok(None),
         Some(first) if slots.all(|s| s == first) => Ok(Some(first)),
@@ -350,7 +360,7 @@ mod tests {
         let (frame, ranges) = words(w);
         let args = Args { frame: &frame, ranges: &ranges };
         let table = CommandTable::builtin();
-        plan_resolved(table.resolve(args), args, Placement::Single)
+        plan_resolved(table.resolve(args), args, &Placement::Single)
     }
 
     #[test]

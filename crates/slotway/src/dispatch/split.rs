@@ -1,8 +1,9 @@
-//! Splitting a multi-key command whose keys span slots into one sub-request per slot, and merging the replies
-//! back into the one reply the client expects. Pure functions over bytes.
+//! Splitting a multi-key command whose keys span slots (or, in a pool, groups) into one sub-request per slot (per
+//! group), and merging the replies back into the one reply the client expects. Pure functions over bytes.
 use super::fanout;
 use crate::cluster::Slot;
 use crate::command::{Args, SplitKind};
+use crate::topology::Placement;
 use bytes::{Bytes, BytesMut};
 use resp::{Limits, ReplyScanner};
 
@@ -48,14 +49,14 @@ pub enum Merge {
     Scan { slot: u16, next: Option<u16> },
 }
 
-/// Builds one sub-request per slot. Keys keep their relative order inside each part, so MSET's
-/// last-value-wins for a repeated key still holds.
-pub fn split(kind: SplitKind, args: Args<'_>) -> Split {
+/// Builds one sub-request per token of `placement` (a cluster's slots, a pool's groups). Keys keep their relative
+/// order inside each part, so MSET's last-value-wins for a repeated key still holds.
+pub fn split(kind: SplitKind, args: Args<'_>, placement: &Placement) -> Split {
     let step = kind.step();
     let name = args.get(0);
     let nkeys = (args.len() - 1) / step;
     // (slot, key number) sorted by slot; stable, so key order within a slot is kept.
-    let mut keyed: Vec<(Slot, u32)> = (0..nkeys).map(|k| (Slot::for_key(args.get(1 + k * step)), k as u32)).collect();
+    let mut keyed: Vec<(Slot, u32)> = (0..nkeys).map(|k| (placement.token(args.get(1 + k * step)), k as u32)).collect();
     keyed.sort_by_key(|&(slot, _)| slot);
 
     let mut parts = Vec::new();
@@ -183,7 +184,7 @@ mod tests {
 
     fn split_words(kind: SplitKind, words: &[&str]) -> Split {
         let (frame, ranges) = args_of(words);
-        split(kind, Args { frame: &frame, ranges: &ranges })
+        split(kind, Args { frame: &frame, ranges: &ranges }, &Placement::Slots)
     }
 
     #[test]

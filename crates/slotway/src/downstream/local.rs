@@ -205,7 +205,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
             client.user = shared.users().and_then(|u| u.initial());
             client.name = None;
             client.protocol = Protocol::Resp2;
-            client.db = 0;
+            client.db = shared.live.load().config.initial_db();
             // As Redis's RESET: replies back on, NO-EVICT and NO-TOUCH off (the library name stays).
             client.mute = Mute::No;
             client.no_evict = false;
@@ -585,9 +585,10 @@ fn slotway_command(args: Args<'_>, shared: &Shared) -> Outcome {
         }
         "topology" if args.len() == 2 => {
             let topology = shared.topology.load();
-            let lines: Vec<String> = match shared.topology.group_report() {
-                Some(g) => describe_group(topology.version, &g),
-                None => std::iter::once(format!("version {}", topology.version))
+            let lines: Vec<String> = match (shared.topology.group_report(), topology.placement.ring()) {
+                (Some(g), _) => describe_group(topology.version, &g),
+                (None, Some(ring)) => describe_pool(topology.version, ring, &shared.topology.group_reports()),
+                (None, None) => std::iter::once(format!("version {}", topology.version))
                     .chain(topology.map.shards.iter().map(describe_shard))
                     .collect(),
             };
@@ -710,6 +711,41 @@ fn describe_group(version: u64, g: &crate::topology::GroupReport) -> Vec<String>
     lines
 }
 
+/// SLOTWAY TOPOLOGY for a pool: its placement, then each shard (ring name, weight, points, group, primary,
+/// replicas), in configuration order.
+fn describe_pool(version: u64, ring: &crate::ring::Ring, groups: &[crate::topology::GroupReport]) -> Vec<String> {
+    let spec = ring.spec();
+    let tag = spec.hash_tag.map_or_else(|| "none".to_string(), |t| String::from_utf8_lossy(&t).into_owned());
+    let mut lines = vec![
+        format!("version {version}"),
+        format!(
+            "pool {} {} hash_tag {tag} chars {} shards {}",
+            spec.distribution.name(),
+            spec.hash.name(),
+            if spec.sign == crate::ring::CharSign::Signed { "signed" } else { "unsigned" },
+            ring.len()
+        ),
+    ];
+    for (i, g) in groups.iter().enumerate() {
+        let replicas: Vec<String> = g.replicas.iter().map(|r| r.to_string()).collect();
+        let primary = match &g.primary {
+            Some(p) => p.to_string(),
+            None => format!("none ({})", g.problem.as_deref().unwrap_or("unknown")),
+        };
+        lines.push(format!(
+            "shard {} weight {} points {}{} group {} {} primary {primary} replicas {}",
+            ring.name_of(i),
+            spec.servers[i].weight,
+            ring.points_of(i),
+            if g.ejected { " ejected" } else { "" },
+            g.kind,
+            g.name,
+            if replicas.is_empty() { "-".to_string() } else { replicas.join(",") }
+        ));
+    }
+    lines
+}
+
 fn describe_shard(shard: &crate::cluster::ShardInfo) -> String {
     let slots: Vec<String> =
         shard.slots.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
@@ -732,12 +768,13 @@ pub fn proxy_section(shared: &Shared) -> String {
     text.push_str(&format!("slotway_build:{}\r\n", crate::build_info::PROFILE));
     text.push_str(&format!("uptime_in_seconds:{}\r\n", shared.started.elapsed().as_secs()));
     text.push_str(&format!("topology_version:{}\r\n", topo.version));
-    match shared.topology.group_report() {
-        None => {
+    match (shared.topology.group_report(), topo.placement.ring()) {
+        (Some(g), _) => group_info(&mut text, &g),
+        (None, Some(ring)) => pool_info(&mut text, ring, &shared.topology.group_reports()),
+        (None, None) => {
             text.push_str(&format!("cluster_shards:{}\r\n", topo.map.shards.len()));
             text.push_str(&format!("unassigned_slots:{}\r\n", topo.map.unassigned_slots()));
         }
-        Some(g) => group_info(&mut text, &g),
     }
     text.push_str(&format!("scripts_cached:{}\r\n", shared.scripts.len()));
     let live = shared.live.load();
@@ -765,6 +802,33 @@ fn group_info(text: &mut String, g: &crate::topology::GroupReport) {
         let unix = when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         text.push_str(&format!("group_last_change_time:{unix}\r\n"));
         text.push_str(&format!("group_last_change:{}\r\n", line(why)));
+    }
+}
+
+/// INFO proxy's lines about a pool: its placement, then one line per shard (`shard0:name=...,primary=...`).
+fn pool_info(text: &mut String, ring: &crate::ring::Ring, groups: &[crate::topology::GroupReport]) {
+    let spec = ring.spec();
+    let field = |s: &str| s.replace(['\r', '\n', ','], " ");
+    text.push_str(&format!("pool_distribution:{}\r\n", spec.distribution.name()));
+    text.push_str(&format!("pool_hash:{}\r\n", spec.hash.name()));
+    text.push_str(&format!("pool_shards:{}\r\n", ring.len()));
+    for (i, g) in groups.iter().enumerate() {
+        let primary = g.primary.as_ref().map_or_else(|| "none".to_string(), |a| a.to_string());
+        let replicas: Vec<String> = g.replicas.iter().map(|r| r.to_string()).collect();
+        text.push_str(&format!(
+            "shard{i}:name={},kind={},group={},weight={},points={},ejected={},primary={primary},replicas={}",
+            field(&ring.name_of(i)),
+            g.kind,
+            field(&g.name),
+            spec.servers[i].weight,
+            ring.points_of(i),
+            u8::from(g.ejected),
+            replicas.join("|"),
+        ));
+        if let Some(problem) = &g.problem {
+            text.push_str(&format!(",problem={}", field(problem)));
+        }
+        text.push_str("\r\n");
     }
 }
 

@@ -232,7 +232,8 @@ pub async fn work(
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let user = live.users.as_ref().and_then(|u| u.initial());
         let (handle, killed, registered) = shared.clients.register(id, addr, laddr, fd);
-        let client = ClientState::new(id, addr, user, handle);
+        let mut client = ClientState::new(id, addr, user, handle);
+        client.db = live.config.initial_db();
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

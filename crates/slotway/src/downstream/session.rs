@@ -662,7 +662,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         if let Some(t) = self.txn.as_deref_mut() {
                             t.exec_refused = Some(msg);
                         }
-                        let plan = dispatch::plan_resolved(info, args, self.placement);
+                        let plan = dispatch::plan_resolved(info, args, &self.placement);
                         return self.queue_in_multi(frame, ranges, plan);
                     }
                     return self.refuse_queued(msg);
@@ -688,7 +688,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.subscribed_context(args) {
                     return;
                 }
-                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, self.placement)
+                dispatch::plan_resolved(index.and_then(|i| self.shared.table.by_index(i)), args, &self.placement)
             }
         };
         if self.live.users.is_some()
@@ -699,7 +699,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // must finish first, or a retry could run as the new user and a later command overtake an earlier one.
             return self.hold(frame, ranges);
         }
-        if self.placement == Placement::Single
+        if self.placement.standalone()
             && matches!(plan, Plan::Local(LocalCommand::Select))
             && !self.txn.as_ref().is_some_and(|t| t.multi)
             && !self.all_answered()
@@ -779,7 +779,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.ready_for(Lane::Shared) {
                     return self.hold(frame, ranges);
                 }
-                let split = split::split(kind, args);
+                let split = split::split(kind, args, &self.placement);
                 let parts: SmallVec<[Part; 1]> =
                     split.parts.into_iter().map(|(slot, frame)| Part::new(frame, Some(slot))).collect();
                 if !readonly {
@@ -1274,12 +1274,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match topo.reader_for(slot, self.read_from, self.pick.wrapping_add(self.reads)) {
                     Ok(pool) => pool,
                     Err(crate::topology::NoReplica) => {
-                        let msg = match self.placement {
+                        let msg = match &self.placement {
                             Placement::Slots => format!(
                                 "ERR slotway: no healthy replica serves slot {} (read_from = replica)",
                                 slot.get()
                             ),
                             Placement::Single => "ERR slotway: no healthy replica (read_from = replica)".to_string(),
+                            Placement::Ring(ring) => format!(
+                                "ERR slotway: shard '{}' has no healthy replica (read_from = replica)",
+                                ring.name_of(slot.get() as usize)
+                            ),
                         };
                         self.finish_part(seq, part, error_reply(&msg));
                         return;
@@ -1294,8 +1298,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.send_to(seq, part, pool, false);
             }
             None => {
-                self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                let error = topo.unserved_error();
+                self.shared.topology.request_refresh_for(slot, RefreshReason::ClusterDown);
+                let error = topo.unserved_error(slot);
                 self.retry_or_fail(seq, part, || error);
             }
         }
@@ -1437,6 +1441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let x = &p.parts[part];
         let readonly = p.readonly;
         let redirects = x.redirects;
+        let slot = x.slot;
         let sender_host = x.sent_to.as_ref().map(|n| n.addr.host.clone());
         let metrics = self.shared.metrics.clone();
         match result {
@@ -1469,24 +1474,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 ReplyClass::ClusterDown => {
                     Metrics::incr(&metrics.retries_clusterdown);
-                    self.shared.topology.request_refresh(RefreshReason::ClusterDown);
+                    self.shared.topology.request_refresh_for(slot, RefreshReason::ClusterDown);
                     self.retry_or_reply(seq, part, frame);
                 }
                 ReplyClass::NodeNotReady => {
                     // Nothing ran: the node refused (e.g. a demoted primary answering READONLY). The refreshed map
                     // names the new primary; until then the retry backs off.
                     Metrics::incr(&metrics.retries_node_not_ready);
-                    self.shared.topology.request_refresh(RefreshReason::NodeNotReady);
+                    self.shared.topology.request_refresh_for(slot, RefreshReason::NodeNotReady);
                     self.retry_or_reply(seq, part, frame);
                 }
             },
             Err(e @ UpstreamError::NotSent { .. }) => {
                 Metrics::incr(&metrics.retries_unreachable);
-                self.shared.topology.request_refresh(RefreshReason::Unreachable);
+                self.shared.topology.request_refresh_for(slot, RefreshReason::Unreachable);
                 self.retry_or_fail(seq, part, || format!("ERR slotway: node unavailable: {e}"));
             }
             Err(e @ UpstreamError::Lost { .. }) => {
-                self.shared.topology.request_refresh(RefreshReason::Unreachable);
+                self.shared.topology.request_refresh_for(slot, RefreshReason::Unreachable);
                 if readonly {
                     Metrics::incr(&metrics.retries_connection_lost);
                     self.retry_or_fail(seq, part, || format!("ERR slotway: {e}"));

@@ -136,3 +136,67 @@ fn topology_change_log_says_what_moved() {
     let back = describe_changes(&gone, &fresh().shards);
     assert!(back.contains(&"127.0.0.1:22823 joined as primary (online)".to_string()), "{back:?}");
 }
+
+/// A pool of three shards without connections (no primary pools: as if none had a primary yet).
+fn pool_topology(problems: Vec<Option<Arc<str>>>) -> (Topology, Arc<crate::ring::Ring>) {
+    use crate::ring::{CharSign, Distribution, KeyHash, Ring, RingServer, RingSpec};
+    let ring = Arc::new(Ring::new(RingSpec {
+        distribution: Distribution::Ketama,
+        hash: KeyHash::Fnv1a_64,
+        sign: CharSign::Signed,
+        hash_tag: Some(*b"{}"),
+        servers: ["a", "b", "c"].iter().map(|n| RingServer { name: n.as_bytes().to_vec(), weight: 1 }).collect(),
+    }));
+    let shard = |port| ShardInfo {
+        primary: NodeInfo {
+            id: None,
+            addr: NodeAddr::new("127.0.0.1", port),
+            ip: None,
+            role: Role::Primary,
+            health: Health::Online,
+            replication_offset: None,
+        },
+        replicas: vec![],
+        slots: vec![],
+    };
+    let topology = Topology {
+        map: SlotMap::new(vec![shard(1), shard(2), shard(3)]),
+        placement: Placement::Ring(ring.clone()),
+        primaries: vec![None, None, None],
+        replicas: vec![Vec::new(); 3],
+        version: 1,
+        problems,
+    };
+    (topology, ring)
+}
+
+#[test]
+fn a_pools_token_is_the_keys_group() {
+    let (topology, ring) = pool_topology(vec![None, Some(Arc::from("no server answers")), None]);
+    for key in ["user:1", "user:2", "{tag}x", "x{tag}", ""] {
+        let token = topology.placement.token(key.as_bytes());
+        assert_eq!(topology.group_of(token), Some(ring.locate(key.as_bytes())), "{key}");
+    }
+    assert_eq!(topology.placement.token(b"{tag}x"), topology.placement.token(b"x{tag}"));
+    assert!(topology.placement.standalone());
+    assert_eq!(topology.placement.cross_error(), CROSSSHARD);
+    assert_eq!(Placement::Slots.cross_error(), crate::dispatch::CROSSSLOT);
+    // Errors and /health name the shard.
+    let g1 = Slot::new(1);
+    assert_eq!(topology.unserved_error(g1), "ERR slotway: shard 'b' has no primary: no server answers");
+    assert_eq!(topology.unserved_error(Slot::new(0)), "ERR slotway: shard 'a' has no primary yet");
+    let health = topology.health_problem().unwrap();
+    assert!(health.contains("shard 'b' has no primary: no server answers"), "{health}");
+    // An ejected shard serves no keys: it leaves the fan-out and /health.
+    assert_eq!(topology.serving_groups().collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(ring.set_ejected(1, true));
+    assert_eq!(topology.serving_groups().collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(crate::dispatch::fanout::shard_slots(&topology).len(), 2);
+    assert!(!topology.health_problem().unwrap().contains("'b'"));
+    // A pool's channels (their subscriptions and PUBLISH) are placed by the ring like keys.
+    let channel = b"news";
+    assert_eq!(
+        crate::dispatch::channel_placement(&topology.placement, channel),
+        crate::dispatch::ChannelPlacement::Slot(topology.placement.token(channel))
+    );
+}

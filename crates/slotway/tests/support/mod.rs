@@ -24,7 +24,10 @@
 //! temp dir once the test process is gone.
 #![allow(dead_code)]
 
+pub mod pool;
 pub mod sentinel;
+#[allow(unused_imports)]
+pub use pool::*;
 #[allow(unused_imports)]
 pub use sentinel::*;
 

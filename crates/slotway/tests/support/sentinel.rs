@@ -335,7 +335,19 @@ impl Group {
     /// `INFO commandstats` calls of `command` on the node on `port` (0 when it never ran). Replicas count the
     /// commands they get through replication too.
     pub fn calls(&self, port: u16, command: &str) -> u64 {
-        let stats = self.cli(port, &["INFO", "commandstats"]);
+        // A node that changes role may drop its clients; redis-cli then dies of SIGPIPE mid-request. Asking again
+        // a few times keeps that from failing a test that is about something else.
+        let mut attempt = 0;
+        let stats = loop {
+            match self.try_cli(port, &["INFO", "commandstats"]) {
+                Ok(s) => break s,
+                Err(e) if attempt >= 4 => panic!("{e}"),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+            }
+        };
         let prefix = format!("cmdstat_{command}:calls=");
         stats
             .lines()

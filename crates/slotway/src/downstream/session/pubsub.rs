@@ -594,28 +594,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// SUBSCRIBE / PSUBSCRIBE: each argument on the connection(s) of its placement, one part per connection.
     fn placed_parts(&mut self, want: Confirmation, args: &[Bytes]) -> Result<Vec<PartPlan>, String> {
         let topo = self.shared.topology.load();
-        let every: Vec<Arc<NodePool>> = match topo.placement {
-            crate::topology::Placement::Single => topo.primaries.first().cloned().flatten().into_iter().collect(),
-            crate::topology::Placement::Slots => topo
-                .map
-                .shards
-                .iter()
-                .zip(&topo.primaries)
-                .filter(|(s, _)| !s.slots.is_empty())
-                .filter_map(|(_, p)| p.clone())
-                .collect(),
-        };
+        // Every group that serves keys: a cluster's shards with slots, the one group, a pool's shards not ejected.
+        let every: Vec<Arc<NodePool>> = topo.serving_groups().filter_map(|g| topo.primaries[g].clone()).collect();
         let mut groups: Vec<(Arc<NodePool>, Vec<&Bytes>)> = Vec::new();
         for a in args {
-            let placement =
-                if want.class == Class::Pattern { ChannelPlacement::EveryPrimary } else { channel_placement(a) };
-            let targets: Vec<Arc<NodePool>> = match placement {
-                ChannelPlacement::EveryPrimary => every.clone(),
-                ChannelPlacement::Slot(slot) => topo.primary_for(slot).cloned().into_iter().collect(),
+            let placement = if want.class == Class::Pattern {
+                ChannelPlacement::EveryPrimary
+            } else {
+                channel_placement(&topo.placement, a)
+            };
+            let (targets, token): (Vec<Arc<NodePool>>, Option<Slot>) = match placement {
+                ChannelPlacement::EveryPrimary => (every.clone(), None),
+                ChannelPlacement::Slot(slot) => (topo.primary_for(slot).cloned().into_iter().collect(), Some(slot)),
             };
             if targets.is_empty() {
                 self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                return Err(topo.unserved_error());
+                return Err(topo.unserved_error(token));
             }
             for t in targets {
                 match groups.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &t)) {
@@ -926,8 +920,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 /// The primary of a channel's slot: where PUBLISH of it through slotway runs.
 fn home_node(shared: &crate::downstream::Shared, channel: &[u8]) -> Option<crate::cluster::NodeAddr> {
-    match channel_placement(channel) {
-        ChannelPlacement::Slot(slot) => shared.topology.load().primary_for(slot).map(|p| p.addr.clone()),
+    let topo = shared.topology.load();
+    match channel_placement(&topo.placement, channel) {
+        ChannelPlacement::Slot(slot) => topo.primary_for(slot).map(|p| p.addr.clone()),
         ChannelPlacement::EveryPrimary => None,
     }
 }
@@ -941,6 +936,7 @@ fn send_on(ps: &PubSub, conn: u64, frame: Bytes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::Placement;
 
     fn b(s: &[u8]) -> Bytes {
         Bytes::copy_from_slice(s)
@@ -1060,14 +1056,20 @@ mod tests {
 
     #[test]
     fn channels_are_placed_by_slot_and_notifications_where_they_fire() {
-        assert_eq!(channel_placement(b"news"), ChannelPlacement::Slot(Slot::for_key(b"news")));
-        assert_eq!(channel_placement(b"{u1}.chat"), ChannelPlacement::Slot(Slot::for_key(b"u1")));
-        assert_eq!(channel_placement(b"__keyspace@0__:foo"), ChannelPlacement::Slot(Slot::for_key(b"foo")));
-        assert_eq!(channel_placement(b"__keyspace@0__:{t}a"), ChannelPlacement::Slot(Slot::for_key(b"t")));
-        assert_eq!(channel_placement(b"__keyevent@0__:set"), ChannelPlacement::EveryPrimary);
+        assert_eq!(channel_placement(&Placement::Slots, b"news"), ChannelPlacement::Slot(Slot::for_key(b"news")));
+        assert_eq!(channel_placement(&Placement::Slots, b"{u1}.chat"), ChannelPlacement::Slot(Slot::for_key(b"u1")));
+        assert_eq!(
+            channel_placement(&Placement::Slots, b"__keyspace@0__:foo"),
+            ChannelPlacement::Slot(Slot::for_key(b"foo"))
+        );
+        assert_eq!(
+            channel_placement(&Placement::Slots, b"__keyspace@0__:{t}a"),
+            ChannelPlacement::Slot(Slot::for_key(b"t"))
+        );
+        assert_eq!(channel_placement(&Placement::Slots, b"__keyevent@0__:set"), ChannelPlacement::EveryPrimary);
         // Not a notification channel after all: by its own slot.
         assert_eq!(
-            channel_placement(b"__keyspace@broken"),
+            channel_placement(&Placement::Slots, b"__keyspace@broken"),
             ChannelPlacement::Slot(Slot::for_key(b"__keyspace@broken"))
         );
     }

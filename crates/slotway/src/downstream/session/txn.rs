@@ -16,7 +16,7 @@
 use super::{error_reply, Kind, Lane, Part, Pending, Session};
 use crate::cluster::Slot;
 use crate::command::{LocalCommand, TxnCommand};
-use crate::dispatch::{self, classify_reply, Plan, ReplyClass, CROSSSLOT};
+use crate::dispatch::{self, classify_reply, Plan, ReplyClass};
 use crate::metrics::Metrics;
 use crate::topology::RefreshReason;
 use crate::upstream::{Dedicated, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError, UpstreamResult};
@@ -127,7 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 };
                 let t = self.txn.as_deref();
                 if t.and_then(|t| t.slot).is_some_and(|s| s != slot) {
-                    return self.push_error(CROSSSLOT);
+                    return self.push_error(self.placement.cross_error());
                 }
                 if t.is_some_and(|t| t.dirty) {
                     // Already doomed: EXEC will answer nil whatever else is watched.
@@ -193,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "ERR slotway: '{name}' needs every shard and cannot be queued in a transaction"
                 ))
             }
-            Plan::Split { .. } => self.refuse_queued(CROSSSLOT),
+            Plan::Split { .. } => self.refuse_queued(self.placement.cross_error()),
             // A subscription would outlive the transaction on its node connection.
             Plan::PubSub { .. } => {
                 let name = dispatch::printable(&frame[ranges[0].clone()], 64).to_ascii_lowercase();
@@ -202,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Plan::Reject(msg) => self.refuse_queued(&msg),
             // In a single group SELECT would move the transaction's connection to another database for good; its
             // database is the one the client had at MULTI (or WATCH).
-            Plan::Local(LocalCommand::Select) if self.placement == crate::topology::Placement::Single => self
+            Plan::Local(LocalCommand::Select) if self.placement.standalone() => self
                 .refuse_queued("ERR slotway: SELECT inside MULTI is not supported; SELECT the database before MULTI"),
             Plan::Local(LocalCommand::Ping | LocalCommand::Echo | LocalCommand::Select) => {
                 self.queue(frame, ranges, None)
@@ -230,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let t = self.txn_mut();
         if let Some(s) = slot {
             if t.slot.is_some_and(|x| x != s) {
-                return self.refuse_queued(CROSSSLOT);
+                return self.refuse_queued(self.placement.cross_error());
             }
         }
         if t.aborted || t.dirty {
@@ -253,8 +253,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // The first keyed command chooses the node.
                 let topo = self.shared.topology.load();
                 let Some(pool) = topo.primary_for(s).cloned() else {
-                    self.shared.topology.request_refresh(RefreshReason::ClusterDown);
-                    return self.refuse_queued(&topo.unserved_error());
+                    self.shared.topology.request_refresh_for(Some(s), RefreshReason::ClusterDown);
+                    return self.refuse_queued(&topo.unserved_error(Some(s)));
                 };
                 drop(topo);
                 if let Err(msg) = self.open_txn_conn(&pool) {
@@ -307,7 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let topo = self.shared.topology.load();
             let Some(pool) = dispatch::target(&topo, None, self.pick).cloned() else {
                 self.txn = None;
-                return self.push_error(&topo.unserved_error());
+                return self.push_error(&topo.unserved_error(None));
             };
             drop(topo);
             if let Err(msg) = self.open_txn_conn(&pool) {
