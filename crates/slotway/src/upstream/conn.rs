@@ -303,9 +303,7 @@ async fn read_replies(
     let (mut progressed, mut silent) = (false, 0u32);
     let mut trouble = NodeTrouble::Closed;
     let reason = 'conn: loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        super::make_room(&mut buf, READ_CHUNK);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break 'conn "connection closed by the node".to_string(),
