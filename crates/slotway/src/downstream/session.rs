@@ -194,7 +194,7 @@ pub(super) struct Session<S> {
     /// transaction's node, EXEC/DISCARD/UNWATCH).
     fence: bool,
     /// A request waiting for `lane` and `fence` to allow it; nothing more is read from the client meanwhile.
-    held: Option<Held>,
+    held: Option<Box<Held>>,
     /// MULTI/WATCH state and the transaction's dedicated connection.
     txn: Option<Box<txn::Txn>>,
     /// The dedicated connection of the blocking command in flight.
@@ -302,7 +302,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
     /// fires) or shutdown completes.
-    pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>)
+    ///
+    /// The session lives in its own allocation: an async fn keeps its by-value arguments apart from the locals it
+    /// moves them into, so a session passed by value would take the room of two in every client's task.
+    pub(super) async fn run(mut self: Box<Self>, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>)
     where
         S: ClientStream,
     {
@@ -347,6 +350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.publish_state();
             let need = self.decoder.wants(self.inbuf.len()).unwrap_or(0);
+            let deadline = [retry_at, idle_at, request_at].into_iter().flatten().min();
             tokio::select! {
                 r = buffers::read_client(&mut self.stream, &mut self.inbuf, need), if can_read => match r {
                     Ok((0, _)) | Err(_) => break,
@@ -366,10 +370,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.tick();
                     self.handle_deliveries();
                 }
-                _ = sleep_until(retry_at), if retry_at.is_some() => {
-                    self.tick();
-                    self.resend_due()
-                }
                 // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
                 // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
                 _ = self.topology_changes.changed(), if retry_at.is_some() => {
@@ -377,18 +377,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.retry_now()
                 }
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
-                _ = sleep_until(idle_at), if idle_at.is_some() => {
-                    Metrics::incr(&self.shared.metrics.idle_disconnects);
-                    break;
-                }
-                _ = sleep_until(request_at), if request_at.is_some() => {
-                    Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
-                    tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
-                    // Whatever is already pending is still answered, then the connection closes.
-                    self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
-                    self.mark_rejected();
-                    self.closing = true;
-                    self.inbuf = BytesMut::new();
+                // One timer for the session's three deadlines (each timer is part of every session's task).
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = Instant::now();
+                    if idle_at.is_some_and(|t| t <= now) {
+                        Metrics::incr(&self.shared.metrics.idle_disconnects);
+                        break;
+                    }
+                    if request_at.is_some_and(|t| t <= now) {
+                        Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
+                        tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
+                        // Whatever is already pending is still answered, then the connection closes.
+                        self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                        self.mark_rejected();
+                        self.closing = true;
+                        self.inbuf = BytesMut::new();
+                    }
+                    if retry_at.is_some_and(|t| t <= now) {
+                        self.tick();
+                        self.resend_due()
+                    }
                 }
                 w = pubsub::wake(&mut self.pubsub) => match w {
                     pubsub::Wake::Event(ev) => {
@@ -970,7 +978,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
     fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         debug_assert!(self.held.is_none());
-        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival });
+        self.held = Some(Box::new(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival }));
     }
 
     /// Routes the held request if it may go now, then what else the client sent.

@@ -30,13 +30,16 @@ impl ClientStream for TcpStream {
     }
 }
 
-/// TLS: the socket's readiness. rustls only keeps decrypted data a read didn't take when that read filled the
-/// buffer it was given; the session keeps its buffer after such a read (`Session::read_filled`), so it never waits
-/// for the socket while data sits in the TLS layer. A partial record waiting in rustls needs more bytes from the
-/// socket anyway.
+/// TLS: ready at once while rustls holds decrypted data nobody has read (records that came with the end of the
+/// handshake, or more than the last read's buffer took) or the peer's close; otherwise the socket's readiness (a
+/// partial record waiting in rustls needs more bytes from the socket anyway).
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_ref().0.poll_read_ready(cx)
+        let (socket, tls) = self.get_ref();
+        if !tls.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        socket.poll_read_ready(cx)
     }
 }
 
