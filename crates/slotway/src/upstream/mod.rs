@@ -1,7 +1,7 @@
 //! Connections to the cluster's nodes. This layer knows addresses, never slots.
 //!
 //! Each node has a [`NodePool`] of a few long-lived pipelined connections shared by every client. A connection is
-//! a handle (an unbounded channel of [`Request`]s) plus one driver task that connects lazily, writes requests in
+//! a handle (a write queue sessions encode [`Request`]s into) plus one driver task that connects lazily, writes requests in
 //! batches (many requests, one write) and one reader task that matches replies to requests in FIFO order.
 //!
 //! Connections authenticate as an upstream [`Identity`]: the `[upstream]` credentials ([`Identity::DEFAULT`]), or a

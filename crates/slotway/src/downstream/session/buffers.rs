@@ -2,7 +2,7 @@
 //!
 //! An idle client costs its task and registry entry, not buffers: the read buffer is taken from a small per-worker
 //! pool when the socket becomes readable (readiness needs no buffer) and given back once the session is idle;
-//! output is copied into a pooled buffer too, except large replies, which are written from the node's own buffer
+//! output is copied into a pooled buffer too, except large replies (1 MiB or more), which are written from the node's own buffer
 //! without a copy (so a value passes through slotway once, not twice).
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -13,8 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
-/// Replies at least this large are queued as they are instead of being copied into the output buffer.
-const DIRECT_WRITE_MIN: usize = 64 * 1024;
+/// Replies at least this large are queued as they are instead of being copied into the output buffer. Not
+/// smaller: a kept reply pins the node reader's whole buffer (up to about twice the reply, as it grew by doubling),
+/// so for a client that doesn't read, copies of many medium replies cost less than the buffers they came in.
+const DIRECT_WRITE_MIN: usize = 1024 * 1024;
 /// Buffers kept per worker for sessions that wake up: enough for the clients busy at one moment; beyond that,
 /// buffers go back to the allocator.
 const POOL_MAX: usize = 64;
