@@ -7,6 +7,7 @@
 #                [--pipeline-scale N] [--data-size BYTES] [--direct-only]
 #                [--ports "P1 ... P6"] [--proxy-port P] [--out DIR]
 #                [--mode standalone|nat] [--backend cluster|sentinel|static]
+#                [--peer NAME=PATH ...] [--workers N]
 #
 # --backend B         what slotway is in front of (default cluster: 3 primaries + 3
 #                     replicas). sentinel: scripts/dev-sentinel.sh's group (1 primary,
@@ -16,9 +17,19 @@
 # --mode nat          benchmark slotway's cluster NAT mode: redis-benchmark
 #                     --cluster through slotway's node listeners (ports
 #                     --proxy-port and up, announced as 127.0.0.1) vs directly
+# --peer NAME=PATH    also benchmark another proxy binary in the same interleaved
+#                     run (repeatable). NAME says what it is: predixy* (predixy
+#                     1.0.x: bench/run.sh writes its ClusterServerPool config with
+#                     the cluster's password; no upstream TLS, so needs
+#                     --upstream-tls off) or slotway* (another slotway build, e.g.
+#                     main's, started like slotway). Each peer listens on the next
+#                     port after --proxy-port. Building predixy: see bench/README.md.
+# --workers N         worker threads of every proxy (slotway --workers, predixy
+#                     WorkerThreads; default 1) and redis-benchmark --threads N
+#                     (default 1: one client thread), for scaling runs
 # --rounds N          rounds of every (workload, pipeline) pair (default 3);
-#                     direct and slotway runs alternate, and the order flips
-#                     every round
+#                     direct, slotway and the peers take turns, and the order
+#                     rotates every round
 # --requests N        requests per run at -P 1 (default 60000); runs with -P k>1
 #                     use N * --pipeline-scale (default 6), so each run lasts a
 #                     few seconds
@@ -34,10 +45,12 @@
 # Output: a Markdown table on stdout (also OUT/report.md) and every run in
 # OUT/results.csv (default OUT: target/bench/<date>). Reported numbers are the
 # median over rounds. "slotway µs/req" is slotway's CPU time (utime+stime from
-# /proc/<pid>/stat) during the run divided by the requests of the run.
+# /proc/<pid>/stat) during the run divided by the requests of the run. With
+# --peer, a second table puts every proxy side by side: req/s, ratio to direct,
+# CPU µs/req, and slotway's CPU per request over each peer's.
 #
 # New workloads: add a function `workload_NAME` that sets BENCH_ARGS (the
-# redis-benchmark arguments selecting the command, for mode $1 = direct|slotway)
+# redis-benchmark arguments selecting the command, for mode $1 = direct|proxy)
 # and BENCH_LABEL, then pass --workloads "... NAME" (built in: set get incr
 # mset mget mget100 mset100; default "set get").
 set -euo pipefail
@@ -60,6 +73,8 @@ DIRECT_ONLY=0
 PORTS="${BENCH_PORTS:-7201 7202 7203 7204 7205 7206}"
 PROXY_PORT="${BENCH_PROXY_PORT:-7299}"
 OUT=""
+PEERS=()
+WORKERS=1
 MODE=standalone
 BACKEND=cluster
 CLUSTER_DIR="$REPO_ROOT/target/bench-cluster"
@@ -88,7 +103,9 @@ while (($#)); do
     --mode) MODE="$2"; shift 2 ;;
     --backend) BACKEND="$2"; shift 2 ;;
     --cluster-dir) CLUSTER_DIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --peer) PEERS+=("$2"); shift 2 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,55p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -99,6 +116,33 @@ case "$BACKEND" in cluster|sentinel|static) ;; *) die "--backend cluster|sentine
 [[ "$MODE" == nat && "$BACKEND" != cluster ]] && die "--mode nat needs --backend cluster"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
 [[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive number"
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number"
+# Peers: parallel arrays of name, kind, binary.
+PEER_NAMES=()
+PEER_KINDS=()
+PEER_BINS=()
+for spec in "${PEERS[@]}"; do
+  [[ "$spec" == *=* ]] || die "--peer NAME=PATH (got $spec)"
+  name="${spec%%=*}"
+  bin="${spec#*=}"
+  [[ "$name" =~ ^[A-Za-z][A-Za-z0-9_.-]*$ ]] || die "--peer: NAME must be a word (got $name)"
+  [[ "$name" == direct || "$name" == slotway ]] && die "--peer: the names direct and slotway are taken"
+  [[ -x "$bin" ]] || die "--peer $name: $bin is not an executable"
+  case "$name" in
+    predixy*) kind=predixy ;;
+    slotway*) kind=slotway ;;
+    *) die "--peer $name: unknown kind (NAME must start with predixy or slotway)" ;;
+  esac
+  if [[ "$kind" == predixy ]]; then
+    [[ "$UPSTREAM_TLS" == off ]] || die "--peer $name: predixy has no upstream TLS; use --upstream-tls off"
+    [[ "$CLIENT_TLS" == off ]] || die "--peer $name: predixy has no client TLS; use --client-tls off"
+    [[ "$BACKEND" == cluster && "$MODE" == standalone ]] || die "--peer $name: predixy is benchmarked in front of the cluster only"
+  fi
+  [[ "$MODE" == standalone ]] || die "--peer needs --mode standalone"
+  PEER_NAMES+=("$name")
+  PEER_KINDS+=("$kind")
+  PEER_BINS+=("$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")")
+done
 OUT="${OUT:-$REPO_ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -132,7 +176,7 @@ workload_mget() {
 # 100 keys per command, the same way: direct, keys of one hash tag (redis-benchmark can't split a cross-slot
 # command); through slotway, 100 random keys over every shard (about 100 slots: slotway splits them per slot,
 # sends one batch per node and merges the replies). Heavier per request: use fewer --requests.
-multikey_args() { # COMMAND N MODE
+multikey_args() { # COMMAND N MODE(direct|proxy)
   local key=key:__rand_int__ value i
   [[ "$3" == direct && "$BACKEND" == cluster ]] && key="key:{tag}:__rand_int__"
   value="$(head -c "$DATA_SIZE" </dev/zero | tr '\0' x)"
@@ -148,16 +192,20 @@ workload_mset100() { multikey_args MSET 100 "$1"; BENCH_LABEL="MSET (100 keys)";
 
 # ------------------------------------------------------------------ cluster
 PROXY_PID=""
+PEER_PIDS=()
 cleanup() {
   local rc=$?
   if ((KEEP)); then
     log "--keep: cluster left running in $CLUSTER_DIR${PROXY_PID:+, slotway pid $PROXY_PID on 127.0.0.1:$PROXY_PORT}"
   else
-    if [[ -n "$PROXY_PID" ]] && kill -0 "$PROXY_PID" 2>/dev/null; then
-      kill "$PROXY_PID" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$PROXY_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$PROXY_PID" "${PEER_PIDS[@]}"; do
+      if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+    done
     if [[ "$BACKEND" == cluster ]]; then
       "$REPO_ROOT/scripts/dev-cluster.sh" stop --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
     else
@@ -229,10 +277,10 @@ start_proxy() {
       return 1
     fi
   fi
-  local args=(--listen "127.0.0.1:$PROXY_PORT")
-  [[ "$CLIENT_TLS" == on ]] && args=(--listen-tls "127.0.0.1:$PROXY_PORT")
+  local args=(--workers "$WORKERS" --listen "127.0.0.1:$PROXY_PORT")
+  [[ "$CLIENT_TLS" == on ]] && args=(--workers "$WORKERS" --listen-tls "127.0.0.1:$PROXY_PORT")
   if [[ "$MODE" == nat ]]; then
-    args=(--mode nat --nat-announce-host 127.0.0.1 --nat-bind 127.0.0.1
+    args=(--workers "$WORKERS" --mode nat --nat-announce-host 127.0.0.1 --nat-bind 127.0.0.1
       --nat-ports "$PROXY_PORT-$((PROXY_PORT + ${#PORT_LIST[@]} + 5))")
   fi
   [[ "$CLIENT_TLS" == on ]] &&
@@ -269,6 +317,89 @@ start_proxy() {
 HAVE_PROXY=0
 if ((!DIRECT_ONLY)) && start_proxy; then HAVE_PROXY=1; fi
 
+# wait_ping NAME PID PORT: until the proxy answers PING (30 s at most).
+wait_ping() {
+  local deadline=$((SECONDS + 30))
+  until [[ "$(env -u REDISCLI_AUTH timeout 2 redis-cli "${PROXY_TLS_ARGS[@]}" -h 127.0.0.1 -p "$3" PING \
+    2>/dev/null)" == PONG ]]; do
+    if ! kill -0 "$2" 2>/dev/null || ((SECONDS >= deadline)); then
+      tail -n 20 "$OUT/$1.log" >&2 || true
+      die "$1 did not answer PING on 127.0.0.1:$3 (log: $OUT/$1.log)"
+    fi
+    sleep 0.2
+  done
+}
+
+# predixy's configuration for the bench's cluster: every node as a seed, the cluster's password, reads from
+# primaries only (as slotway's default read_from), no client timeout, little logging.
+predixy_config() { # PORT
+  local p
+  echo "Name slotway-bench"
+  echo "Bind 127.0.0.1:$1"
+  echo "WorkerThreads $WORKERS"
+  echo "ClientTimeout 0"
+  echo "LogVerbSample 0"
+  echo "LogDebugSample 0"
+  echo "LogInfoSample 0"
+  echo "LogNoticeSample 1"
+  echo "LogWarnSample 1"
+  echo "LogErrorSample 1"
+  echo "ClusterServerPool {"
+  [[ -n "$PASSWORD" ]] && echo "    Password $PASSWORD"
+  echo "    MasterReadPriority 100"
+  echo "    StaticSlaveReadPriority 0"
+  echo "    DynamicSlaveReadPriority 0"
+  echo "    Servers {"
+  for p in "${PORT_LIST[@]}"; do echo "        + 127.0.0.1:$p"; done
+  echo "    }"
+  echo "}"
+}
+
+# Peers listen on the ports after slotway's.
+start_peer() { # INDEX
+  local i="$1" name="${PEER_NAMES[$1]}" kind="${PEER_KINDS[$1]}" bin="${PEER_BINS[$1]}"
+  local port=$((PROXY_PORT + 1 + i)) pid
+  case "$kind" in
+    predixy)
+      (umask 077 && predixy_config "$port" >"$OUT/$name.conf")
+      "$bin" "$OUT/$name.conf" >"$OUT/$name.log" 2>&1 &
+      pid=$!
+      ;;
+    slotway)
+      local args=(--workers "$WORKERS" --listen "127.0.0.1:$port") p
+      [[ "$CLIENT_TLS" == on ]] && args=(--workers "$WORKERS" --listen-tls "127.0.0.1:$port"
+        --listen-tls-cert "$CLIENT_TLS_DIR/slotway.crt" --listen-tls-key "$CLIENT_TLS_DIR/slotway.key")
+      case "$BACKEND" in
+        cluster)
+          for p in "${PORT_LIST[@]}"; do args+=(--cluster "127.0.0.1:$p"); done
+          [[ "$UPSTREAM_TLS" == on ]] && args+=(--upstream-tls --upstream-tls-ca "$DEV_CLUSTER_CA")
+          ;;
+        sentinel) read -r -a p <<<"$SLOTWAY_SENTINEL_ARGS"; args+=("${p[@]}") ;;
+        static) read -r -a p <<<"$SLOTWAY_SERVER_ARGS"; args+=("${p[@]}") ;;
+      esac
+      SLOTWAY_UPSTREAM_PASSWORD="$PASSWORD" SLOTWAY_SENTINEL_PASSWORD="${SLOTWAY_SENTINEL_PASSWORD:-}" \
+        "$bin" "${args[@]}" >"$OUT/$name.log" 2>&1 &
+      pid=$!
+      ;;
+  esac
+  PEER_PIDS+=("$pid")
+  log "starting $name ($kind, $bin) on 127.0.0.1:$port"
+  wait_ping "$name" "$pid" "$port"
+}
+if ((HAVE_PROXY)); then
+  for i in "${!PEER_NAMES[@]}"; do start_peer "$i"; done
+fi
+# The proxies of this run, by name, with their pid and port.
+PROXY_NAMES=()
+PROXY_PIDS=()
+PROXY_PORTS=()
+if ((HAVE_PROXY)); then
+  PROXY_NAMES=(slotway "${PEER_NAMES[@]}")
+  PROXY_PIDS=("$PROXY_PID" "${PEER_PIDS[@]}")
+  PROXY_PORTS=("$PROXY_PORT")
+  for i in "${!PEER_NAMES[@]}"; do PROXY_PORTS+=($((PROXY_PORT + 1 + i))); done
+fi
+
 CLK_TCK="$(getconf CLK_TCK)"
 cpu_ticks() { # utime+stime of a pid, in clock ticks
   local stat
@@ -281,13 +412,16 @@ cpu_ticks() { # utime+stime of a pid, in clock ticks
 RESULTS="$OUT/results.csv"
 echo "round,mode,workload,pipeline,requests,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,proxy_us_per_req" >"$RESULTS"
 
-# run_one ROUND MODE(direct|slotway) WORKLOAD PIPELINE
+# run_one ROUND MODE(direct|slotway|peer name) WORKLOAD PIPELINE
 run_one() {
   local round="$1" mode="$2" wl="$3" pipe="$4" n="$REQUESTS"
   ((pipe > 1)) && n=$((REQUESTS * PIPE_SCALE))
   # Through NAT mode the client is a cluster client, as directly.
-  if [[ "$MODE" == nat ]]; then "workload_$wl" direct; else "workload_$wl" "$mode"; fi
-  local target=()
+  if [[ "$MODE" == nat || "$mode" == direct ]]; then "workload_$wl" direct; else "workload_$wl" proxy; fi
+  local target=() pid="" i
+  for i in "${!PROXY_NAMES[@]}"; do
+    [[ "${PROXY_NAMES[$i]}" == "$mode" ]] && pid="${PROXY_PIDS[$i]}" && target=(-h 127.0.0.1 -p "${PROXY_PORTS[$i]}")
+  done
   if [[ "$mode" == slotway && "$MODE" == nat ]]; then
     target=(--cluster -h 127.0.0.1 -p "$PROXY_PORT" "${PROXY_TLS_ARGS[@]}")
   elif [[ "$mode" == direct ]]; then
@@ -298,19 +432,20 @@ run_one() {
     # redis-benchmark only takes the password on its command line.
     [[ -n "$PASSWORD" ]] && target+=(-a "$PASSWORD")
   else
-    target=(-h 127.0.0.1 -p "$PROXY_PORT" "${PROXY_TLS_ARGS[@]}")
+    target+=("${PROXY_TLS_ARGS[@]}")
   fi
+  ((WORKERS > 1)) && target+=(--threads "$WORKERS")
   local t0=0 t1=0
-  [[ "$mode" == slotway ]] && t0="$(cpu_ticks "$PROXY_PID")"
+  [[ -n "$pid" ]] && t0="$(cpu_ticks "$pid")"
   local raw
   raw="$(redis-benchmark "${target[@]}" -c "$CLIENTS" -P "$pipe" -r "$KEYSPACE" -n "$n" --csv "${BENCH_ARGS[@]}" \
     2>>"$OUT/redis-benchmark.stderr")" || log "WARNING: redis-benchmark failed ($mode $wl -P $pipe)"
-  [[ "$mode" == slotway ]] && t1="$(cpu_ticks "$PROXY_PID")"
+  [[ -n "$pid" ]] && t1="$(cpu_ticks "$pid")"
   # The data line: first quoted line that is not the header.
   local line
   line="$(grep '^"' <<<"$raw" | grep -v '^"test"' | head -1 || true)"
   local us="" fields
-  if [[ "$mode" == slotway ]] && ((t1 >= t0 && t1 > 0)); then
+  if [[ -n "$pid" ]] && ((t1 >= t0 && t1 > 0)); then
     us="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
   fi
   if [[ -z "$line" ]]; then
@@ -320,27 +455,72 @@ run_one() {
     fields="$(tr -d '"' <<<"$line" | cut -d, -f2-)"
   fi
   echo "$round,$mode,$wl,$pipe,$n,$fields,$us" >>"$RESULTS"
-  log "round $round $mode $BENCH_LABEL -P $pipe: $(cut -d, -f1 <<<"$fields") req/s${us:+, slotway $us µs/req}"
+  log "round $round $mode $BENCH_LABEL -P $pipe: $(cut -d, -f1 <<<"$fields") req/s${us:+, $mode $us µs/req}"
 }
 
+# Every round runs direct and each proxy once per (workload, pipeline); the order rotates by one every round, so
+# no proxy always runs right after the same one.
+MODES=(direct "${PROXY_NAMES[@]}")
 for ((round = 1; round <= ROUNDS; round++)); do
   for wl in $WORKLOADS; do
     declare -F "workload_$wl" >/dev/null || die "unknown workload $wl"
     for pipe in $PIPELINES; do
-      if ((!HAVE_PROXY)); then
-        run_one "$round" direct "$wl" "$pipe"
-      elif ((round % 2)); then
-        run_one "$round" direct "$wl" "$pipe"
-        run_one "$round" slotway "$wl" "$pipe"
-      else
-        run_one "$round" slotway "$wl" "$pipe"
-        run_one "$round" direct "$wl" "$pipe"
-      fi
+      for ((k = 0; k < ${#MODES[@]}; k++)); do
+        run_one "$round" "${MODES[$(((k + round - 1) % ${#MODES[@]}))]}" "$wl" "$pipe"
+      done
     done
   done
 done
 
 # ------------------------------------------------------------------ report
+# Every proxy side by side: throughput and its ratio to direct, p50, CPU per request, and slotway's CPU per request
+# over each peer's (below 1: slotway spends less).
+side_by_side() {
+  local names="${PROXY_NAMES[*]}" head="| test | pipeline | direct req/s" rule="|---|---|---:" n
+  for n in "${PROXY_NAMES[@]}"; do head+=" | $n req/s (ratio)"; rule+="|---:"; done
+  for n in "${PROXY_NAMES[@]}"; do head+=" | $n p50 ms"; rule+="|---:"; done
+  for n in "${PROXY_NAMES[@]}"; do head+=" | $n µs/req"; rule+="|---:"; done
+  for n in "${PEER_NAMES[@]}"; do head+=" | slotway CPU / $n"; rule+="|---:"; done
+  echo
+  echo "Side by side (workers $WORKERS$( ((WORKERS > 1)) && echo ", redis-benchmark --threads $WORKERS")):"
+  echo
+  echo "$head |"
+  echo "$rule|"
+  local wl pipe
+  for wl in $WORKLOADS; do
+    "workload_$wl" proxy
+    for pipe in $PIPELINES; do
+      awk -F, -v wl="$wl" -v pipe="$pipe" -v label="$BENCH_LABEL" -v names="$names" '
+        function median(arr, n,    i, j, t) {
+          if (n == 0) return ""
+          for (i = 2; i <= n; i++) { t = arr[i]; for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]; arr[j + 1] = t }
+          return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+        }
+        function add(key, v) { if (v != "") { cnt[key]++; vals[key, cnt[key]] = v + 0 } }
+        function med(key,    i, a) { for (i = 1; i <= cnt[key]; i++) a[i] = vals[key, i]; return median(a, cnt[key] + 0) }
+        function fmt(v, f) { return v == "" ? "n/a" : sprintf(f, v) }
+        NR > 1 && $3 == wl && $4 == pipe { add($2 "rps", $6); add($2 "p50", $9); add($2 "us", $13) }
+        END {
+          k = split(names, proxy, " ")
+          d = med("directrps")
+          line = sprintf("| %s | %s | %s", label, pipe, fmt(d, "%.0f"))
+          for (i = 1; i <= k; i++) {
+            r = med(proxy[i] "rps")
+            line = line sprintf(" | %s (%s)", fmt(r, "%.0f"), (d != "" && r != "" && d > 0) ? sprintf("%.2f", r / d) : "n/a")
+          }
+          for (i = 1; i <= k; i++) line = line " | " fmt(med(proxy[i] "p50"), "%.3f")
+          for (i = 1; i <= k; i++) line = line " | " fmt(med(proxy[i] "us"), "%.2f")
+          s = med("slotwayus")
+          for (i = 2; i <= k; i++) {
+            u = med(proxy[i] "us")
+            line = line " | " ((s != "" && u != "" && u > 0) ? sprintf("%.2f", s / u) : "n/a")
+          }
+          print line " |"
+        }' "$RESULTS"
+    done
+  done
+}
+
 report() {
   echo "## slotway benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
@@ -352,7 +532,7 @@ report() {
   echo "|---|---|---:|---:|---:|---:|---:|---:|"
   local wl pipe
   for wl in $WORKLOADS; do
-    "workload_$wl" slotway
+    "workload_$wl" proxy
     for pipe in $PIPELINES; do
       awk -F, -v wl="$wl" -v pipe="$pipe" -v label="$BENCH_LABEL" '
         function median(arr, n,    i, j, t) {
@@ -377,6 +557,7 @@ report() {
         }' "$RESULTS"
     done
   done
+  ((${#PEER_NAMES[@]})) && side_by_side
   if ((!HAVE_PROXY)); then
     echo
     echo "slotway columns are n/a: slotway was not benchmarked (--direct-only, or it did not build/start; see $OUT)."

@@ -108,6 +108,15 @@ impl RequestDecoder {
         self.limits = limits;
     }
 
+    /// While a bulk payload is partly here: how many more bytes (its CRLF included) complete it, given `buffered`
+    /// bytes in the buffer. Lets the caller make room for a large argument once instead of growing step by step.
+    pub fn wants(&self, buffered: usize) -> Option<usize> {
+        match self.phase {
+            Phase::Payload(n) => (self.pos + n + 2).checked_sub(buffered).filter(|&m| m > 0),
+            _ => None,
+        }
+    }
+
     /// Forgets any partial frame: the next call decodes from offset 0.
     pub fn reset(&mut self) {
         self.phase = Phase::Idle;

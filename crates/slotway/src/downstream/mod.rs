@@ -236,31 +236,33 @@ pub async fn work(
         client.db = live.config.initial_db();
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _registered = registered;
-            Metrics::incr(&shared.metrics.connections_accepted);
-            let metrics = shared.metrics.clone();
-            match (tls, shared.client_tls.clone()) {
-                (true, Some(client_tls)) => {
-                    let (acceptor, timeout) = client_tls.acceptor();
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            session::Session::new(tls_stream, shared, client, worker).run(shutdown, killed).await
-                        }
-                        Ok(Err(e)) => {
-                            Metrics::incr(&metrics.tls_handshake_failures);
-                            tracing::debug!(client = %addr, error = %e, "client TLS handshake failed");
-                        }
-                        Err(_) => {
-                            Metrics::incr(&metrics.tls_handshake_failures);
-                            tracing::debug!(client = %addr, "client TLS handshake timed out");
-                        }
+        Metrics::incr(&shared.metrics.connections_accepted);
+        // Two kinds of task: a plain client's doesn't carry the room a TLS handshake and stream need.
+        match (tls, shared.client_tls.clone()) {
+            (true, Some(client_tls)) => tokio::spawn(async move {
+                let _slot = slot;
+                let _registered = registered;
+                let (acceptor, timeout) = client_tls.acceptor();
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        Box::new(session::Session::new(tls_stream, shared, client, worker)).run(shutdown, killed).await
+                    }
+                    Ok(Err(e)) => {
+                        Metrics::incr(&shared.metrics.tls_handshake_failures);
+                        tracing::debug!(client = %addr, error = %e, "client TLS handshake failed");
+                    }
+                    Err(_) => {
+                        Metrics::incr(&shared.metrics.tls_handshake_failures);
+                        tracing::debug!(client = %addr, "client TLS handshake timed out");
                     }
                 }
-                _ => session::Session::new(stream, shared, client, worker).run(shutdown, killed).await,
-            }
-        });
+            }),
+            _ => tokio::spawn(async move {
+                let _slot = slot;
+                let _registered = registered;
+                Box::new(session::Session::new(stream, shared, client, worker)).run(shutdown, killed).await
+            }),
+        };
     }
 }
 

@@ -19,7 +19,9 @@ use crate::live::LiveSettings;
 use crate::metrics::Metrics;
 use crate::observe::{flags, Outcome, WorkerStats};
 use crate::topology::{Placement, RefreshReason};
-use crate::upstream::{Dedicated, Delivery, Identity, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError};
+use crate::upstream::{
+    Dedicated, Delivery, Identity, Inbox, NodePool, ReplyTo, Request as UpstreamRequest, UpstreamError,
+};
 use bytes::{Buf, Bytes, BytesMut};
 use resp::{Request, RequestDecoder};
 use smallvec::SmallVec;
@@ -27,13 +29,15 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
 
+mod buffers;
 mod pubsub;
 mod txn;
 
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) use buffers::ClientStream;
+use buffers::Output;
 
 /// What a pending request is: which connection it uses and what its replies mean.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -167,13 +171,21 @@ pub(super) struct Session<S> {
     shared: Arc<Shared>,
     client: ClientState,
     decoder: RequestDecoder,
+    /// What the client sent and slotway has not handled yet. Holds no memory while the client is idle: a buffer
+    /// is taken from the worker's pool when the socket becomes readable and given back when the session is idle.
     inbuf: BytesMut,
-    out: BytesMut,
+    /// The last read filled `inbuf`'s free space: more may be waiting inside the stream (TLS), so the buffer is
+    /// kept and read again rather than waiting for the socket.
+    read_filled: bool,
+    /// Replies ready to be written, in order.
+    out: Output,
     pending: VecDeque<Pending>,
     /// Sequence number of `pending[0]`.
     base: u64,
-    replies_tx: mpsc::UnboundedSender<Delivery>,
-    replies_rx: mpsc::UnboundedReceiver<Delivery>,
+    /// Where the node connections put this session's replies (closed when the session ends).
+    inbox: InboxOwner,
+    /// The deliveries being handled (traded with the inbox's queue, so both keep their capacity while busy).
+    deliveries: Vec<Delivery>,
     /// Parts waiting for a retry timer (so the common case skips looking for the next one).
     retries_waiting: usize,
     /// Set after QUIT, a protocol error or shutdown: read nothing more, finish what is pending, close.
@@ -197,7 +209,7 @@ pub(super) struct Session<S> {
     /// transaction's node, EXEC/DISCARD/UNWATCH).
     fence: bool,
     /// A request waiting for `lane` and `fence` to allow it; nothing more is read from the client meanwhile.
-    held: Option<Held>,
+    held: Option<Box<Held>>,
     /// MULTI/WATCH state and the transaction's dedicated connection.
     txn: Option<Box<txn::Txn>>,
     /// The dedicated connection of the blocking command in flight.
@@ -257,7 +269,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let live_gen = shared.live.generation();
         let live = shared.live.load();
         let read_from = live.config.listen.read_from;
-        let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let pick = client.id as usize;
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         let observe = &shared.observe;
@@ -270,12 +281,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             decoder: RequestDecoder::new(live.limits),
             shared,
             client,
-            inbuf: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            inbuf: BytesMut::new(),
+            read_filled: false,
+            out: Output::default(),
             pending: VecDeque::new(),
             base: 0,
-            replies_tx,
-            replies_rx,
+            inbox: InboxOwner(Arc::default()),
+            deliveries: Vec::new(),
             retries_waiting: 0,
             read_from,
             live,
@@ -317,7 +329,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
     /// fires) or shutdown completes.
-    pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>) {
+    ///
+    /// The session lives in its own allocation: an async fn keeps its by-value arguments apart from the locals it
+    /// moves them into, so a session passed by value would take the room of two in every client's task.
+    pub(super) async fn run(mut self: Box<Self>, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>)
+    where
+        S: ClientStream,
+    {
         loop {
             if self.shared.live.generation() != self.live_gen {
                 // A reload or a change of users: limits and timeouts apply from this turn on.
@@ -353,19 +371,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     None
                 }
             };
-            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-                self.inbuf.reserve(READ_CHUNK);
+            if self.pending.is_empty() && self.held.is_none() {
+                // Idle (or about to be): an idle client holds no buffers.
+                self.release_buffers();
             }
             self.publish_state();
-            let shared = self.shared.clone();
+            let need = self.decoder.wants(self.inbuf.len()).unwrap_or(0);
+            // A request held by CLIENT PAUSE waits for the pause's end (its timeout is one of the deadlines) or
+            // UNPAUSE; it is routed again below.
             let paused_until = self.paused_until;
+            let deadline = [retry_at, idle_at, request_at, paused_until].into_iter().flatten().min();
+            let shared = self.shared.clone();
             tokio::select! {
-                // A CLIENT PAUSE that held the request ended: it is routed again below.
-                _ = sleep_until(paused_until), if paused_until.is_some() => self.paused_until = None,
                 _ = shared.pause.ended(), if paused_until.is_some() => self.paused_until = None,
-                r = self.stream.read_buf(&mut self.inbuf), if can_read => match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                r = buffers::read_client(&mut self.stream, &mut self.inbuf, need), if can_read => match r {
+                    Ok((0, _)) | Err(_) => break,
+                    Ok((n, filled)) => {
+                        self.read_filled = filled;
                         self.tick();
                         self.stats.read(n);
                         // SLOTWAY TRACE may have changed while this session waited.
@@ -376,13 +398,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 },
                 // Killed by another client: close at once, as Redis does, without writing what is pending.
                 _ = &mut killed => break,
-                Some(d) = self.replies_rx.recv() => {
+                () = std::future::poll_fn(|cx| self.inbox.0.poll_take(cx, &mut self.deliveries)) => {
                     self.tick();
-                    self.on_delivery(d)
-                }
-                _ = sleep_until(retry_at), if retry_at.is_some() => {
-                    self.tick();
-                    self.resend_due()
+                    self.handle_deliveries();
                 }
                 // The topology changed while requests wait to be retried (a new primary, a new slot owner): retry
                 // them now rather than at their backoff time. Armed only while some wait: no cost otherwise.
@@ -391,18 +409,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.retry_now()
                 }
                 _ = shutdown.changed(), if !self.closing => self.closing = true,
-                _ = sleep_until(idle_at), if idle_at.is_some() => {
-                    Metrics::incr(&self.shared.metrics.idle_disconnects);
-                    break;
-                }
-                _ = sleep_until(request_at), if request_at.is_some() => {
-                    Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
-                    tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
-                    // Whatever is already pending is still answered, then the connection closes.
-                    self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
-                    self.mark_rejected();
-                    self.closing = true;
-                    self.inbuf = BytesMut::new();
+                // One timer for the session's three deadlines (each timer is part of every session's task).
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = Instant::now();
+                    if paused_until.is_some_and(|t| t <= now) {
+                        self.paused_until = None;
+                    }
+                    if idle_at.is_some_and(|t| t <= now) {
+                        Metrics::incr(&self.shared.metrics.idle_disconnects);
+                        break;
+                    }
+                    if request_at.is_some_and(|t| t <= now) {
+                        Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
+                        tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
+                        // Whatever is already pending is still answered, then the connection closes.
+                        self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
+                        self.mark_rejected();
+                        self.closing = true;
+                        self.inbuf = BytesMut::new();
+                    }
+                    if retry_at.is_some_and(|t| t <= now) {
+                        self.tick();
+                        self.resend_due()
+                    }
                 }
                 Some(line) = monitor_line(&mut self.monitor) => self.on_monitor_line(line),
                 w = pubsub::wake(&mut self.pubsub) => match w {
@@ -416,8 +445,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 },
             }
-            while let Ok(d) = self.replies_rx.try_recv() {
-                self.on_delivery(d);
+            while self.inbox.0.try_take(&mut self.deliveries) {
+                self.handle_deliveries();
             }
             while let Some(ev) = self.pubsub.as_mut().and_then(|p| p.try_event()) {
                 self.on_pubsub_event(ev);
@@ -441,11 +470,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.collect_ready();
             if !self.out.is_empty() {
+                let out_len = self.out.len();
                 // A subscriber's messages keep arriving while its write waits: the budget may run out meanwhile.
                 let budget = self.pubsub.as_ref().map(|p| p.budget.clone());
                 let write = async {
                     let write = async {
-                        self.stream.write_all(&self.out).await?;
+                        self.out.write_to(&mut self.stream).await?;
                         self.stream.flush().await
                     };
                     match &budget {
@@ -469,7 +499,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     None => write.await,
                 };
                 match written {
-                    Some(Ok(())) => self.stats.wrote(self.out.len()),
+                    Some(Ok(())) => self.stats.wrote(out_len),
                     Some(Err(_)) => break,
                     None => {
                         self.pubsub_overflow();
@@ -487,6 +517,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Handles the deliveries taken from the inbox, in the order they came.
+    fn handle_deliveries(&mut self) {
+        let mut deliveries = std::mem::take(&mut self.deliveries);
+        for d in deliveries.drain(..) {
+            self.on_delivery(d);
+        }
+        self.deliveries = deliveries;
+    }
+
+    /// Gives back what an idle session doesn't need: the read buffer (unless a partial request or more of the
+    /// stream's data waits in it), the output buffer, and the request and delivery queues. A client that is
+    /// connected but quiet then costs its task and its registry entry, not buffers.
+    fn release_buffers(&mut self) {
+        if self.inbuf.is_empty() && self.inbuf.capacity() != 0 && !self.read_filled {
+            buffers::give_back(std::mem::take(&mut self.inbuf));
+        }
+        self.out.release();
+        if self.pending.capacity() != 0 {
+            self.pending = VecDeque::new();
+        }
+        if self.deliveries.capacity() != 0 {
+            self.deliveries = Vec::new();
+            self.inbox.0.release();
+        }
     }
 
     /// Decodes every whole request in the input buffer and dispatches it.
@@ -1038,7 +1094,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             track: Track::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
-        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+        let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 };
         if let Err(e) = trigger.0.send(reply_to) {
             e.0.deliver(Ok(error_reply("ERR slotway: reload is not available (shutting down)")));
         }
@@ -1069,7 +1125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             track: Track::default(),
         });
         let seq = self.base + self.pending.len() as u64 - 1;
-        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+        let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 };
         let admin = self.shared.acl_admin.clone();
         tokio::spawn(async move {
             let reply = if setuser {
@@ -1205,7 +1261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Keeps the request until earlier ones are answered; reading from the client pauses meanwhile.
     fn hold(&mut self, frame: Bytes, ranges: &[Range<usize>]) {
         debug_assert!(self.held.is_none());
-        self.held = Some(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival });
+        self.held = Some(Box::new(Held { frame, ranges: ranges.iter().cloned().collect(), arrived: self.arrival }));
     }
 
     /// Routes the held request if it may go now, then what else the client sent.
@@ -1307,7 +1363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn send_to(&mut self, seq: u64, part: usize, pool: Arc<NodePool>, asking: bool) {
         let (worker, protocol, pick) = (self.worker, self.client.protocol, self.pick);
-        let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: part as u32 };
+        let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: part as u32 };
         let idx = (seq - self.base) as usize;
         let kind = self.pending[idx].kind;
         if self.tracking {
@@ -1665,7 +1721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if p.kind == Kind::Message {
                     self.out_pushed += reply.len();
                 }
-                self.out.extend_from_slice(&reply);
+                self.out.push(reply);
             }
             self.base += 1;
         }
@@ -1790,6 +1846,15 @@ fn write_offset_marker(conn: &Dedicated, slot: Slot) {
 async fn sleep_until(t: Option<Instant>) {
     if let Some(t) = t {
         tokio::time::sleep_until(t.into()).await;
+    }
+}
+
+/// The session's inbox, closed when the session ends (so replies still in flight are dropped as they come).
+struct InboxOwner(Arc<Inbox>);
+
+impl Drop for InboxOwner {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

@@ -12,24 +12,78 @@ use resp::encode::Protocol;
 use resp::{Limits, ReplyKind, ReplyScanner};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 /// Frames at least this large are written straight from the client's buffer instead of being copied into the batch.
 const DIRECT_WRITE_MIN: usize = 64 * 1024;
-/// A batch stops growing at this many bytes, so one busy connection can't build an unbounded write buffer.
-const MAX_BATCH_BYTES: usize = 512 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// The reader looks at its progress this many times per health check timeout.
 const CHECKS_PER_TIMEOUT: u32 = 4;
 static PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
+/// Requests waiting for one connection's next write. Sessions encode them straight into `buf` (a frame's bytes are
+/// copied once, into the write itself) and queue their reply targets in the same order; the writer takes it all at
+/// once. Sessions and the writer run on the same worker thread, so the lock is never contended: a send is a lock,
+/// a copy, a push and, for the first request of a batch, one wake-up of the writer.
+#[derive(Default)]
+struct Queue {
+    /// Small frames, after `chunks` in write order.
+    buf: BytesMut,
+    /// Frames of DIRECT_WRITE_MIN or more (kept as they are, not copied) and the bytes queued before them.
+    chunks: Vec<Bytes>,
+    targets: Vec<ReplyTo>,
+    /// The writer, when it waits for requests.
+    waker: Option<Waker>,
+    /// The pool dropped its handle: the writer finishes what is queued and stops.
+    closed: bool,
+}
+
+impl Queue {
+    fn add(&mut self, req: Request) {
+        if req.asking {
+            resp::encode::command(&mut self.buf, &[b"ASKING"]);
+            self.targets.push(ReplyTo::Discard);
+        }
+        if req.frame.len() >= DIRECT_WRITE_MIN {
+            if !self.buf.is_empty() {
+                self.chunks.push(self.buf.split().freeze());
+            }
+            self.chunks.push(req.frame);
+        } else {
+            self.buf.extend_from_slice(&req.frame);
+        }
+        self.targets.push(req.reply_to);
+    }
+
+    /// Everything queued: the bytes in write order, and the targets in the same order.
+    fn take(&mut self) -> (Vec<Bytes>, Vec<ReplyTo>) {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        if !self.buf.is_empty() {
+            chunks.push(self.buf.split().freeze());
+        }
+        (chunks, std::mem::take(&mut self.targets))
+    }
+}
+
+type SharedQueue = Arc<Mutex<Queue>>;
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Sending side of one connection. Cloning the node pool's handles is never needed: the pool owns them.
-#[derive(Debug)]
 pub(super) struct ConnHandle {
-    tx: mpsc::UnboundedSender<Request>,
+    queue: SharedQueue,
+}
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnHandle").finish_non_exhaustive()
+    }
 }
 
 impl ConnHandle {
@@ -42,16 +96,56 @@ impl ConnHandle {
         readonly: bool,
         db: u16,
     ) -> ConnHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
-        worker.spawn(drive(addr, ctx, protocol, readonly, db, rx));
-        ConnHandle { tx }
+        let queue = SharedQueue::default();
+        worker.spawn(drive(addr, ctx, protocol, readonly, db, queue.clone()));
+        ConnHandle { queue }
     }
 
     pub(super) fn send(&self, addr: &NodeAddr, req: Request) {
-        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
-            req.reply_to.deliver(Err(not_sent(addr, "connection task stopped")));
+        let waker = {
+            let mut q = lock(&self.queue);
+            if q.closed {
+                drop(q);
+                return req.reply_to.deliver(Err(not_sent(addr, "connection task stopped")));
+            }
+            q.add(req);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
     }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        let waker = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Waits until requests are queued: true; false once the pool is gone and nothing is left.
+async fn queued(queue: &Mutex<Queue>) -> bool {
+    std::future::poll_fn(|cx| {
+        let mut q = lock(queue);
+        if !q.targets.is_empty() {
+            return Poll::Ready(true);
+        }
+        if q.closed {
+            return Poll::Ready(false);
+        }
+        if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn not_sent(addr: &NodeAddr, reason: &str) -> UpstreamError {
@@ -83,21 +177,21 @@ impl Backoff {
 }
 
 /// The connection's life: wait for work, connect, serve until the connection fails, repeat.
-/// Ends when the pool (the only sender) is dropped.
+/// Ends when the pool drops its handle and nothing is queued.
 async fn drive(
     addr: NodeAddr,
     ctx: Arc<ConnectContext>,
     protocol: Protocol,
     readonly: bool,
     db: u16,
-    mut rx: mpsc::UnboundedReceiver<Request>,
+    queue: SharedQueue,
 ) {
     let mut backoff = Backoff { failures: 0, until: None, last_error: Arc::from("") };
-    while let Some(first) = rx.recv().await {
+    while queued(&queue).await {
         if backoff.blocked() {
             // Fail fast while backing off: the caller refreshes the topology and retries elsewhere or later.
             let reason = format!("not connected (last attempt: {})", backoff.last_error);
-            fail_all(first, &mut rx, &addr, &reason);
+            fail_all(&queue, &addr, &reason);
             continue;
         }
         match connect(&addr, &ctx, protocol, readonly, db).await {
@@ -105,7 +199,7 @@ async fn drive(
                 ctx.metrics.upstream_connect_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %addr, error = %e, "upstream connection failed");
                 let reason = e.to_string();
-                fail_all(first, &mut rx, &addr, &reason);
+                fail_all(&queue, &addr, &reason);
                 backoff.failed(reason);
             }
             Ok((rd, wr)) => {
@@ -113,7 +207,7 @@ async fn drive(
                 backoff.until = None;
                 ctx.metrics.upstream_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(node = %addr, "upstream connected");
-                if !serve(&addr, &ctx, rd, wr, first, &mut rx).await {
+                if !serve(&addr, &ctx, rd, wr, &queue).await {
                     return;
                 }
             }
@@ -121,10 +215,11 @@ async fn drive(
     }
 }
 
-fn fail_all(first: Request, rx: &mut mpsc::UnboundedReceiver<Request>, addr: &NodeAddr, reason: &str) {
-    first.reply_to.deliver(Err(not_sent(addr, reason)));
-    while let Ok(req) = rx.try_recv() {
-        req.reply_to.deliver(Err(not_sent(addr, reason)));
+/// Everything queued was never written: NotSent.
+fn fail_all(queue: &Mutex<Queue>, addr: &NodeAddr, reason: &str) {
+    let (_, targets) = lock(queue).take();
+    for t in targets {
+        t.deliver(Err(not_sent(addr, reason)));
     }
 }
 
@@ -141,8 +236,7 @@ async fn serve(
     ctx: &Arc<ConnectContext>,
     rd: BoxRead,
     mut wr: BoxWrite,
-    first: Request,
-    rx: &mut mpsc::UnboundedReceiver<Request>,
+    queue: &Mutex<Queue>,
 ) -> bool {
     let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<Vec<ReplyTo>>();
     let (kill_tx, kill_rx) = oneshot::channel::<String>();
@@ -151,39 +245,28 @@ async fn serve(
     let mut idle_check = ctx.health.map(|h| ticker(h.interval));
     // Whether anything was written since the last idle check.
     let mut wrote = true;
-    let mut next = Some(first);
-    let mut batch = Batch::default();
     loop {
-        let first = match next.take() {
-            Some(r) => {
-                wrote = true;
-                r
-            }
-            None => tokio::select! {
-                r = rx.recv() => match r {
-                    Some(r) => {
-                        wrote = true;
-                        r
-                    }
-                    None => return false,
-                },
-                _ = inflight_tx.closed() => return true,
-                _ = tick(&mut idle_check) => {
-                    if std::mem::replace(&mut wrote, false) {
-                        continue;
-                    }
-                    // Idle for a whole interval: a PING proves the node (and the path to it) still answers; the
-                    // reader's timeout catches it if it doesn't. (It doesn't count as a write: an idle connection
-                    // is checked every interval.)
-                    ctx.metrics.health_check_pings.fetch_add(1, Ordering::Relaxed);
-                    Request { frame: Bytes::from_static(PING), asking: false, reply_to: ReplyTo::Discard }
+        tokio::select! {
+            more = queued(queue) => {
+                if !more {
+                    return false;
                 }
-            },
-        };
-        batch.add(first);
+                wrote = true;
+            }
+            _ = inflight_tx.closed() => return true,
+            _ = tick(&mut idle_check) => {
+                if std::mem::replace(&mut wrote, false) {
+                    continue;
+                }
+                // Idle for a whole interval: a PING proves the node (and the path to it) still answers; the
+                // reader's timeout catches it if it doesn't. (It doesn't count as a write: an idle connection
+                // is checked every interval.)
+                ctx.metrics.health_check_pings.fetch_add(1, Ordering::Relaxed);
+                lock(queue).add(Request { frame: Bytes::from_static(PING), asking: false, reply_to: ReplyTo::Discard });
+            }
+        }
         tokio::task::yield_now().await;
-        batch.take_queued(rx);
-        let targets = batch.finish();
+        let (chunks, targets) = lock(queue).take();
         ctx.metrics.upstream_batches.fetch_add(1, Ordering::Relaxed);
         ctx.metrics.upstream_batched_requests.fetch_add(targets.len() as u64, Ordering::Relaxed);
         // The reader must know about the requests before their replies can arrive, so targets go first.
@@ -191,10 +274,9 @@ async fn serve(
             for t in targets {
                 t.deliver(Err(not_sent(addr, "connection closed")));
             }
-            batch.chunks.clear();
             return true;
         }
-        for chunk in batch.chunks.drain(..) {
+        for chunk in chunks {
             if let Err(e) = wr.write_all(&chunk).await {
                 let _ = kill_tx.send(format!("write failed: {e}"));
                 return true;
@@ -204,64 +286,6 @@ async fn serve(
             let _ = kill_tx.send(format!("write failed: {e}"));
             return true;
         }
-    }
-}
-
-/// The requests of the next write: small frames copied into one buffer, large ones kept as their own chunks.
-struct Batch {
-    buf: BytesMut,
-    chunks: Vec<Bytes>,
-    targets: Vec<ReplyTo>,
-    size: usize,
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Batch { buf: BytesMut::with_capacity(16 * 1024), chunks: Vec::new(), targets: Vec::new(), size: 0 }
-    }
-}
-
-impl Batch {
-    fn add(&mut self, req: Request) {
-        if req.asking {
-            resp::encode::command(&mut self.buf, &[b"ASKING"]);
-            self.targets.push(ReplyTo::Discard);
-        }
-        self.size += req.frame.len();
-        if req.frame.len() >= DIRECT_WRITE_MIN {
-            if !self.buf.is_empty() {
-                self.chunks.push(self.buf.split().freeze());
-            }
-            self.chunks.push(req.frame);
-        } else {
-            self.buf.extend_from_slice(&req.frame);
-        }
-        self.targets.push(req.reply_to);
-    }
-
-    /// Adds the requests already queued, up to the size limit.
-    fn take_queued(&mut self, rx: &mut mpsc::UnboundedReceiver<Request>) {
-        while !self.is_full() {
-            match rx.try_recv() {
-                Ok(req) => self.add(req),
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.size >= MAX_BATCH_BYTES
-    }
-
-    /// Closes the batch: its bytes are in `chunks`, and the returned targets are in write order.
-    fn finish(&mut self) -> Vec<ReplyTo> {
-        if !self.buf.is_empty() {
-            self.chunks.push(self.buf.split().freeze());
-        }
-        // Reuse the buffer's allocation once every frozen chunk has been dropped.
-        self.buf.reserve(16 * 1024);
-        self.size = 0;
-        std::mem::replace(&mut self.targets, Vec::with_capacity(8))
     }
 }
 
@@ -303,9 +327,7 @@ async fn read_replies(
     let (mut progressed, mut silent) = (false, 0u32);
     let mut trouble = NodeTrouble::Closed;
     let reason = 'conn: loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        super::make_room(&mut buf, READ_CHUNK);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break 'conn "connection closed by the node".to_string(),

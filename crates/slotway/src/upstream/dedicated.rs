@@ -393,9 +393,7 @@ async fn serve(
     let idle_timer = tokio::time::sleep(IDLE_MAX);
     tokio::pin!(idle_timer);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        super::make_room(&mut buf, READ_CHUNK);
         tokio::select! {
             () = &mut idle_timer => {
                 // Unused for IDLE_MAX: close, unless a session holds it (e.g. a client blocked for long).

@@ -1,7 +1,7 @@
 //! Connections to the cluster's nodes. This layer knows addresses, never slots.
 //!
 //! Each node has a [`NodePool`] of a few long-lived pipelined connections shared by every client. A connection is
-//! a handle (an unbounded channel of [`Request`]s) plus one driver task that connects lazily, writes requests in
+//! a handle (a write queue sessions encode [`Request`]s into) plus one driver task that connects lazily, writes requests in
 //! batches (many requests, one write) and one reader task that matches replies to requests in FIFO order.
 //!
 //! Connections authenticate as an upstream [`Identity`]: the `[upstream]` credentials ([`Identity::DEFAULT`]), or a
@@ -24,10 +24,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use table::GrowTable;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use connect::{ConnectContext, ConnectError, HealthCheck, NodeTrouble, TroubleHook, UpstreamAuth};
 pub use dedicated::{Dedicated, DedicatedError};
+
+/// Before a read from a node: room for at least a quarter of `chunk`. A buffer that grew for a large reply, once
+/// that reply is handed on, is replaced by a small one holding what is left: otherwise the rest of the large
+/// allocation would stay pinned (and resident) after the reply itself was written and dropped.
+pub(crate) fn make_room(buf: &mut bytes::BytesMut, chunk: usize) {
+    if buf.capacity() > 4 * chunk && buf.len() < chunk {
+        let mut fresh = bytes::BytesMut::with_capacity(chunk);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
+    }
+}
 
 /// A node's answer to one request, or why there is none.
 pub type UpstreamResult = Result<Bytes, UpstreamError>;
@@ -51,11 +65,89 @@ pub struct Delivery {
     pub result: UpstreamResult,
 }
 
+/// A session's mailbox for node replies. The node connections' readers run on the session's own worker thread and
+/// push each reply straight into it (a lock nobody else holds, and a wake-up only when the session waits); the
+/// session takes everything queued at once. Nothing is allocated until the first reply, and the session gives the
+/// queue's memory back when it goes idle ([`Inbox::release`]).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    queue: Vec<Delivery>,
+    waker: Option<std::task::Waker>,
+    /// The session ended: deliveries are dropped at once (their requests' frames freed) instead of waiting for the
+    /// last in-flight request to let go of the inbox.
+    closed: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, d: Delivery) {
+        let waker = {
+            let mut s = self.lock();
+            if s.closed {
+                return;
+            }
+            s.queue.push(d);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Moves every queued delivery into `into` (empty on entry: the two vectors trade places, so their capacity is
+    /// reused); Pending, remembering the waker, while nothing is queued.
+    pub fn poll_take(&self, cx: &mut std::task::Context<'_>, into: &mut Vec<Delivery>) -> std::task::Poll<()> {
+        let mut s = self.lock();
+        if s.queue.is_empty() {
+            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.waker = Some(cx.waker().clone());
+            }
+            return std::task::Poll::Pending;
+        }
+        std::mem::swap(&mut s.queue, into);
+        std::task::Poll::Ready(())
+    }
+
+    /// Like [`Inbox::poll_take`] without waiting: whether anything was taken.
+    pub fn try_take(&self, into: &mut Vec<Delivery>) -> bool {
+        let mut s = self.lock();
+        if s.queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut s.queue, into);
+        true
+    }
+
+    /// Frees the queue's memory if nothing is queued (an idle session keeps nothing).
+    pub fn release(&self) {
+        let mut s = self.lock();
+        if s.queue.is_empty() && s.queue.capacity() > 0 {
+            s.queue = Vec::new();
+        }
+    }
+
+    /// The session is gone: drop what is queued and whatever comes later.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.queue = Vec::new();
+        s.waker = None;
+    }
+}
+
 /// Where a node's reply goes.
 #[derive(Debug)]
 pub enum ReplyTo {
-    /// A client session's reply channel.
-    Session { tx: mpsc::UnboundedSender<Delivery>, seq: u64, part: u32 },
+    /// A client session's inbox.
+    Session { inbox: Arc<Inbox>, seq: u64, part: u32 },
     /// An internal request (topology refresh, COMMAND).
     Oneshot(oneshot::Sender<UpstreamResult>),
     /// A reply nobody wants (the `+OK` of an `ASKING` sent ahead of a redirected command).
@@ -65,9 +157,7 @@ pub enum ReplyTo {
 impl ReplyTo {
     pub(crate) fn deliver(self, result: UpstreamResult) {
         match self {
-            ReplyTo::Session { tx, seq, part } => {
-                let _ = tx.send(Delivery { seq, part, result });
-            }
+            ReplyTo::Session { inbox, seq, part } => inbox.push(Delivery { seq, part, result }),
             ReplyTo::Oneshot(tx) => {
                 let _ = tx.send(result);
             }

@@ -138,9 +138,7 @@ async fn serve(
     let mut out = BytesMut::new();
     let mut scanner = ReplyScanner::new(Limits::node_replies());
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        super::make_room(&mut buf, READ_CHUNK);
         tokio::select! {
             req = rx.recv() => {
                 let req = req?;

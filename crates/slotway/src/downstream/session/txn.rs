@@ -377,7 +377,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if send {
             let seq = self.base + self.pending.len() as u64 - 1;
             let p = &self.pending.back().expect("just pushed").parts[0];
-            let reply_to = ReplyTo::Session { tx: self.replies_tx.clone(), seq, part: 0 };
+            let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 };
             let req = UpstreamRequest { frame: p.frame.clone(), asking: false, reply_to };
             self.send_on_conn(req);
         }
