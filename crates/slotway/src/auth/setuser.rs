@@ -81,25 +81,13 @@ pub fn apply(
                 def.rules = ["resetkeys", channels, "off", "-@all"].map(String::from).into();
             }
             b"clearselectors" => {} // slotway's users never have selectors
-            _ if rule.starts_with(b">") || rule.starts_with(b"<") => {
-                let digest = sha256(&rule[1..]);
-                if rule[0] == b'>' {
-                    if !def.hashes.contains(&digest) {
-                        def.hashes.push(digest);
-                    }
-                    def.nopass = false;
-                } else if def.hashes.contains(&digest) {
-                    def.hashes.retain(|h| *h != digest);
-                } else {
-                    return Err(modifier_error(
-                        rule,
-                        "The password you are trying to remove from the user does not exist",
-                    ));
-                }
-            }
-            _ if rule.starts_with(b"#") || rule.starts_with(b"!") => {
-                let digest = parse_hash(&rule[1..]).ok_or_else(|| modifier_error(rule, BAD_HASH))?;
-                if rule[0] == b'#' {
+            // >password / <password add or remove a password, #hash / !hash the same by its SHA-256 hex digest.
+            _ if matches!(rule.first(), Some(b'>' | b'<' | b'#' | b'!')) => {
+                let digest = match rule[0] {
+                    b'>' | b'<' => sha256(&rule[1..]),
+                    _ => parse_hash(&rule[1..]).ok_or_else(|| modifier_error(rule, BAD_HASH))?,
+                };
+                if matches!(rule[0], b'>' | b'#') {
                     if !def.hashes.contains(&digest) {
                         def.hashes.push(digest);
                     }

@@ -109,6 +109,21 @@ struct Pending {
     track: Track,
 }
 
+impl Pending {
+    /// A request of one part, its reply to come from a node (or a task answering in its place).
+    fn single(part: Part, readonly: bool, kind: Kind) -> Pending {
+        Pending {
+            reply: None,
+            readonly,
+            parts: smallvec::smallvec![part],
+            remaining: 1,
+            merge: None,
+            kind,
+            track: Track::default(),
+        }
+    }
+}
+
 /// One request to one node, with its own redirect and retry state.
 struct Part {
     /// The request as the client sent it (or, for a split command, as slotway built it for one slot), kept to
@@ -821,15 +836,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some(kind) = script {
                     part.script = Some(self.shared.scripts_running.begin(kind));
                 }
-                self.push_forwarded(Pending {
-                    reply: None,
-                    readonly,
-                    parts: smallvec::smallvec![part],
-                    remaining: 1,
-                    merge: None,
-                    kind: Kind::Normal,
-                    track: Track::default(),
-                });
+                self.push_forwarded(Pending::single(part, readonly, Kind::Normal));
             }
             Plan::Split { kind, readonly } => {
                 if !self.ready_for(Lane::Shared) {
@@ -1083,21 +1090,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(trigger) = self.shared.reload.clone() else {
             return self.push_error("ERR slotway: reload is not available");
         };
-        let parts = smallvec::smallvec![Part::new(frame, None)];
-        self.pending.push_back(Pending {
-            reply: None,
-            readonly: true,
-            parts,
-            remaining: 1,
-            merge: None,
-            kind: Kind::Normal,
-            track: Track::default(),
-        });
-        let seq = self.base + self.pending.len() as u64 - 1;
-        let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 };
+        let reply_to = self.answered_by_task(frame);
         if let Err(e) = trigger.0.send(reply_to) {
             e.0.deliver(Ok(error_reply("ERR slotway: reload is not available (shutting down)")));
         }
+    }
+
+    /// Queues a request that a task answers in a node's place (a reload, a change of users): where its reply goes.
+    fn answered_by_task(&mut self, frame: Bytes) -> ReplyTo {
+        self.pending.push_back(Pending::single(Part::new(frame, None), true, Kind::Normal));
+        let seq = self.base + self.pending.len() as u64 - 1;
+        ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 }
     }
 
     /// ACL SETUSER / DELUSER: the change of users runs as a task (it may write provisioned users to the nodes)
@@ -1115,17 +1118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.push_error(&format!("ERR wrong number of arguments for 'acl|{sub}' command"));
         }
         let words: Vec<Vec<u8>> = (2..args.len()).map(|i| args.get(i).to_vec()).collect();
-        self.pending.push_back(Pending {
-            reply: None,
-            readonly: true,
-            parts: smallvec::smallvec![Part::new(Bytes::new(), None)],
-            remaining: 1,
-            merge: None,
-            kind: Kind::Normal,
-            track: Track::default(),
-        });
-        let seq = self.base + self.pending.len() as u64 - 1;
-        let reply_to = ReplyTo::Session { inbox: self.inbox.0.clone(), seq, part: 0 };
+        let reply_to = self.answered_by_task(Bytes::new());
         let admin = self.shared.acl_admin.clone();
         tokio::spawn(async move {
             let reply = if setuser {
@@ -1179,15 +1172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         resp::encode::command(&mut unblock, &words);
         let mut part = Part::new(unblock.freeze(), None);
         part.node = Some(on.pool);
-        self.push_forwarded(Pending {
-            reply: None,
-            readonly: true,
-            parts: smallvec::smallvec![part],
-            remaining: 1,
-            merge: None,
-            kind: Kind::Normal,
-            track: Track::default(),
-        });
+        self.push_forwarded(Pending::single(part, true, Kind::Normal));
     }
 
     /// AUTH (or HELLO AUTH, RESET) made the client a user that runs as another cluster user: later requests go

@@ -365,15 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Queues a pending transaction request; `send` sends it on the transaction's connection at once.
     fn push_txn(&mut self, step: Step, frame: Bytes, slot: Option<Slot>, send: bool) {
         self.lane = Lane::Txn;
-        self.pending.push_back(Pending {
-            reply: None,
-            readonly: false,
-            parts: smallvec::smallvec![Part::new(frame, slot)],
-            remaining: 1,
-            merge: None,
-            kind: Kind::Txn(step),
-            track: Default::default(),
-        });
+        self.pending.push_back(Pending::single(Part::new(frame, slot), false, Kind::Txn(step)));
         if send {
             let seq = self.base + self.pending.len() as u64 - 1;
             let p = &self.pending.back().expect("just pushed").parts[0];
