@@ -228,8 +228,28 @@ fn pubsub_blocking_commands_and_databases() {
     assert_eq!(publisher.call(&["PUBLISH", "news", "hello"]), int(1));
     assert_eq!(sub.read_reply(), arr(vec![bulk("message"), bulk("news"), bulk("hello")]));
     assert_eq!(publisher.call(&["PUBSUB", "NUMSUB", "news"]), arr(vec![bulk("news"), int(1)]));
-    // Shard channels live on their channel's shard.
     assert_eq!(sub.call(&["UNSUBSCRIBE"]), arr(vec![bulk("unsubscribe"), bulk("news"), int(0)]));
+    // A channel is placed by the ring like a key: subscribed on its shard's primary (where its PUBLISH goes), not
+    // on any other.
+    let news = key_on(&ring, 1, "news");
+    assert_eq!(sub.call(&["SUBSCRIBE", &news]), arr(vec![bulk("subscribe"), bulk(&news), int(1)]));
+    for (shard, want) in [(0, "0"), (1, "1"), (2, "0")] {
+        let numsub = pool.cli(pool.primaries()[shard], &["PUBSUB", "NUMSUB", &news]);
+        assert_eq!(numsub.lines().last(), Some(want), "shard {shard}: NUMSUB {news} = {numsub:?}");
+    }
+    assert_eq!(publisher.call(&["PUBLISH", &news, "on-one"]), int(1));
+    assert_eq!(sub.read_reply(), arr(vec![bulk("message"), bulk(&news), bulk("on-one")]));
+    assert_eq!(sub.call(&["UNSUBSCRIBE"]), arr(vec![bulk("unsubscribe"), bulk(&news), int(0)]));
+    // A pattern is subscribed on every shard: messages of channels on different shards all arrive, once each.
+    assert_eq!(sub.call(&["PSUBSCRIBE", "feed:*"]), arr(vec![bulk("psubscribe"), bulk("feed:*"), int(1)]));
+    for shard in 0..3 {
+        let channel = key_on(&ring, shard, "feed:");
+        assert!(channel.starts_with("feed:"), "{channel}");
+        assert_eq!(publisher.call(&["PUBLISH", &channel, "m"]), int(1), "{channel}");
+        assert_eq!(sub.read_reply(), arr(vec![bulk("pmessage"), bulk("feed:*"), bulk(&channel), bulk("m")]));
+    }
+    assert_eq!(sub.call(&["PUNSUBSCRIBE"]), arr(vec![bulk("punsubscribe"), bulk("feed:*"), int(0)]));
+    // Shard channels live on their channel's shard.
     let channel = key_on(&ring, 1, "orders");
     assert_eq!(sub.call(&["SSUBSCRIBE", &channel]), arr(vec![bulk("ssubscribe"), bulk(&channel), int(1)]));
     assert_eq!(publisher.call(&["SPUBLISH", &channel, "o1"]), int(1));
