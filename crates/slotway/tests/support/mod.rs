@@ -185,6 +185,35 @@ pub fn key_slot(key: &[u8]) -> u16 {
 
 // ------------------------------------------------------------------ processes
 
+/// redis-cli for the node on 127.0.0.1:`port`, ended after `timeout_secs`: over TLS when `ca` is given, the
+/// password through REDISCLI_AUTH (never on the command line), or none.
+fn redis_cli_command(timeout_secs: u32, ca: Option<&Path>, password: Option<&str>, port: u16) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(timeout_secs.to_string()).arg("redis-cli");
+    if let Some(ca) = ca {
+        c.arg("--tls").arg("--cacert").arg(ca);
+    }
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    match password {
+        Some(pw) => c.env("REDISCLI_AUTH", pw),
+        None => c.env_remove("REDISCLI_AUTH"),
+    };
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs a [`redis_cli_command`] with `args`: its trimmed output, or Err on a failed exit or no connection (a node
+/// down). Error *replies* (ERR, MOVED...) are printed by redis-cli with exit 0, so they come back as Ok text.
+fn run_redis_cli(mut c: Command, port: u16, args: &[&str]) -> Result<String, String> {
+    let out = c.args(args).output().map_err(|e| format!("run redis-cli: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !stdout.starts_with("Could not connect") {
+        Ok(stdout)
+    } else {
+        Err(format!("redis-cli -p {port} {args:?} failed ({}): {}", out.status, output_text(&out).trim()))
+    }
+}
+
 fn output_text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -539,31 +568,14 @@ impl Cluster {
     /// `redis-cli` (TLS + AUTH as needed) against one node, not following
     /// redirections. The password is passed via REDISCLI_AUTH.
     pub fn cli_command(&self, port: u16) -> Command {
-        let mut c = Command::new("timeout");
-        c.arg("60").arg("redis-cli");
-        if self.tls {
-            c.arg("--tls").arg("--cacert").arg(self.ca_path());
-        }
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
-        match &self.password {
-            Some(pw) => c.env("REDISCLI_AUTH", pw),
-            None => c.env_remove("REDISCLI_AUTH"),
-        };
-        c.stdin(Stdio::null());
-        c
+        redis_cli_command(60, self.tls.then(|| self.ca_path()).as_deref(), self.password.as_deref(), port)
     }
 
     /// Runs redis-cli against one node; Err on a failed exit (e.g. node down).
     /// Error *replies* (ERR, MOVED...) are printed by redis-cli with exit 0, so
     /// they come back as Ok text.
     pub fn try_cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        let out = self.cli_command(port).args(args).output().map_err(|e| format!("run redis-cli: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && !stdout.starts_with("Could not connect") {
-            Ok(stdout)
-        } else {
-            Err(format!("redis-cli -p {port} {args:?} failed ({}): {}", out.status, output_text(&out).trim()))
-        }
+        run_redis_cli(self.cli_command(port), port, args)
     }
 
     /// Runs redis-cli against one node and returns its trimmed stdout; panics on failure.

@@ -7,7 +7,10 @@
 //! let proxy = Proxy::start_pool(&pool, &pool.toml(&PoolToml::default()), &[]);
 //! let nc = Nutcracker::start(&pool.nutcracker_yml(...));
 //! ```
-use super::{free_port, kill_pid, output_text, pid_alive, spawn_watchdog_with, tail, Proxy, TEST_PASSWORD};
+use super::{
+    free_port, kill_pid, output_text, pid_alive, redis_cli_command, run_redis_cli, spawn_watchdog_with, tail, Proxy,
+    TEST_PASSWORD,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,33 +132,12 @@ impl Pool {
     }
 
     fn cli_with(&self, password: Option<&str>, port: u16) -> Command {
-        let mut c = Command::new("timeout");
-        c.arg("30").arg("redis-cli");
-        if self.opts.tls {
-            c.arg("--tls").arg("--cacert").arg(self.ca_path());
-        }
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
-        match password {
-            Some(pw) => c.env("REDISCLI_AUTH", pw),
-            None => c.env_remove("REDISCLI_AUTH"),
-        };
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run(mut c: Command, args: &[&str]) -> Result<String, String> {
-        let out = c.args(args).output().map_err(|e| format!("run redis-cli: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && !stdout.starts_with("Could not connect") {
-            Ok(stdout)
-        } else {
-            Err(format!("redis-cli {args:?} failed ({}): {}", out.status, output_text(&out).trim()))
-        }
+        redis_cli_command(30, self.opts.tls.then(|| self.ca_path()).as_deref(), password, port)
     }
 
     /// redis-cli against a data node; error replies come back as Ok text.
     pub fn try_cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        Self::run(self.cli_with(self.opts.password.as_deref(), port), args)
+        run_redis_cli(self.cli_with(self.opts.password.as_deref(), port), port, args)
     }
 
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
@@ -163,7 +145,7 @@ impl Pool {
     }
 
     pub fn sentinel_cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        Self::run(self.cli_with(self.opts.sentinel_password.as_deref(), port), args)
+        run_redis_cli(self.cli_with(self.opts.sentinel_password.as_deref(), port), port, args)
     }
 
     /// The node's ROLE, first line, or None when it doesn't answer.
