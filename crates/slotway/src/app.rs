@@ -37,11 +37,8 @@ pub struct Runtime {
 
 /// What a worker thread needs to start serving, sent once discovery has succeeded.
 enum WorkerStart {
-    Standalone {
-        shared: Arc<Shared>,
-        incoming: mpsc::UnboundedReceiver<downstream::Accepted>,
-        shutdown: watch::Receiver<bool>,
-    },
+    /// Sessions learn of shutdown from their inbox (see [`downstream::work`]).
+    Standalone { shared: Arc<Shared>, incoming: mpsc::UnboundedReceiver<downstream::Accepted> },
     Nat {
         shared: Arc<nat::session::NatShared>,
         incoming: mpsc::UnboundedReceiver<nat::listeners::NatAccepted>,
@@ -72,8 +69,8 @@ pub fn run(config: Config, runtime: Runtime) -> Result<()> {
                 .spawn(move || {
                     rt.block_on(async move {
                         match start_rx.await {
-                            Ok(WorkerStart::Standalone { shared, incoming, shutdown }) => {
-                                downstream::work(w, incoming, shared, shutdown).await
+                            Ok(WorkerStart::Standalone { shared, incoming }) => {
+                                downstream::work(w, incoming, shared).await
                             }
                             Ok(WorkerStart::Nat { shared, incoming, shutdown }) => {
                                 nat::session::work(incoming, shared, shutdown).await
@@ -370,8 +367,7 @@ async fn serve(
         for start in starts {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.push(tx);
-            let _ =
-                start.send(WorkerStart::Standalone { shared: shared.clone(), incoming: rx, shutdown: stop_rx.clone() });
+            let _ = start.send(WorkerStart::Standalone { shared: shared.clone(), incoming: rx });
         }
         let acceptors: Vec<_> = listeners
             .into_iter()

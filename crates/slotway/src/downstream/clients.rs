@@ -7,10 +7,11 @@
 //! session writes: the last command (its index in the command table) and the time of its last read. What changes
 //! rarely (name, user, protocol, library) is copied into a small mutex by the commands that change it.
 //!
-//! Killing a client sends on its one-shot channel; the session selects on the receiver (a lock-free poll) and
-//! closes the connection at once, dropping whatever it had not written yet, as Redis does.
+//! Killing a client signals its inbox (see [`Inbox::signal`]); the session closes the connection at once, dropping
+//! whatever it had not written yet, as Redis does. Shutdown signals every client's inbox the same way.
 use crate::auth::User;
 use crate::command::CommandTable;
+use crate::upstream::Inbox;
 use bytes::Bytes;
 use resp::encode::Protocol;
 use std::collections::BTreeMap;
@@ -19,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// Every live client connection of the standalone endpoint, by id (so listed in connection order, as Redis does).
 #[derive(Debug, Default)]
@@ -47,8 +47,11 @@ pub struct ClientHandle {
     sub: AtomicU32,
     psub: AtomicU32,
     ssub: AtomicU32,
-    meta: Mutex<Meta>,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// None while everything in it has its default (most clients never set a name): an idle client's entry stays
+    /// small.
+    meta: Mutex<Option<Box<Meta>>>,
+    /// The session's inbox: node replies, and the kill and shutdown signals.
+    inbox: Arc<Inbox>,
     /// `SLOTWAY TRACE` is on for this client (the session looks once per wake-up).
     trace: AtomicBool,
     /// The node connection a blocking command of this client runs on, for CLIENT UNBLOCK (set and cleared by the
@@ -76,6 +79,19 @@ pub struct Meta {
     pub lib_ver: Option<Bytes>,
     pub no_evict: bool,
     pub no_touch: bool,
+}
+
+impl Meta {
+    fn is_default(&self) -> bool {
+        let Meta { name, user, protocol, lib_name, lib_ver, no_evict, no_touch } = self;
+        name.is_none()
+            && user.is_none()
+            && *protocol == Protocol::default()
+            && lib_name.is_none()
+            && lib_ver.is_none()
+            && !no_evict
+            && !no_touch
+    }
 }
 
 /// The connection state CLIENT LIST shows in `flags` and `multi`.
@@ -156,15 +172,14 @@ impl Drop for Registered {
 }
 
 impl Clients {
-    /// Adds a client; the receiver fires when it is killed, the guard removes it when dropped.
+    /// Adds a client; the guard removes it when dropped.
     pub fn register(
         self: &Arc<Self>,
         id: u64,
         addr: SocketAddr,
         laddr: Option<SocketAddr>,
         fd: i64,
-    ) -> (Arc<ClientHandle>, oneshot::Receiver<()>, Registered) {
-        let (tx, rx) = oneshot::channel();
+    ) -> (Arc<ClientHandle>, Registered) {
         let handle = Arc::new(ClientHandle {
             id,
             addr,
@@ -177,13 +192,20 @@ impl Clients {
             sub: AtomicU32::new(0),
             psub: AtomicU32::new(0),
             ssub: AtomicU32::new(0),
-            meta: Mutex::new(Meta::default()),
-            kill: Mutex::new(Some(tx)),
+            meta: Mutex::new(None),
+            inbox: Arc::default(),
             blocked_on: Mutex::new(None),
             trace: AtomicBool::new(false),
         });
         self.by_id.lock().expect("clients lock").insert(id, handle.clone());
-        (handle, rx, Registered { clients: self.clone(), id })
+        (handle, Registered { clients: self.clone(), id })
+    }
+
+    /// Shutdown: every client still connected reads nothing more, finishes what is pending and closes.
+    pub fn shut_down(&self) {
+        for c in self.by_id.lock().expect("clients lock").values() {
+            c.inbox.signal(false, true);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -236,8 +258,8 @@ impl Clients {
         for c in &victims {
             if c.id == me {
                 killed_me = true;
-            } else if let Some(tx) = c.kill.lock().expect("kill lock").take() {
-                let _ = tx.send(());
+            } else {
+                c.inbox.signal(true, false);
             }
         }
         (victims.len(), killed_me)
@@ -330,12 +352,17 @@ impl ClientHandle {
 
     /// The name the client gave itself (CLIENT SETNAME, HELLO SETNAME).
     pub fn name(&self) -> Option<Bytes> {
-        self.meta.lock().expect("client meta lock").name.clone()
+        self.meta.lock().expect("client meta lock").as_ref().and_then(|m| m.name.clone())
     }
 
     /// Replaces what CLIENT LIST shows of the client's own settings.
     pub fn set_meta(&self, meta: Meta) {
-        *self.meta.lock().expect("client meta lock") = meta;
+        *self.meta.lock().expect("client meta lock") = (!meta.is_default()).then(|| Box::new(meta));
+    }
+
+    /// Where node replies for this client's session go, and how it is told to close.
+    pub fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
     }
 
     fn subscriptions(&self) -> (u32, u32, u32) {
@@ -353,13 +380,13 @@ impl ClientHandle {
 
     fn user_name(&self) -> String {
         let meta = self.meta.lock().expect("client meta lock");
-        meta.user.as_ref().map_or_else(|| "default".to_string(), |u| u.name.clone())
+        meta.as_ref().and_then(|m| m.user.as_ref()).map_or_else(|| "default".to_string(), |u| u.name.clone())
     }
 
     /// The client's line in CLIENT LIST / CLIENT INFO, in Redis 7.2's format (without the trailing newline).
     /// Fields about Redis's own buffers, which slotway doesn't keep per client, are 0.
     pub fn info_line(&self, table: &CommandTable, out: &mut String) {
-        let meta = self.meta.lock().expect("client meta lock").clone();
+        let meta = self.meta.lock().expect("client meta lock").as_deref().cloned().unwrap_or_default();
         let state = SessionState::unpack(self.state.load(Ordering::Relaxed));
         let (sub, psub, ssub) = self.subscriptions();
         let age_ms = self.created.elapsed().as_millis() as u64;
@@ -426,7 +453,7 @@ mod tests {
     fn info_line_has_redis_fields_in_order() {
         let clients = registry();
         let table = CommandTable::builtin();
-        let (c, _rx, _g) = clients.register(7, addr("10.0.0.1:5000"), Some(addr("127.0.0.1:6380")), 12);
+        let (c, _g) = clients.register(7, addr("10.0.0.1:5000"), Some(addr("127.0.0.1:6380")), 12);
         c.note_command(table.lookup(b"client|list").unwrap().index);
         c.set_meta(Meta {
             name: Some(Bytes::from_static(b"worker")),
@@ -446,7 +473,7 @@ mod tests {
              events=r cmd=client|list user=default redir=-1 resp=3 lib-name=redis-py lib-ver=5.0"
         );
         // A fresh client: no command yet, flags N, outside MULTI.
-        let (d, _rx2, _g2) = clients.register(8, addr("[::1]:5001"), None, -1);
+        let (d, _g2) = clients.register(8, addr("[::1]:5001"), None, -1);
         line.clear();
         d.info_line(&table, &mut line);
         assert!(line.starts_with("id=8 addr=[::1]:5001 laddr= fd=-1 name= "), "{line}");
@@ -462,9 +489,9 @@ mod tests {
     #[test]
     fn list_and_kill_filters() {
         let clients = registry();
-        let (_a, mut rx_a, _ga) = clients.register(1, addr("10.0.0.1:1"), Some(addr("127.0.0.1:6380")), 5);
-        let (_b, mut rx_b, _gb) = clients.register(2, addr("10.0.0.2:2"), Some(addr("127.0.0.1:6381")), 6);
-        let (c, mut rx_c, gc) = clients.register(3, addr("10.0.0.3:3"), Some(addr("127.0.0.1:6380")), 7);
+        let (a, _ga) = clients.register(1, addr("10.0.0.1:1"), Some(addr("127.0.0.1:6380")), 5);
+        let (b, _gb) = clients.register(2, addr("10.0.0.2:2"), Some(addr("127.0.0.1:6381")), 6);
+        let (c, gc) = clients.register(3, addr("10.0.0.3:3"), Some(addr("127.0.0.1:6380")), 7);
         c.set_subscriptions(0, 1, 0);
         assert_eq!(clients.list(None).iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(clients.list(Some(ClientType::PubSub)).iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
@@ -474,19 +501,43 @@ mod tests {
         // SKIPME yes spares the asking client even when it matches.
         let by_laddr = KillFilter { laddr: Some(b"127.0.0.1:6380".to_vec()), skip_me: true, ..Default::default() };
         assert_eq!(clients.kill(&by_laddr, 1), (1, false));
-        assert!(rx_c.try_recv().is_ok(), "client 3 was told to close");
+        assert!(c.inbox().take_signals().kill, "client 3 was told to close");
         assert_eq!(clients.len(), 2, "a killed client leaves the list at once");
         drop(gc); // its session ends later: removing it again is harmless
                   // Killing oneself is reported, not signalled (the session closes after its reply).
         let me = KillFilter { id: Some(1), ..Default::default() };
         assert_eq!(clients.kill(&me, 1), (1, true));
-        assert!(rx_a.try_recv().is_err());
+        assert!(!a.inbox().take_signals().kill);
         let nobody =
             KillFilter { addr: Some(b"10.0.0.2:3".to_vec()), user: Some("default".into()), ..Default::default() };
         assert_eq!(clients.kill(&nobody, 1), (0, false));
         let by_user = KillFilter { user: Some("default".into()), ..Default::default() };
         assert_eq!(clients.kill(&by_user, 1), (1, false));
-        assert!(rx_b.try_recv().is_ok());
+        assert!(b.inbox().take_signals().kill);
         assert!(clients.is_empty());
+    }
+
+    #[test]
+    fn shut_down_signals_every_client_once() {
+        let clients = registry();
+        let (a, _ga) = clients.register(1, addr("10.0.0.1:1"), None, 5);
+        let (b, _gb) = clients.register(2, addr("10.0.0.2:2"), None, 6);
+        clients.shut_down();
+        for c in [&a, &b] {
+            let signals = c.inbox().take_signals();
+            assert!(signals.stop && !signals.kill);
+            assert_eq!(c.inbox().take_signals(), Default::default(), "taken once");
+        }
+    }
+
+    #[test]
+    fn meta_with_only_defaults_is_not_kept() {
+        let clients = registry();
+        let (c, _g) = clients.register(1, addr("10.0.0.1:1"), None, 5);
+        c.set_meta(Meta { name: Some(Bytes::from_static(b"app")), ..Meta::default() });
+        assert_eq!(c.name().as_deref(), Some(&b"app"[..]));
+        c.set_meta(Meta::default());
+        assert!(c.meta.lock().unwrap().is_none());
+        assert_eq!(c.name(), None);
     }
 }

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 pub struct ClientState {
     /// Unique per process, like Redis's CLIENT ID.
     pub id: u64,
-    pub addr: SocketAddr,
     pub name: Option<Bytes>,
     pub protocol: Protocol,
     /// The user this client is authenticated as (None: not authenticated; only matters when users are configured).
@@ -54,13 +53,11 @@ pub enum Mute {
 impl ClientState {
     pub fn new(
         id: u64,
-        addr: SocketAddr,
         user: Option<std::sync::Arc<crate::auth::User>>,
         handle: std::sync::Arc<ClientHandle>,
     ) -> ClientState {
         let client = ClientState {
             id,
-            addr,
             name: None,
             protocol: Protocol::Resp2,
             user,
@@ -75,6 +72,11 @@ impl ClientState {
         };
         client.publish();
         client
+    }
+
+    /// The client's address (kept once, in the registry entry).
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.addr
     }
 
     /// Sets the client's user (a change of users replaced it or removed it) and shows it in CLIENT LIST.
@@ -466,7 +468,7 @@ fn authenticate(
 ) -> Result<(), Outcome> {
     let users = shared.users().expect("only called with users configured");
     let shown = user.map(|u| crate::dispatch::printable(u, 64)).unwrap_or_else(|| "default".to_string());
-    match users.authenticate(user, password, client.addr.ip()) {
+    match users.authenticate(user, password, client.addr().ip()) {
         crate::auth::AuthResult::Ok(u) => {
             client.user = Some(u);
             Ok(())
@@ -476,12 +478,12 @@ fn authenticate(
             let mut info = String::new();
             client.handle.info_line(&shared.table, &mut info);
             users.log.add(crate::auth::command::LogReason::Auth, false, command, &shown, info);
-            tracing::warn!(client = %client.addr, user = %shown, "AUTH failed");
+            tracing::warn!(client = %client.addr(), user = %shown, "AUTH failed");
             Err(err("WRONGPASS invalid username-password pair or user is disabled."))
         }
         crate::auth::AuthResult::RateLimited => {
             crate::metrics::Metrics::incr(&shared.metrics.auth_rate_limited);
-            tracing::warn!(client = %client.addr, user = %shown, "AUTH refused: too many failures from this address");
+            tracing::warn!(client = %client.addr(), user = %shown, "AUTH refused: too many failures from this address");
             Err(err("ERR too many failed authentication attempts from this address; try again later"))
         }
     }
@@ -1095,7 +1097,7 @@ fn client_kill(args: Args<'_>, client: &ClientState, shared: &Shared) -> Outcome
     let (killed, me) = shared.clients.kill(&filter, client.id);
     shared.metrics.clients_killed.fetch_add(killed as u64, std::sync::atomic::Ordering::Relaxed);
     if killed > 0 {
-        tracing::debug!(client = %client.addr, killed, "CLIENT KILL");
+        tracing::debug!(client = %client.addr(), killed, "CLIENT KILL");
     }
     let mut b = BytesMut::new();
     let mut outcome = if !old_form {

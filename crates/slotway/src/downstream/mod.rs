@@ -200,13 +200,16 @@ pub async fn accept(
     }
 }
 
+/// What a client connection holds while it lives: its place under the client limits and in the registry.
+pub(super) struct Admission {
+    _slot: ClientSlot,
+    _registered: clients::Registered,
+}
+
 /// A worker thread's main loop: serves the clients the acceptor hands it, each in its own task on this thread.
-pub async fn work(
-    worker: usize,
-    mut incoming: mpsc::UnboundedReceiver<Accepted>,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
+/// Once the acceptors stop (shutdown), tells every client to finish (each worker does, after the last client it
+/// registered, so none is missed; the signal is idempotent).
+pub async fn work(worker: usize, mut incoming: mpsc::UnboundedReceiver<Accepted>, shared: Arc<Shared>) {
     while let Some(Accepted { stream, addr, tls }) = incoming.recv().await {
         let live = shared.live.load();
         let Some(slot) = shared.admit(addr.ip(), &live.config.listen) else {
@@ -231,21 +234,19 @@ pub async fn work(
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let user = live.users.as_ref().and_then(|u| u.initial());
-        let (handle, killed, registered) = shared.clients.register(id, addr, laddr, fd);
-        let mut client = ClientState::new(id, addr, user, handle);
+        let (handle, registered) = shared.clients.register(id, addr, laddr, fd);
+        let mut client = ClientState::new(id, user, handle);
         client.db = live.config.initial_db();
         let shared = shared.clone();
-        let shutdown = shutdown.clone();
         Metrics::incr(&shared.metrics.connections_accepted);
         // Two kinds of task: a plain client's doesn't carry the room a TLS handshake and stream need.
         match (tls, shared.client_tls.clone()) {
             (true, Some(client_tls)) => tokio::spawn(async move {
-                let _slot = slot;
-                let _registered = registered;
+                let admission = Admission { _slot: slot, _registered: registered };
                 let (acceptor, timeout) = client_tls.acceptor();
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        Box::new(session::Session::new(tls_stream, shared, client, worker)).run(shutdown, killed).await
+                        Box::new(session::Session::new(tls_stream, shared, client, worker, admission)).run().await
                     }
                     Ok(Err(e)) => {
                         Metrics::incr(&shared.metrics.tls_handshake_failures);
@@ -257,13 +258,15 @@ pub async fn work(
                     }
                 }
             }),
-            _ => tokio::spawn(async move {
-                let _slot = slot;
-                let _registered = registered;
-                Box::new(session::Session::new(stream, shared, client, worker)).run(shutdown, killed).await
-            }),
+            _ => {
+                // Made here, not in the task: what an async block moves in stays in its task for good.
+                let admission = Admission { _slot: slot, _registered: registered };
+                let session = Box::new(session::Session::new(stream, shared, client, worker, admission));
+                tokio::spawn(session.run())
+            }
         };
     }
+    shared.clients.shut_down();
 }
 
 /// The socket's descriptor, for CLIENT LIST's `fd` (-1 where there is none).

@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 mod buffers;
 mod pubsub;
@@ -38,6 +38,18 @@ mod txn;
 
 pub(super) use buffers::ClientStream;
 use buffers::Output;
+
+/// Where the sessions' clocks ([`Session::now`]) count from: only differences of them are used.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Why [`Session::serve`] returned.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Turn {
+    /// The session is over: close the connection.
+    End,
+    /// Nothing is in flight: wait for the client in the small wait.
+    Quiet,
+}
 
 /// What a pending request is: which connection it uses and what its replies mean.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -228,7 +240,7 @@ pub(super) struct Session<S> {
     /// MULTI/WATCH state and the transaction's dedicated connection.
     txn: Option<Box<txn::Txn>>,
     /// The dedicated connection of the blocking command in flight.
-    blocking: Option<Dedicated>,
+    blocking: Option<Box<Dedicated>>,
     /// Slot of the client's last keyed write: WAIT goes to its node.
     last_write: Option<Slot>,
     /// Slot of the client's last keyed command: a script without declared keys runs on its node.
@@ -255,9 +267,8 @@ pub(super) struct Session<S> {
     tracking: bool,
     /// Requests at least this slow (ns) go to the slow log.
     slow_ns: u64,
-    /// The time of this wake-up in ns since `epoch`, plus 1 (so 0 can mean "not timed"); latency tracking on.
+    /// The time of this wake-up in ns since [`EPOCH`], plus 1 (so 0 can mean "not timed"); latency tracking on.
     now: u64,
-    epoch: Instant,
     /// When the request being routed was read (as `now`).
     arrival: u64,
     /// Command table index + 1 of the request being routed (0: unknown).
@@ -273,13 +284,21 @@ pub(super) struct Session<S> {
     /// An ACL SETUSER/DELUSER of this client is in flight: nothing after it runs until it is answered.
     users_changing: bool,
     /// MONITOR: the lines of every client's commands come here.
-    monitor: Option<super::monitor::Watching>,
+    monitor: Option<Box<super::monitor::Watching>>,
     /// The held request waits for a CLIENT PAUSE that ends at this time (or at CLIENT UNPAUSE).
     paused_until: Option<Instant>,
+    /// Last, so it is let go of last: the connection counts and is listed until everything else is closed.
+    _admission: super::Admission,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn new(stream: S, shared: Arc<Shared>, client: ClientState, worker: usize) -> Self {
+    pub(super) fn new(
+        stream: S,
+        shared: Arc<Shared>,
+        client: ClientState,
+        worker: usize,
+        admission: super::Admission,
+    ) -> Self {
         // The generation first: a change between the two loads is seen (again) before the next command.
         let live_gen = shared.live.generation();
         let live = shared.live.load();
@@ -288,9 +307,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let identity = client.user.as_ref().map_or(Identity::DEFAULT, |u| u.upstream);
         let observe = &shared.observe;
         let (stats, tracking, slow_ns) = (observe.worker(worker), observe.tracking, observe.slowlog.threshold_ns());
-        let epoch = Instant::now();
         let placement = shared.topology.placement();
         let topology_changes = shared.topology.subscribe();
+        let inbox = InboxOwner(client.handle.inbox().clone());
         Session {
             stream,
             decoder: RequestDecoder::new(live.limits),
@@ -301,7 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             out: Output::default(),
             pending: VecDeque::new(),
             base: 0,
-            inbox: InboxOwner(Arc::default()),
+            inbox,
             deliveries: Vec::new(),
             retries_waiting: 0,
             read_from,
@@ -329,7 +348,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tracking,
             slow_ns,
             now: 0,
-            epoch,
             arrival: 0,
             routing_command: 0,
             trace: false,
@@ -339,21 +357,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             users_changing: false,
             monitor: None,
             paused_until: None,
+            _admission: admission,
         }
     }
 
-    /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL: `killed`
-    /// fires) or shutdown completes.
+    /// Serves the client until it disconnects, sends QUIT, breaks the protocol, is killed (CLIENT KILL signals its
+    /// inbox) or shutdown completes.
     ///
     /// The session lives in its own allocation: an async fn keeps its by-value arguments apart from the locals it
     /// moves them into, so a session passed by value would take the room of two in every client's task.
-    pub(super) async fn run(mut self: Box<Self>, mut shutdown: watch::Receiver<bool>, mut killed: oneshot::Receiver<()>)
+    ///
+    /// A task is as large as the largest state its future can be in. [`Self::serve`] waits for a dozen things at
+    /// once (a kilobyte and more of timers and notifications); a quiet client (see [`Self::quiet`]) waits for
+    /// four, in [`Self::wait_quiet`]. So `serve` runs in an allocation of its own, made when the client becomes
+    /// busy and freed when it is quiet again, and an idle connection's task holds only the small wait.
+    pub(super) async fn run(mut self: Box<Self>)
+    where
+        S: ClientStream,
+    {
+        let mut woken = false;
+        while Box::pin(self.serve(woken)).await == Turn::Quiet {
+            if !self.wait_quiet().await {
+                break;
+            }
+            woken = true;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Nothing is in flight or waiting and nothing can arrive but the client's next request (or a kill, shutdown
+    /// or the idle timeout): no request pending or held, no buffered input or output, no subscriptions, MONITOR,
+    /// CLIENT PAUSE or ACL change under way.
+    fn quiet(&self) -> bool {
+        self.pending.is_empty()
+            && self.held.is_none()
+            && !self.closing
+            && !self.read_filled
+            && self.inbuf.is_empty()
+            && self.out.is_empty()
+            && self.pubsub.is_none()
+            && self.monitor.is_none()
+            && self.paused_until.is_none()
+            && self.retries_waiting == 0
+            && !self.users_changing
+    }
+
+    /// A quiet session's wait: until the client's socket is readable, something comes to the inbox (a delivery,
+    /// a kill, shutdown: `serve` handles it) or the idle timeout passes (false).
+    async fn wait_quiet(&mut self) -> bool
+    where
+        S: ClientStream,
+    {
+        let idle_at = self.live.config.listen.idle_timeout.map(|t| self.last_active + t);
+        // Boxed: only clients with an idle timeout carry a timer.
+        let mut idle = idle_at.map(|t| Box::pin(tokio::time::sleep_until(t.into())));
+        let inbox = &self.inbox.0;
+        let stream = &mut self.stream;
+        tokio::select! {
+            // Ready (or failed: `serve` reads, and sees the error).
+            _ = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => true,
+            () = std::future::poll_fn(|cx| inbox.poll_ready(cx)) => true,
+            () = async { idle.as_mut().expect("armed").await }, if idle.is_some() => {
+                Metrics::incr(&self.shared.metrics.idle_disconnects);
+                false
+            }
+        }
+    }
+
+    /// The session's main loop: reads, routes, collects and writes until the session ends ([`Turn::End`]) or is
+    /// quiet ([`Turn::Quiet`]). `woken`: [`Self::wait_quiet`] saw something; the first turn waits for it here
+    /// even though the session still looks quiet.
+    async fn serve(&mut self, mut woken: bool) -> Turn
     where
         S: ClientStream,
     {
         loop {
-            if self.shared.live.generation() != self.live_gen {
-                // A reload or a change of users: limits and timeouts apply from this turn on.
+            // A reload or a change of users: limits and timeouts apply from this turn on. Not on the turn that
+            // takes what woke a quiet session: the request it brings sees the change first (`route`), as it would
+            // have if the session had waited here (a client whose user was removed gets NOAUTH, then the close).
+            if self.shared.live.generation() != self.live_gen && !woken {
                 self.refresh_live();
             }
             let limits = &self.live.config.listen;
@@ -364,7 +446,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 limits.request_timeout,
             );
             if self.closing && self.pending.is_empty() {
-                break;
+                return Turn::End;
             }
             let can_read = !self.closing && self.pending.len() < max_pending && self.held.is_none();
             let retry_at = self.next_retry();
@@ -391,6 +473,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.release_buffers();
             }
             self.publish_state();
+            if !std::mem::take(&mut woken) && self.quiet() {
+                return Turn::Quiet;
+            }
             let need = self.decoder.wants(self.inbuf.len()).unwrap_or(0);
             // A request held by CLIENT PAUSE waits for the pause's end (its timeout is one of the deadlines) or
             // UNPAUSE; it is routed again below.
@@ -400,7 +485,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tokio::select! {
                 _ = shared.pause.ended(), if paused_until.is_some() => self.paused_until = None,
                 r = buffers::read_client(&mut self.stream, &mut self.inbuf, need), if can_read => match r {
-                    Ok((0, _)) | Err(_) => break,
+                    Ok((0, _)) | Err(_) => return Turn::End,
                     Ok((n, filled)) => {
                         self.read_filled = filled;
                         self.tick();
@@ -411,9 +496,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.process_input()
                     }
                 },
-                // Killed by another client: close at once, as Redis does, without writing what is pending.
-                _ = &mut killed => break,
                 () = std::future::poll_fn(|cx| self.inbox.0.poll_take(cx, &mut self.deliveries)) => {
+                    let signals = self.inbox.0.take_signals();
+                    if signals.kill {
+                        // Killed by another client: close at once, as Redis does, without writing what is pending.
+                        return Turn::End;
+                    }
+                    self.closing |= signals.stop;
                     self.tick();
                     self.handle_deliveries();
                 }
@@ -423,7 +512,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.tick();
                     self.retry_now()
                 }
-                _ = shutdown.changed(), if !self.closing => self.closing = true,
                 // One timer for the session's three deadlines (each timer is part of every session's task).
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = Instant::now();
@@ -432,11 +520,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     if idle_at.is_some_and(|t| t <= now) {
                         Metrics::incr(&self.shared.metrics.idle_disconnects);
-                        break;
+                        return Turn::End;
                     }
                     if request_at.is_some_and(|t| t <= now) {
                         Metrics::incr(&self.shared.metrics.request_timeout_disconnects);
-                        tracing::debug!(client = %self.client.addr, "request not completed in time; disconnecting");
+                        tracing::debug!(client = %self.client.addr(), "request not completed in time; disconnecting");
                         // Whatever is already pending is still answered, then the connection closes.
                         self.push_error("ERR slotway: request not completed in time (client.request_timeout_ms)");
                         self.mark_rejected();
@@ -456,7 +544,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     pubsub::Wake::Overflow => {
                         self.pubsub_overflow();
-                        break;
+                        return Turn::End;
                     }
                 },
             }
@@ -468,7 +556,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if self.pubsub.as_ref().is_some_and(|p| p.budget.is_over()) {
                 self.pubsub_overflow();
-                break;
+                return Turn::End;
             }
             if self.monitor.is_some() {
                 while let Some(line) = self.monitor.as_mut().and_then(|m| m.rx.try_recv().ok()) {
@@ -477,7 +565,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.monitor.as_ref().is_some_and(|m| m.budget.is_over()) {
                     // A monitor that doesn't read: disconnected, as Redis does at its output buffer limit.
                     Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
-                    break;
+                    return Turn::End;
                 }
             }
             if self.held.is_some() {
@@ -507,7 +595,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         Err(_) => {
                             // The client stopped reading: drop it rather than hold its replies forever.
                             Metrics::incr(&self.shared.metrics.output_stall_disconnects);
-                            tracing::debug!(client = %self.client.addr, "client stopped reading; disconnecting");
+                            tracing::debug!(client = %self.client.addr(), "client stopped reading; disconnecting");
                             Some(Err(std::io::ErrorKind::TimedOut.into()))
                         }
                     },
@@ -515,10 +603,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 };
                 match written {
                     Some(Ok(())) => self.stats.wrote(out_len),
-                    Some(Err(_)) => break,
+                    Some(Err(_)) => return Turn::End,
                     None => {
                         self.pubsub_overflow();
-                        break;
+                        return Turn::End;
                     }
                 }
                 self.out.clear();
@@ -531,7 +619,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.out_pushed = 0;
             }
         }
-        let _ = self.stream.shutdown().await;
     }
 
     /// Handles the deliveries taken from the inbox, in the order they came.
@@ -591,7 +678,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Err(e) => {
                     Metrics::incr(&self.shared.metrics.protocol_errors);
-                    tracing::debug!(client = %self.client.addr, error = %e, "protocol error; closing the connection");
+                    tracing::debug!(client = %self.client.addr(), error = %e, "protocol error; closing the connection");
                     self.push_error(&format!("ERR Protocol error: {e}"));
                     self.mark_rejected();
                     self.closing = true;
@@ -617,7 +704,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.shared.monitors.active() {
             let args = Args { frame: &frame, ranges };
             if let Some(info) = self.shared.table.resolve(args).filter(|i| super::monitor::shown(i)) {
-                let addr = self.client.addr.to_string();
+                let addr = self.client.addr().to_string();
                 let now = std::time::SystemTime::now();
                 self.shared.monitors.feed(super::monitor::line(now, self.client.db, &addr, info, args));
             }
@@ -632,7 +719,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn tick(&mut self) {
         if self.tracking {
             // Plain integers from here on: requests are stamped and timed with a subtraction.
-            self.now = self.epoch.elapsed().as_nanos() as u64 + 1;
+            self.now = EPOCH.elapsed().as_nanos() as u64 + 1;
         }
     }
 
@@ -958,7 +1045,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Plan::Local(LocalCommand::Monitor) => {
                 // From its +OK on, the client gets every command of slotway's clients (its own included).
                 let limit = self.live.config.listen.pubsub_output_limit;
-                self.monitor = Some(self.shared.monitors.watch(self.client.id, limit));
+                self.monitor = Some(Box::new(self.shared.monitors.watch(self.client.id, limit)));
                 self.run_local(LocalCommand::Monitor, args);
                 self.keep_request(frame);
             }
@@ -1047,7 +1134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (Some(user), Some(users)) => match users.get(user.name.as_bytes()).cloned() {
                 Some(new) => Some(new),
                 None => {
-                    tracing::info!(client = %self.client.addr, user = %user.name, "user removed: disconnecting its client");
+                    tracing::info!(client = %self.client.addr(), user = %user.name, "user removed: disconnecting its client");
                     self.closing = true;
                     None
                 }
@@ -1364,7 +1451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 if self.blocking.is_none() {
                     match pool.take_dedicated(self.identity, self.client.db, worker, protocol) {
-                        Ok(c) => self.blocking = Some(c),
+                        Ok(c) => self.blocking = Some(Box::new(c)),
                         Err(e) => return self.finish_part(seq, part, error_reply(&format!("ERR slotway: {e}"))),
                     }
                 }
@@ -1686,7 +1773,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn pubsub_overflow(&mut self) {
         Metrics::incr(&self.shared.metrics.pubsub_output_limit_disconnects);
         tracing::info!(
-            client = %self.client.addr,
+            client = %self.client.addr(),
             limit = self.live.config.listen.pubsub_output_limit,
             "subscriber too slow: pub/sub output limit reached; disconnecting"
         );
@@ -1714,7 +1801,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 /// The next MONITOR line; never completes when the client doesn't monitor.
-async fn monitor_line(m: &mut Option<super::monitor::Watching>) -> Option<Bytes> {
+async fn monitor_line(m: &mut Option<Box<super::monitor::Watching>>) -> Option<Bytes> {
     match m {
         Some(m) => m.rx.recv().await,
         None => std::future::pending().await,
@@ -1765,7 +1852,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     command: known,
                     args: &args,
                     duration_us: ns / 1000,
-                    client: self.client.addr.to_string(),
+                    client: self.client.addr().to_string(),
                     client_name: self.client.name.as_deref(),
                     nodes: nodes.clone(),
                     upstream_us,
@@ -1781,7 +1868,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tracing::info!(
                 target: "slotway::trace",
                 client = self.client.id,
-                addr = %self.client.addr,
+                addr = %self.client.addr(),
                 command,
                 outcome = outcome.name(),
                 us = elapsed.map(|ns| ns / 1000),
@@ -1804,7 +1891,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         tracing::info!(
             target: "slotway::trace",
             client = self.client.id,
-            addr = %self.client.addr,
+            addr = %self.client.addr(),
             name = %self.client.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
             request = %text.join(" "),
             "request"

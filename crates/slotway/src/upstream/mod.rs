@@ -69,6 +69,9 @@ pub struct Delivery {
 /// push each reply straight into it (a lock nobody else holds, and a wake-up only when the session waits); the
 /// session takes everything queued at once. Nothing is allocated until the first reply, and the session gives the
 /// queue's memory back when it goes idle ([`Inbox::release`]).
+///
+/// The rest of slotway reaches a session here too ([`Signal`]): CLIENT KILL and shutdown set a flag and wake it,
+/// so a session waits on one thing (not a channel per signal, each part of every client's task).
 #[derive(Debug, Default)]
 pub struct Inbox {
     state: Mutex<InboxState>,
@@ -81,6 +84,23 @@ struct InboxState {
     /// The session ended: deliveries are dropped at once (their requests' frames freed) instead of waiting for the
     /// last in-flight request to let go of the inbox.
     closed: bool,
+    /// Signals not yet taken by the session ([`Inbox::take_signals`]).
+    signals: Signals,
+}
+
+/// What the rest of slotway tells a session, besides replies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// CLIENT KILL: close at once, without writing what is pending.
+    pub kill: bool,
+    /// Shutdown: read nothing more, finish what is pending, close.
+    pub stop: bool,
+}
+
+impl Signals {
+    fn any(self) -> bool {
+        self.kill || self.stop
+    }
 }
 
 impl Inbox {
@@ -104,15 +124,32 @@ impl Inbox {
 
     /// Moves every queued delivery into `into` (empty on entry: the two vectors trade places, so their capacity is
     /// reused); Pending, remembering the waker, while nothing is queued.
+    /// Also Ready, with nothing moved, while a signal waits.
     pub fn poll_take(&self, cx: &mut std::task::Context<'_>, into: &mut Vec<Delivery>) -> std::task::Poll<()> {
         let mut s = self.lock();
         if s.queue.is_empty() {
+            if s.signals.any() {
+                return std::task::Poll::Ready(());
+            }
             if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 s.waker = Some(cx.waker().clone());
             }
             return std::task::Poll::Pending;
         }
         std::mem::swap(&mut s.queue, into);
+        std::task::Poll::Ready(())
+    }
+
+    /// Ready once something is queued or signalled (left there for [`Inbox::poll_take`]); Pending, remembering the waker, while
+    /// nothing is.
+    pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut s = self.lock();
+        if s.queue.is_empty() && !s.signals.any() {
+            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.waker = Some(cx.waker().clone());
+            }
+            return std::task::Poll::Pending;
+        }
         std::task::Poll::Ready(())
     }
 
@@ -132,6 +169,27 @@ impl Inbox {
         if s.queue.is_empty() && s.queue.capacity() > 0 {
             s.queue = Vec::new();
         }
+    }
+
+    /// Sets a signal and wakes the session (which takes it with [`Inbox::take_signals`]).
+    pub fn signal(&self, kill: bool, stop: bool) {
+        let waker = {
+            let mut s = self.lock();
+            if s.closed {
+                return;
+            }
+            s.signals.kill |= kill;
+            s.signals.stop |= stop;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The signals set since the last call (cleared: each is acted on once).
+    pub fn take_signals(&self) -> Signals {
+        std::mem::take(&mut self.lock().signals)
     }
 
     /// The session is gone: drop what is queued and whatever comes later.

@@ -795,7 +795,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let mut out = BytesMut::new();
                 render(&mut out, proto, c, channel.as_deref(), count);
                 ps.budget.charge(out.len());
-                tracing::debug!(client = %self.client.addr, kind = ?c, "unrequested pub/sub confirmation relayed");
+                tracing::debug!(client = %self.client.addr(), kind = ?c, "unrequested pub/sub confirmation relayed");
                 self.push_out_of_band(out.freeze());
             }
             return self.drop_pubsub_if_unused();
@@ -912,7 +912,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.drop_pubsub_if_unused();
         if lost {
             Metrics::incr(&self.shared.metrics.pubsub_connection_failures);
-            tracing::warn!(client = %self.client.addr, reason, "pub/sub connection failed; disconnecting the subscriber");
+            tracing::warn!(client = %self.client.addr(), reason, "pub/sub connection failed; disconnecting the subscriber");
             self.closing = true;
         }
     }
