@@ -16,13 +16,11 @@ use std::net::SocketAddr;
 pub struct ClientState {
     /// Unique per process, like Redis's CLIENT ID.
     pub id: u64,
-    pub name: Option<Bytes>,
+    /// CLIENT SETNAME and CLIENT SETINFO: boxed, as most clients set neither (an idle client stays small).
+    names: Option<Box<Names>>,
     pub protocol: Protocol,
     /// The user this client is authenticated as (None: not authenticated; only matters when users are configured).
     pub user: Option<std::sync::Arc<crate::auth::User>>,
-    /// CLIENT SETINFO LIB-NAME / LIB-VER: shown in CLIENT LIST.
-    pub lib_name: Option<Bytes>,
-    pub lib_ver: Option<Bytes>,
     /// CLIENT NO-EVICT / NO-TOUCH: accepted and shown (flags `e`, `T`); they change nothing on the nodes, whose
     /// connections slotway shares between clients.
     pub no_evict: bool,
@@ -36,6 +34,14 @@ pub struct ClientState {
     pub db: u16,
     /// This client in the registry CLIENT LIST and CLIENT KILL use.
     pub handle: std::sync::Arc<ClientHandle>,
+}
+
+/// What a client calls itself and its library (CLIENT SETNAME, CLIENT SETINFO LIB-NAME / LIB-VER).
+#[derive(Debug, Default)]
+struct Names {
+    name: Option<Bytes>,
+    lib_name: Option<Bytes>,
+    lib_ver: Option<Bytes>,
 }
 
 /// CLIENT REPLY's state: whose replies the session drops instead of writing.
@@ -58,11 +64,9 @@ impl ClientState {
     ) -> ClientState {
         let client = ClientState {
             id,
-            name: None,
+            names: None,
             protocol: Protocol::Resp2,
             user,
-            lib_name: None,
-            lib_ver: None,
             no_evict: false,
             no_touch: false,
             mute: Mute::No,
@@ -72,6 +76,21 @@ impl ClientState {
         };
         client.publish();
         client
+    }
+
+    /// The name the client gave itself.
+    pub fn name(&self) -> Option<&Bytes> {
+        self.names.as_ref().and_then(|n| n.name.as_ref())
+    }
+
+    pub fn set_name(&mut self, name: Option<Bytes>) {
+        if name.is_some() || self.names.is_some() {
+            self.names_mut().name = name;
+        }
+    }
+
+    fn names_mut(&mut self) -> &mut Names {
+        self.names.get_or_insert_with(Default::default)
     }
 
     /// The client's address (kept once, in the registry entry).
@@ -94,11 +113,11 @@ impl ClientState {
     /// Copies what CLIENT LIST shows of the client's settings into its registry entry.
     fn publish(&self) {
         self.handle.set_meta(Meta {
-            name: self.name.clone(),
+            name: self.name().cloned(),
             user: self.user.clone(),
             protocol: self.protocol,
-            lib_name: self.lib_name.clone(),
-            lib_ver: self.lib_ver.clone(),
+            lib_name: self.names.as_ref().and_then(|n| n.lib_name.clone()),
+            lib_ver: self.names.as_ref().and_then(|n| n.lib_ver.clone()),
             no_evict: self.no_evict,
             no_touch: self.no_touch,
         });
@@ -146,7 +165,7 @@ pub fn execute(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shar
     if matches!(cmd, LocalCommand::Client | LocalCommand::Hello | LocalCommand::Auth | LocalCommand::Reset) {
         client.publish();
         // SLOTWAY TRACE NAME: a client that takes a traced name is traced from now on.
-        if let Some(name) = &client.name {
+        if let Some(name) = client.name() {
             if shared.observe.trace.contains(name) {
                 client.handle.set_trace(true);
             }
@@ -205,7 +224,7 @@ fn run(cmd: LocalCommand, args: Args<'_>, client: &mut ClientState, shared: &Sha
         LocalCommand::Reset => {
             // As in Redis, RESET also logs the client out (back to the default user, if it needs no password).
             client.user = shared.users().and_then(|u| u.initial());
-            client.name = None;
+            client.set_name(None);
             client.protocol = Protocol::Resp2;
             client.db = shared.live.load().config.initial_db();
             // As Redis's RESET: replies back on, NO-EVICT and NO-TOUCH off (the library name stays).
@@ -433,7 +452,7 @@ fn hello(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> Outcome {
         if let Some(e) = invalid_name(&name) {
             return e;
         }
-        client.name = Some(name);
+        client.set_name(Some(name));
     }
     client.protocol = protocol;
     let mut b = BytesMut::new();
@@ -870,7 +889,7 @@ fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> 
             reply(b)
         }
         b"getname" => {
-            match &client.name {
+            match client.name() {
                 Some(n) => encode::bulk(&mut b, n),
                 None => encode::nil(&mut b, client.protocol),
             }
@@ -881,16 +900,16 @@ fn client_command(args: Args<'_>, client: &mut ClientState, shared: &Shared) -> 
             if let Some(e) = invalid_name(name) {
                 return e;
             }
-            client.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+            client.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
             ok()
         }
         b"setinfo" => {
             let (attr, value) = (args.get(2), args.get(3));
             let shown = crate::dispatch::printable(attr, 128);
             let field = if attr.eq_ignore_ascii_case(b"lib-name") {
-                &mut client.lib_name
+                &mut client.names_mut().lib_name
             } else if attr.eq_ignore_ascii_case(b"lib-ver") {
-                &mut client.lib_ver
+                &mut client.names_mut().lib_ver
             } else {
                 return err(&format!("ERR Unrecognized option '{shown}'"));
             };

@@ -1853,7 +1853,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     args: &args,
                     duration_us: ns / 1000,
                     client: self.client.addr().to_string(),
-                    client_name: self.client.name.as_deref(),
+                    client_name: self.client.name().map(|n| &n[..]),
                     nodes: nodes.clone(),
                     upstream_us,
                 });
@@ -1892,7 +1892,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             target: "slotway::trace",
             client = self.client.id,
             addr = %self.client.addr(),
-            name = %self.client.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+            name = %self.client.name().map(|n| &n[..]).map(String::from_utf8_lossy).unwrap_or_default(),
             request = %text.join(" "),
             "request"
         );

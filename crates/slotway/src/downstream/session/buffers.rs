@@ -97,19 +97,25 @@ pub(crate) async fn read_client<S: ClientStream>(
 #[derive(Default)]
 pub(crate) struct Output {
     buf: BytesMut,
-    /// Large replies and the buffered bytes that came before them, in order (`buf` follows them).
-    chunks: VecDeque<Bytes>,
-    /// Bytes in `chunks`.
-    chunked: usize,
+    /// Large replies and the buffered bytes that came before them, in order (`buf` follows them). Boxed: only a
+    /// client that gets a large reply needs it, and only until it is written.
+    large: Option<Box<Chunks>>,
+}
+
+#[derive(Default)]
+struct Chunks {
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    len: usize,
 }
 
 impl Output {
     pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty() && self.chunks.is_empty()
+        self.buf.is_empty() && self.large.as_ref().is_none_or(|c| c.queue.is_empty())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.buf.len() + self.chunked
+        self.buf.len() + self.large.as_ref().map_or(0, |c| c.len)
     }
 
     pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
@@ -124,21 +130,24 @@ impl Output {
         if reply.len() < DIRECT_WRITE_MIN {
             return self.extend_from_slice(&reply);
         }
+        let large = self.large.get_or_insert_with(Default::default);
         if !self.buf.is_empty() {
             let head = self.buf.split().freeze();
-            self.chunked += head.len();
-            self.chunks.push_back(head);
+            large.len += head.len();
+            large.queue.push_back(head);
         }
-        self.chunked += reply.len();
-        self.chunks.push_back(reply);
+        large.len += reply.len();
+        large.queue.push_back(reply);
     }
 
     /// Writes everything (not flushed). Large replies are dropped as soon as they are written.
     pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&mut self, stream: &mut W) -> io::Result<()> {
-        while let Some(chunk) = self.chunks.front() {
-            stream.write_all(chunk).await?;
-            self.chunked -= chunk.len();
-            self.chunks.pop_front();
+        if let Some(large) = &mut self.large {
+            while let Some(chunk) = large.queue.front() {
+                stream.write_all(chunk).await?;
+                large.len -= chunk.len();
+                large.queue.pop_front();
+            }
         }
         stream.write_all(&self.buf).await?;
         self.buf.clear();
@@ -147,8 +156,10 @@ impl Output {
 
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
-        self.chunks.clear();
-        self.chunked = 0;
+        if let Some(large) = &mut self.large {
+            large.queue.clear();
+            large.len = 0;
+        }
     }
 
     /// Gives the buffer back to the pool when nothing waits in it.
@@ -157,9 +168,7 @@ impl Output {
             if self.buf.capacity() != 0 {
                 give_back(std::mem::take(&mut self.buf));
             }
-            if self.chunks.capacity() != 0 {
-                self.chunks = VecDeque::new();
-            }
+            self.large = None;
         }
     }
 }
