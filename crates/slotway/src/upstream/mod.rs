@@ -547,3 +547,46 @@ impl Upstreams {
         self.limits.databases.max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll, Waker};
+
+    fn delivery(seq: u64) -> Delivery {
+        Delivery { seq, part: 0, result: Ok(Bytes::from_static(b"+OK\r\n")) }
+    }
+
+    #[test]
+    fn signals_wake_the_session_once_and_replies_stay_queued() {
+        let inbox = Inbox::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut taken = Vec::new();
+        assert_eq!(inbox.poll_ready(&mut cx), Poll::Pending);
+        assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Pending);
+
+        // A kill with nothing queued: ready, nothing moved, and the signal is taken once.
+        inbox.signal(true, false);
+        assert_eq!(inbox.poll_ready(&mut cx), Poll::Ready(()));
+        assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Ready(()));
+        assert!(taken.is_empty());
+        assert_eq!(inbox.take_signals(), Signals { kill: true, stop: false });
+        assert_eq!(inbox.take_signals(), Signals::default());
+        assert_eq!(inbox.poll_ready(&mut cx), Poll::Pending);
+
+        // poll_ready leaves a reply where poll_take finds it; a stop comes with it.
+        inbox.push(delivery(1));
+        inbox.signal(false, true);
+        assert_eq!(inbox.poll_ready(&mut cx), Poll::Ready(()));
+        assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Ready(()));
+        assert_eq!(taken.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(inbox.take_signals(), Signals { kill: false, stop: true });
+
+        // Once the session is gone, neither replies nor signals are kept.
+        inbox.close();
+        inbox.push(delivery(2));
+        inbox.signal(true, true);
+        assert!(!inbox.try_take(&mut Vec::new()));
+        assert_eq!(inbox.take_signals(), Signals::default());
+    }
+}
