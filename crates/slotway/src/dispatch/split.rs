@@ -49,6 +49,9 @@ pub enum Merge {
     Scan { slot: u16, next: Option<u16> },
 }
 
+/// Most bytes RESP adds around one bulk string or array header: `$`, up to 20 digits and two CRLFs.
+const BULK_OVERHEAD: usize = 25;
+
 /// Builds one sub-request per token of `placement` (a cluster's slots, a pool's groups). Keys keep their relative
 /// order inside each part, so MSET's last-value-wins for a repeated key still holds.
 pub fn split(kind: SplitKind, args: Args<'_>, placement: &Placement) -> Split {
@@ -59,25 +62,29 @@ pub fn split(kind: SplitKind, args: Args<'_>, placement: &Placement) -> Split {
     let mut keyed: Vec<(Slot, u32)> = (0..nkeys).map(|k| (placement.token(args.get(1 + k * step)), k as u32)).collect();
     keyed.sort_by_key(|&(slot, _)| slot);
 
-    let mut parts = Vec::new();
+    // Every part's frame is encoded into one buffer and split off it (the parts share one allocation instead of
+    // one each: a 100-key MGET over 100 slots otherwise spends a fifth of its CPU in malloc and free).
+    let groups = 1 + keyed.windows(2).filter(|w| w[0].0 != w[1].0).count();
+    let mut parts = Vec::with_capacity(groups);
+    let args_len: usize = (1..args.len()).map(|i| args.get(i).len() + BULK_OVERHEAD).sum();
+    let mut frames = BytesMut::with_capacity(args_len + groups * (name.len() + 2 * BULK_OVERHEAD));
     let mut order = vec![(0u32, 0u32); if kind == SplitKind::MGet { nkeys } else { 0 }];
     let mut i = 0;
     while i < keyed.len() {
         let slot = keyed[i].0;
         let end = i + keyed[i..].iter().take_while(|(s, _)| *s == slot).count();
         let group = &keyed[i..end];
-        let mut frame = BytesMut::with_capacity(32 + group.len() * 32);
-        resp::encode::array_header(&mut frame, 1 + group.len() * step);
-        resp::encode::bulk(&mut frame, name);
+        resp::encode::array_header(&mut frames, 1 + group.len() * step);
+        resp::encode::bulk(&mut frames, name);
         for (pos, &(_, k)) in group.iter().enumerate() {
             for j in 0..step {
-                resp::encode::bulk(&mut frame, args.get(1 + k as usize * step + j));
+                resp::encode::bulk(&mut frames, args.get(1 + k as usize * step + j));
             }
             if kind == SplitKind::MGet {
                 order[k as usize] = (parts.len() as u32, pos as u32);
             }
         }
-        parts.push((slot, frame.freeze()));
+        parts.push((slot, frames.split().freeze()));
         i = end;
     }
     let merge = match kind {
@@ -128,18 +135,23 @@ impl Merge {
                 resp::encode::integer(&mut out, sum);
             }
             Merge::MGet(order) => {
-                let mut elements: Vec<Vec<std::ops::Range<usize>>> = Vec::with_capacity(replies.len());
+                // Every part's elements in one list (`starts[part]..starts[part + 1]`), not a list per part.
+                let mut elements = Vec::with_capacity(order.len());
+                let mut starts = Vec::with_capacity(replies.len() + 1);
                 for r in replies {
-                    match array_elements(r) {
-                        Some(e) => elements.push(e),
-                        None => return unexpected(r),
+                    starts.push(elements.len());
+                    if array_elements(r, &mut elements).is_none() {
+                        return unexpected(r);
                     }
                 }
+                starts.push(elements.len());
+                out.reserve(replies.iter().map(|r| r.len()).sum::<usize>() + BULK_OVERHEAD);
                 resp::encode::array_header(&mut out, order.len());
                 for &(part, pos) in order {
-                    match elements[part as usize].get(pos as usize) {
-                        Some(range) => out.extend_from_slice(&replies[part as usize][range.clone()]),
-                        None => return unexpected(&replies[part as usize]),
+                    let (part, pos) = (part as usize, pos as usize);
+                    match elements[starts[part]..starts[part + 1]].get(pos) {
+                        Some(range) => out.extend_from_slice(&replies[part][range.clone()]),
+                        None => return unexpected(&replies[part]),
                     }
                 }
             }
@@ -161,19 +173,19 @@ fn parse_integer(reply: &[u8]) -> Option<i64> {
     std::str::from_utf8(body).ok()?.parse().ok()
 }
 
-/// Byte ranges of each element of an array reply (RESP2 `*` or RESP3 `*`), in order.
-fn array_elements(reply: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+/// Appends the byte ranges of each element of an array reply (RESP2 `*` or RESP3 `*`), in order, to `ranges`;
+/// None if the reply is not a whole array.
+fn array_elements(reply: &[u8], ranges: &mut Vec<std::ops::Range<usize>>) -> Option<()> {
     let header_end = reply.iter().position(|&b| b == b'\n')? + 1;
     let count: usize = std::str::from_utf8(reply.strip_prefix(b"*")?.get(..header_end - 3)?).ok()?.parse().ok()?;
     let mut scanner = ReplyScanner::new(Limits::node_replies());
-    let mut ranges = Vec::with_capacity(count);
     let mut at = header_end;
     for _ in 0..count {
         let found = scanner.scan(&reply[at..]).ok()??;
         ranges.push(at..at + found.len);
         at += found.len;
     }
-    (at == reply.len()).then_some(ranges)
+    (at == reply.len()).then_some(())
 }
 
 #[cfg(test)]
