@@ -7,7 +7,7 @@
 //! session writes: the last command (its index in the command table) and the time of its last read. What changes
 //! rarely (name, user, protocol, library) is copied into a small mutex by the commands that change it.
 //!
-//! Killing a client signals its inbox (see [`Inbox::signal`]); the session closes the connection at once, dropping
+//! Killing a client signals its inbox (see [`Inbox::kill`]); the session closes the connection at once, dropping
 //! whatever it had not written yet, as Redis does. Shutdown signals every client's inbox the same way.
 use crate::auth::User;
 use crate::command::CommandTable;
@@ -204,7 +204,7 @@ impl Clients {
     /// Shutdown: every client still connected reads nothing more, finishes what is pending and closes.
     pub fn shut_down(&self) {
         for c in self.by_id.lock().expect("clients lock").values() {
-            c.inbox.signal(false, true);
+            c.inbox.stop();
         }
     }
 
@@ -259,7 +259,7 @@ impl Clients {
             if c.id == me {
                 killed_me = true;
             } else {
-                c.inbox.signal(true, false);
+                c.inbox.kill();
             }
         }
         (victims.len(), killed_me)

@@ -108,13 +108,14 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, d: Delivery) {
+    /// Changes the inbox of a live session and wakes it (nothing happens once the session is gone).
+    fn update(&self, change: impl FnOnce(&mut InboxState)) {
         let waker = {
             let mut s = self.lock();
             if s.closed {
                 return;
             }
-            s.queue.push(d);
+            change(&mut s);
             s.waker.take()
         };
         if let Some(w) = waker {
@@ -122,35 +123,37 @@ impl Inbox {
         }
     }
 
+    fn push(&self, d: Delivery) {
+        self.update(|s| s.queue.push(d));
+    }
+
+    /// Ready while something is queued or signalled; otherwise Pending, remembering the waker.
+    fn poll_state(s: &mut InboxState, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !s.queue.is_empty() || s.signals.any() {
+            return std::task::Poll::Ready(());
+        }
+        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        std::task::Poll::Pending
+    }
+
     /// Moves every queued delivery into `into` (empty on entry: the two vectors trade places, so their capacity is
     /// reused); Pending, remembering the waker, while nothing is queued.
     /// Also Ready, with nothing moved, while a signal waits.
     pub fn poll_take(&self, cx: &mut std::task::Context<'_>, into: &mut Vec<Delivery>) -> std::task::Poll<()> {
         let mut s = self.lock();
-        if s.queue.is_empty() {
-            if s.signals.any() {
-                return std::task::Poll::Ready(());
-            }
-            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                s.waker = Some(cx.waker().clone());
-            }
-            return std::task::Poll::Pending;
+        let ready = Self::poll_state(&mut s, cx);
+        if ready.is_ready() && !s.queue.is_empty() {
+            std::mem::swap(&mut s.queue, into);
         }
-        std::mem::swap(&mut s.queue, into);
-        std::task::Poll::Ready(())
+        ready
     }
 
-    /// Ready once something is queued or signalled (left there for [`Inbox::poll_take`]); Pending, remembering the waker, while
-    /// nothing is.
+    /// Ready once something is queued or signalled (left there for [`Inbox::poll_take`]); Pending, remembering the
+    /// waker, while nothing is.
     pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let mut s = self.lock();
-        if s.queue.is_empty() && !s.signals.any() {
-            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                s.waker = Some(cx.waker().clone());
-            }
-            return std::task::Poll::Pending;
-        }
-        std::task::Poll::Ready(())
+        Self::poll_state(&mut self.lock(), cx)
     }
 
     /// Like [`Inbox::poll_take`] without waiting: whether anything was taken.
@@ -171,20 +174,14 @@ impl Inbox {
         }
     }
 
-    /// Sets a signal and wakes the session (which takes it with [`Inbox::take_signals`]).
-    pub fn signal(&self, kill: bool, stop: bool) {
-        let waker = {
-            let mut s = self.lock();
-            if s.closed {
-                return;
-            }
-            s.signals.kill |= kill;
-            s.signals.stop |= stop;
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+    /// CLIENT KILL: the session closes at once (it takes the signal with [`Inbox::take_signals`]).
+    pub fn kill(&self) {
+        self.update(|s| s.signals.kill = true);
+    }
+
+    /// Shutdown: the session reads nothing more, finishes what is pending and closes.
+    pub fn stop(&self) {
+        self.update(|s| s.signals.stop = true);
     }
 
     /// The signals set since the last call (cleared: each is acted on once).
@@ -566,7 +563,7 @@ mod tests {
         assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Pending);
 
         // A kill with nothing queued: ready, nothing moved, and the signal is taken once.
-        inbox.signal(true, false);
+        inbox.kill();
         assert_eq!(inbox.poll_ready(&mut cx), Poll::Ready(()));
         assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Ready(()));
         assert!(taken.is_empty());
@@ -576,7 +573,7 @@ mod tests {
 
         // poll_ready leaves a reply where poll_take finds it; a stop comes with it.
         inbox.push(delivery(1));
-        inbox.signal(false, true);
+        inbox.stop();
         assert_eq!(inbox.poll_ready(&mut cx), Poll::Ready(()));
         assert_eq!(inbox.poll_take(&mut cx, &mut taken), Poll::Ready(()));
         assert_eq!(taken.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
@@ -585,7 +582,8 @@ mod tests {
         // Once the session is gone, neither replies nor signals are kept.
         inbox.close();
         inbox.push(delivery(2));
-        inbox.signal(true, true);
+        inbox.kill();
+        inbox.stop();
         assert!(!inbox.try_take(&mut Vec::new()));
         assert_eq!(inbox.take_signals(), Signals::default());
     }
